@@ -1,0 +1,2 @@
+//! The `presenced` command line.
+fn main() {}
