@@ -1,1 +1,714 @@
-//! placeholder
+//! The SIP endpoint: the sans-I/O layer between the transports and the transaction user.
+//!
+//! Bytes and their source go in (`handle_incoming`), time goes in (`handle_timeout`), and
+//! the TU's answers go in (`respond`, `send_request`). Out come `Output`s: bytes to send
+//! to a peer, new requests for the TU, and results of client transactions. The endpoint
+//! owns parsing at the edge, stateless rejection of broken requests, Via receive
+//! processing (RFC 3261 §18.2.1, RFC 3581), transaction matching (§17.1.3, §17.2.3),
+//! response routing (§18.2.2) and the transaction timers.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use log::debug;
+
+use crate::sip::header::Via;
+use crate::sip::message::{Message, Method, Request, Response};
+use crate::sip::transaction::{
+    ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig, TxOutput,
+};
+use crate::sip::uri::Host;
+
+/// Magic cookie that marks an RFC 3261 branch (§8.1.1.7).
+const BRANCH_COOKIE: &str = "z9hG4bK";
+
+/// Transport protocols the endpoint knows about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    Udp,
+    Tcp,
+}
+
+impl TransportKind {
+    pub fn is_reliable(self) -> bool {
+        matches!(self, TransportKind::Tcp)
+    }
+    /// The Via transport token.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "UDP",
+            TransportKind::Tcp => "TCP",
+        }
+    }
+    /// Lower-case name as used in `udp:HOST:PORT` strings.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "udp",
+            TransportKind::Tcp => "tcp",
+        }
+    }
+}
+
+/// Identifies one TCP connection in the transport's connection table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Where a message goes: a transport, an address and, for connection-oriented
+/// transports, the connection to prefer (the transport opens a new one to `addr` when it
+/// is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub kind: TransportKind,
+    pub addr: SocketAddr,
+    pub conn: Option<ConnId>,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind.name(), self.addr)
+    }
+}
+
+/// Where a message came from and which of our sockets received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub peer: Peer,
+    pub local: SocketAddr,
+}
+
+/// Identifies a server transaction to the TU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerTxId(u64);
+
+/// Identifies a client transaction to the TU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientTxId(u64);
+
+/// How a client transaction ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientResult {
+    /// A final response arrived.
+    Response(Response),
+    /// Timer F fired (§17.1.2.2).
+    Timeout,
+    /// The transport could not deliver the request (§17.1.4).
+    TransportError,
+}
+
+/// What the endpoint asks of its owner.
+#[derive(Debug)]
+pub enum Output {
+    /// Send bytes. `tx` names the client transaction to blame if delivery fails.
+    Transmit {
+        to: Peer,
+        bytes: Vec<u8>,
+        tx: Option<ClientTxId>,
+    },
+    /// A new request for the TU; answer it with `respond(id, ..)`.
+    Request {
+        id: ServerTxId,
+        request: Request,
+        source: Source,
+    },
+    /// A client transaction finished.
+    ClientResult { id: ClientTxId, result: ClientResult },
+}
+
+/// Endpoint settings.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub timers: TimerConfig,
+    /// Largest message accepted; bigger requests get 513 when they can be answered.
+    pub max_message_size: usize,
+    /// `host:port` this endpoint writes into the Via of requests it sends, per transport.
+    pub sent_by_udp: String,
+    pub sent_by_tcp: String,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            timers: TimerConfig::default(),
+            max_message_size: 65535,
+            sent_by_udp: "127.0.0.1:5060".into(),
+            sent_by_tcp: "127.0.0.1:5060".into(),
+        }
+    }
+}
+
+/// Counters for `status` and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub requests_in: u64,
+    pub retransmissions_absorbed: u64,
+    pub rejected_stateless: u64,
+    pub dropped: u64,
+    pub client_retransmissions: u64,
+    pub client_timeouts: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ServerKey {
+    /// RFC 3261 matching: branch, sent-by, method (ACK folded into INVITE).
+    Rfc3261 {
+        branch: String,
+        sent_by: String,
+        method: String,
+    },
+    /// RFC 2543 fallback (§17.2.3): the fields an old client keeps stable.
+    Rfc2543 {
+        request_uri: String,
+        from_tag: String,
+        call_id: String,
+        cseq: u32,
+        method: String,
+        top_via: String,
+    },
+}
+
+enum ServerMachine {
+    NonInvite(ServerNonInvite),
+    Invite(ServerInvite),
+}
+
+struct ServerEntry {
+    key: ServerKey,
+    machine: ServerMachine,
+    /// Where responses go (§18.2.2), fixed when the request arrived.
+    reply_to: Peer,
+}
+
+struct ClientEntry {
+    key: (String, String),
+    machine: ClientNonInvite,
+    to: Peer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TxRef {
+    Server(u64),
+    Client(u64),
+}
+
+/// The sans-I/O SIP endpoint.
+pub struct Endpoint {
+    config: EndpointConfig,
+    server_by_key: HashMap<ServerKey, u64>,
+    servers: HashMap<u64, ServerEntry>,
+    client_by_key: HashMap<(String, String), u64>,
+    clients: HashMap<u64, ClientEntry>,
+    timers: BinaryHeap<Reverse<(Instant, TxRef)>>,
+    outputs: VecDeque<Output>,
+    next_id: u64,
+    stats: Stats,
+}
+
+impl Endpoint {
+    pub fn new(config: EndpointConfig) -> Endpoint {
+        Endpoint {
+            config,
+            server_by_key: HashMap::new(),
+            servers: HashMap::new(),
+            client_by_key: HashMap::new(),
+            clients: HashMap::new(),
+            timers: BinaryHeap::new(),
+            outputs: VecDeque::new(),
+            next_id: 1,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Work that a graceful shutdown waits for: client transactions still waiting for an
+    /// answer and server transactions the TU has not answered yet.
+    pub fn in_flight(&self) -> usize {
+        let unanswered = self
+            .servers
+            .values()
+            .filter(|e| match &e.machine {
+                ServerMachine::NonInvite(m) => !m.has_final(),
+                ServerMachine::Invite(_) => false,
+            })
+            .count();
+        unanswered + self.clients.values().filter(|c| !c.machine.is_completed()).count()
+    }
+
+    /// Transactions still alive (server, client).
+    pub fn live_transactions(&self) -> (usize, usize) {
+        (self.servers.len(), self.clients.len())
+    }
+
+    /// Next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The earliest instant at which `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// One datagram or one framed stream message from `source`.
+    pub fn handle_incoming(&mut self, bytes: &[u8], source: Source, now: Instant) {
+        if bytes.len() > self.config.max_message_size {
+            // RFC 3261 §18.1.1 lets a server refuse what it cannot handle; answer when
+            // the head parses, otherwise drop.
+            match Message::parse(bytes) {
+                Ok(Message::Request(mut req)) => {
+                    self.receive_via(&mut req, &source);
+                    self.reject_stateless(&req, 513, Some("Message Too Large"), &source);
+                }
+                _ => self.drop_message(&source, "oversized message"),
+            }
+            return;
+        }
+        match Message::parse(bytes) {
+            Ok(Message::Request(req)) => self.incoming_request(req, source, now),
+            Ok(Message::Response(resp)) => self.incoming_response(resp, now),
+            Err(err) => match (Message::salvage_request(bytes), err.response_status()) {
+                (Some(mut req), Some((status, reason))) => {
+                    debug!("{}: rejecting unparseable request: {err}", source.peer);
+                    self.receive_via(&mut req, &source);
+                    self.reject_stateless(&req, status, Some(&reason), &source);
+                }
+                _ => self.drop_message(&source, &err.to_string()),
+            },
+        }
+    }
+
+    fn drop_message(&mut self, source: &Source, why: &str) {
+        self.stats.dropped += 1;
+        debug!("{}: dropped message: {why}", source.peer);
+    }
+
+    fn incoming_request(&mut self, mut req: Request, source: Source, now: Instant) {
+        if req.headers.top_via().is_err() {
+            // Without a Via there is nowhere to send a response (§18.2.2).
+            self.drop_message(&source, "request without a usable Via");
+            return;
+        }
+        self.receive_via(&mut req, &source);
+        if let Err(err) = req.check() {
+            match err.response_status() {
+                Some((status, reason)) if req.method != Method::Ack => {
+                    self.reject_stateless(&req, status, Some(&reason), &source)
+                }
+                _ => self.drop_message(&source, &err.to_string()),
+            }
+            return;
+        }
+        let Some(key) = server_key(&req) else {
+            self.drop_message(&source, "request without transaction identifiers");
+            return;
+        };
+        if let Some(&id) = self.server_by_key.get(&key) {
+            self.server_retransmission_or_ack(id, &req, now);
+            return;
+        }
+        match req.method {
+            // An ACK that matches nothing acknowledges a 2xx we never sent: absorb it.
+            Method::Ack => {
+                debug!("{}: absorbed stray ACK", source.peer);
+                return;
+            }
+            // §9.2: CANCEL for an unknown transaction → 481. Ours never linger in a
+            // cancellable state, so every CANCEL that matches is answered 200 by the TU.
+            Method::Cancel => {
+                let target = cancel_target_key(&req);
+                if !target.is_some_and(|k| self.server_by_key.contains_key(&k)) {
+                    self.reject_stateless(&req, 481, None, &source);
+                    return;
+                }
+            }
+            _ => {}
+        }
+        self.stats.requests_in += 1;
+        let reply_to = response_destination(&req, &source);
+        let reliable = source.peer.kind.is_reliable();
+        let machine = if req.method == Method::Invite {
+            ServerMachine::Invite(ServerInvite::new(reliable, self.config.timers))
+        } else {
+            ServerMachine::NonInvite(ServerNonInvite::new(reliable, self.config.timers))
+        };
+        let id = self.alloc_id();
+        self.server_by_key.insert(key.clone(), id);
+        self.servers.insert(
+            id,
+            ServerEntry {
+                key,
+                machine,
+                reply_to,
+            },
+        );
+        self.outputs.push_back(Output::Request {
+            id: ServerTxId(id),
+            request: req,
+            source,
+        });
+    }
+
+    fn server_retransmission_or_ack(&mut self, id: u64, req: &Request, now: Instant) {
+        let Some(entry) = self.servers.get_mut(&id) else {
+            return;
+        };
+        let outs = match (&mut entry.machine, &req.method) {
+            (ServerMachine::Invite(m), Method::Ack) => m.on_ack(now),
+            (ServerMachine::Invite(m), _) => m.on_request_retransmission(),
+            (ServerMachine::NonInvite(m), _) => m.on_request_retransmission(),
+        };
+        self.stats.retransmissions_absorbed += 1;
+        self.apply_server_outputs(id, outs, now);
+    }
+
+    /// RFC 3261 §18.2.1 and RFC 3581 §4: note where the request really came from.
+    fn receive_via(&self, req: &mut Request, source: &Source) {
+        let Ok(mut via) = req.headers.top_via() else {
+            return;
+        };
+        let src_ip = source.peer.addr.ip();
+        let sent_by_matches = match &via.host {
+            Host::V4(ip) => IpAddr::V4(*ip) == src_ip,
+            Host::V6(ip) => IpAddr::V6(*ip) == src_ip,
+            Host::Domain(_) => false,
+        };
+        let mut changed = false;
+        if !sent_by_matches {
+            via.params.set("received", Some(src_ip.to_string()));
+            changed = true;
+        }
+        if via.params.get("rport").is_some() {
+            via.params.set("received", Some(src_ip.to_string()));
+            via.params
+                .set("rport", Some(source.peer.addr.port().to_string()));
+            changed = true;
+        }
+        if changed {
+            req.headers.replace_top_via(&via);
+        }
+    }
+
+    fn reject_stateless(&mut self, req: &Request, status: u16, reason: Option<&str>, source: &Source) {
+        self.stats.rejected_stateless += 1;
+        let mut resp = Response::for_request(req, status, reason);
+        resp.set_to_tag(&random_token(10));
+        self.outputs.push_back(Output::Transmit {
+            to: response_destination(req, source),
+            bytes: resp.to_bytes(),
+            tx: None,
+        });
+    }
+
+    /// The TU answers a request it was given. Extra answers after the final are ignored.
+    pub fn respond(&mut self, id: ServerTxId, response: Response, now: Instant) {
+        let Some(entry) = self.servers.get_mut(&id.0) else {
+            debug!("response for a finished transaction dropped");
+            return;
+        };
+        let status = response.status;
+        let bytes = response.to_bytes();
+        let outs = match &mut entry.machine {
+            ServerMachine::NonInvite(m) => m.send_response(status, bytes, now),
+            ServerMachine::Invite(m) => m.send_response(status, bytes, now),
+        };
+        self.apply_server_outputs(id.0, outs, now);
+    }
+
+    fn apply_server_outputs(&mut self, id: u64, outs: Vec<TxOutput>, now: Instant) {
+        let Some(entry) = self.servers.get(&id) else {
+            return;
+        };
+        let to = entry.reply_to;
+        let mut terminated = false;
+        for out in outs {
+            match out {
+                TxOutput::Transmit(bytes) => self.outputs.push_back(Output::Transmit {
+                    to,
+                    bytes,
+                    tx: None,
+                }),
+                TxOutput::Terminated => terminated = true,
+                _ => {}
+            }
+        }
+        if terminated {
+            if let Some(e) = self.servers.remove(&id) {
+                self.server_by_key.remove(&e.key);
+            }
+        } else if let Some(deadline) = self.server_deadline(id) {
+            let _ = now;
+            self.timers.push(Reverse((deadline, TxRef::Server(id))));
+        }
+    }
+
+    fn server_deadline(&self, id: u64) -> Option<Instant> {
+        self.servers.get(&id).and_then(|e| match &e.machine {
+            ServerMachine::NonInvite(m) => m.deadline(),
+            ServerMachine::Invite(m) => m.deadline(),
+        })
+    }
+
+    /// Starts a client transaction for `request` towards `to`. The endpoint writes the
+    /// top Via (transport, sent-by, a fresh branch, `rport`).
+    pub fn send_request(&mut self, mut request: Request, to: Peer, now: Instant) -> ClientTxId {
+        let branch = format!("{BRANCH_COOKIE}{}", random_token(16));
+        let sent_by = match to.kind {
+            TransportKind::Udp => &self.config.sent_by_udp,
+            TransportKind::Tcp => &self.config.sent_by_tcp,
+        };
+        let via = format!(
+            "SIP/2.0/{} {};branch={};rport",
+            to.kind.via_token(),
+            sent_by,
+            branch
+        );
+        request.headers.push_front("Via", via);
+        let method = request.method.as_str().to_string();
+        let id = self.alloc_id();
+        let (machine, outs) = ClientNonInvite::start(
+            request.to_bytes(),
+            to.kind.is_reliable(),
+            self.config.timers,
+            now,
+        );
+        let key = (branch, method);
+        self.client_by_key.insert(key.clone(), id);
+        self.clients.insert(id, ClientEntry { key, machine, to });
+        self.apply_client_outputs(id, outs, None);
+        ClientTxId(id)
+    }
+
+    /// The transport failed to deliver a client transaction's request.
+    pub fn transport_error(&mut self, id: ClientTxId, _now: Instant) {
+        let Some(entry) = self.clients.get_mut(&id.0) else {
+            return;
+        };
+        let outs = entry.machine.on_transport_error();
+        if !outs.is_empty() {
+            self.outputs.push_back(Output::ClientResult {
+                id,
+                result: ClientResult::TransportError,
+            });
+        }
+        if let Some(e) = self.clients.remove(&id.0) {
+            self.client_by_key.remove(&e.key);
+        }
+    }
+
+    fn incoming_response(&mut self, resp: Response, now: Instant) {
+        // §17.1.3: match on the top Via branch and the CSeq method.
+        let (Ok(via), Ok(cseq)) = (resp.headers.top_via(), resp.headers.cseq()) else {
+            debug!("response without Via/CSeq dropped");
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(branch) = via.branch() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let key = (branch.to_string(), cseq.method.as_str().to_string());
+        let Some(&id) = self.client_by_key.get(&key) else {
+            debug!("response matching no transaction dropped");
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(entry) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let outs = entry.machine.on_response(resp.status, now);
+        self.apply_client_outputs(id, outs, Some(resp));
+    }
+
+    fn apply_client_outputs(&mut self, id: u64, outs: Vec<TxOutput>, mut resp: Option<Response>) {
+        let Some(entry) = self.clients.get(&id) else {
+            return;
+        };
+        let to = entry.to;
+        let mut terminated = false;
+        for out in outs {
+            match out {
+                TxOutput::Transmit(bytes) => self.outputs.push_back(Output::Transmit {
+                    to,
+                    bytes,
+                    tx: Some(ClientTxId(id)),
+                }),
+                TxOutput::Final(_) => {
+                    if let Some(r) = resp.take() {
+                        self.outputs.push_back(Output::ClientResult {
+                            id: ClientTxId(id),
+                            result: ClientResult::Response(r),
+                        });
+                    }
+                }
+                TxOutput::Timeout => {
+                    self.stats.client_timeouts += 1;
+                    self.outputs.push_back(Output::ClientResult {
+                        id: ClientTxId(id),
+                        result: ClientResult::Timeout,
+                    });
+                }
+                TxOutput::Provisional(_) => {}
+                TxOutput::Terminated => terminated = true,
+            }
+        }
+        if terminated {
+            if let Some(e) = self.clients.remove(&id) {
+                self.client_by_key.remove(&e.key);
+            }
+        } else if let Some(d) = self.clients.get(&id).and_then(|e| e.machine.deadline()) {
+            self.timers.push(Reverse((d, TxRef::Client(id))));
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, tx))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match tx {
+                TxRef::Server(id) => {
+                    // Stale heap entries (the machine moved on) are skipped.
+                    if self.server_deadline(id).is_some_and(|d| d <= now) {
+                        let outs = match self.servers.get_mut(&id).map(|e| &mut e.machine) {
+                            Some(ServerMachine::NonInvite(m)) => m.on_timer(now),
+                            Some(ServerMachine::Invite(m)) => m.on_timer(now),
+                            None => continue,
+                        };
+                        self.apply_server_outputs(id, outs, now);
+                    }
+                }
+                TxRef::Client(id) => {
+                    let due = self
+                        .clients
+                        .get(&id)
+                        .and_then(|e| e.machine.deadline())
+                        .is_some_and(|d| d <= now);
+                    if due {
+                        let outs = match self.clients.get_mut(&id) {
+                            Some(e) => e.machine.on_timer(now),
+                            None => continue,
+                        };
+                        self.stats.client_retransmissions += outs
+                            .iter()
+                            .filter(|o| matches!(o, TxOutput::Transmit(_)))
+                            .count() as u64;
+                        self.apply_client_outputs(id, outs, None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}
+
+/// RFC 3261 §17.2.3 server transaction key.
+fn server_key(req: &Request) -> Option<ServerKey> {
+    let via = req.headers.top_via().ok()?;
+    let method = match &req.method {
+        Method::Ack => "INVITE".to_string(),
+        m => m.as_str().to_string(),
+    };
+    match via.branch() {
+        Some(b) if b.starts_with(BRANCH_COOKIE) => Some(ServerKey::Rfc3261 {
+            branch: b.to_string(),
+            sent_by: sent_by(&via),
+            method,
+        }),
+        _ => {
+            let cseq = req.headers.cseq().ok()?;
+            Some(ServerKey::Rfc2543 {
+                request_uri: req.uri.to_string(),
+                from_tag: req
+                    .headers
+                    .from()
+                    .ok()
+                    .and_then(|f| f.tag().map(str::to_string))
+                    .unwrap_or_default(),
+                call_id: req.headers.call_id().ok()?.to_string(),
+                cseq: cseq.seq,
+                method,
+                top_via: format!("{}{}", sent_by(&via), via.branch().unwrap_or("")),
+            })
+        }
+    }
+}
+
+/// The key of the transaction a CANCEL refers to: same branch, method INVITE (§9.2).
+fn cancel_target_key(req: &Request) -> Option<ServerKey> {
+    match server_key(req)? {
+        ServerKey::Rfc3261 {
+            branch, sent_by, ..
+        } => Some(ServerKey::Rfc3261 {
+            branch,
+            sent_by,
+            method: "INVITE".into(),
+        }),
+        ServerKey::Rfc2543 {
+            request_uri,
+            from_tag,
+            call_id,
+            cseq,
+            top_via,
+            ..
+        } => Some(ServerKey::Rfc2543 {
+            request_uri,
+            from_tag,
+            call_id,
+            cseq,
+            method: "INVITE".into(),
+            top_via,
+        }),
+    }
+}
+
+fn sent_by(via: &Via) -> String {
+    match via.port {
+        Some(p) => format!("{}:{}", via.host, p),
+        None => via.host.to_string(),
+    }
+}
+
+/// RFC 3261 §18.2.2 with RFC 3581 §4: where a response to `req` goes.
+fn response_destination(req: &Request, source: &Source) -> Peer {
+    if source.peer.kind.is_reliable() {
+        return source.peer;
+    }
+    let Ok(via) = req.headers.top_via() else {
+        return source.peer;
+    };
+    if via.rport().is_some() {
+        // rport: reply to the exact source address and port.
+        return source.peer;
+    }
+    let port = via.port.unwrap_or(5060);
+    Peer {
+        kind: source.peer.kind,
+        addr: SocketAddr::new(source.peer.addr.ip(), port),
+        conn: None,
+    }
+}
+
+/// A random token for tags and branches (RFC 3261 §19.3 asks for 32 bits of
+/// randomness; this gives more).
+pub fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
+}

@@ -1,1 +1,177 @@
-//! placeholder
+//! The thin smol I/O shell around the sans-I/O SIP core: UDP sockets, TCP listeners and a
+//! connection table. It turns sockets into `Event`s for the daemon's core loop and sends
+//! what the core asks it to send; it never interprets SIP beyond stream framing.
+
+mod tcp;
+mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{debug, info};
+use smol::channel::Sender;
+
+use crate::clock::Clock;
+use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Source, TransportKind};
+
+pub use tcp::ConnTable;
+
+/// What the transports tell the core loop.
+#[derive(Debug)]
+pub enum Event {
+    /// One complete SIP message (a datagram or a framed stream message).
+    Message { bytes: Vec<u8>, source: Source },
+    /// A send for a client transaction failed (connect refused, connection reset, ...).
+    SendFailed { tx: ClientTxId },
+}
+
+/// Transport limits.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub max_message_size: usize,
+    pub max_connections: usize,
+    pub tcp_idle_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// The bound sockets and the connection table.
+pub struct Transport {
+    udp: Vec<Arc<smol::net::UdpSocket>>,
+    tcp_listeners: Vec<smol::net::TcpListener>,
+    conns: Arc<ConnTable>,
+    config: TransportConfig,
+    clock: Arc<dyn Clock>,
+}
+
+/// A cloneable handle for sending; cheap enough to hand to tasks.
+#[derive(Clone)]
+pub struct SendHandle {
+    udp: Vec<Arc<smol::net::UdpSocket>>,
+    ctx: tcp::ConnContext,
+}
+
+impl Transport {
+    /// Binds every listen address. Fails with the address that could not be bound.
+    pub async fn bind(
+        listen: &[(TransportKind, SocketAddr)],
+        config: TransportConfig,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Transport> {
+        let mut udp = Vec::new();
+        let mut tcp_listeners = Vec::new();
+        for (kind, addr) in listen {
+            let bound = match kind {
+                TransportKind::Udp => smol::net::UdpSocket::bind(addr)
+                    .await
+                    .map(|s| udp.push(Arc::new(s))),
+                TransportKind::Tcp => smol::net::TcpListener::bind(addr)
+                    .await
+                    .map(|l| tcp_listeners.push(l)),
+            };
+            bound.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot bind {}:{addr}: {e}", kind.name()))
+            })?;
+        }
+        Ok(Transport {
+            udp,
+            tcp_listeners,
+            conns: Arc::new(ConnTable::new(config.max_connections)),
+            config,
+            clock,
+        })
+    }
+
+    /// The addresses actually bound (port 0 resolved), in listen order per kind.
+    pub fn local_addrs(&self) -> Vec<(TransportKind, SocketAddr)> {
+        let mut out = Vec::new();
+        for s in &self.udp {
+            if let Ok(a) = s.local_addr() {
+                out.push((TransportKind::Udp, a));
+            }
+        }
+        for l in &self.tcp_listeners {
+            if let Ok(a) = l.local_addr() {
+                out.push((TransportKind::Tcp, a));
+            }
+        }
+        out
+    }
+
+    /// Spawns the receive loops. `stop` ends accepting new TCP connections.
+    pub fn start(
+        self,
+        ex: &Arc<smol::Executor<'static>>,
+        events: Sender<Event>,
+        stop: smol::channel::Receiver<()>,
+    ) -> SendHandle {
+        for sock in &self.udp {
+            // UDP keeps reading through a graceful shutdown so responses to our own
+            // requests still arrive; the loop ends with the executor.
+            ex.spawn(udp::receive_loop(sock.clone(), events.clone()))
+                .detach();
+        }
+        let ctx = tcp::ConnContext {
+            conns: self.conns.clone(),
+            events,
+            config: self.config.clone(),
+            clock: self.clock.clone(),
+            stop,
+            ex: ex.clone(),
+        };
+        for listener in self.tcp_listeners {
+            ex.spawn(tcp::accept_loop(listener, ctx.clone())).detach();
+        }
+        info!(
+            "transport started: {} udp socket(s), tcp connection cap {}",
+            self.udp.len(),
+            self.config.max_connections
+        );
+        SendHandle { udp: self.udp, ctx }
+    }
+}
+
+impl SendHandle {
+    /// Sends `bytes` to `to`. UDP goes out at once; TCP reuses the peer's connection or
+    /// opens one. A failure is reported as `Event::SendFailed` when `tx` is given.
+    pub async fn send(&self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
+        let result = match to.kind {
+            TransportKind::Udp => self.send_udp(to.addr, &bytes).await,
+            TransportKind::Tcp => tcp::send(&self.ctx, to, bytes).await,
+        };
+        if let Err(e) = result {
+            debug!("send to {to} failed: {e}");
+            if let Some(tx) = tx {
+                let _ = self.ctx.events.send(Event::SendFailed { tx }).await;
+            }
+        }
+    }
+
+    async fn send_udp(&self, to: SocketAddr, bytes: &[u8]) -> std::io::Result<()> {
+        let sock = self
+            .udp
+            .iter()
+            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()))
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no UDP socket for this address family")
+            })?;
+        sock.send_to(bytes, to).await.map(|_| ())
+    }
+
+    /// Number of open TCP connections.
+    pub fn open_connections(&self) -> usize {
+        self.ctx.conns.len()
+    }
+}
+
+/// Source for a message read from `conn`.
+pub(crate) fn stream_source(peer: SocketAddr, local: SocketAddr, conn: ConnId) -> Source {
+    Source {
+        peer: Peer {
+            kind: TransportKind::Tcp,
+            addr: peer,
+            conn: Some(conn),
+        },
+        local,
+    }
+}

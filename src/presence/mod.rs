@@ -1,0 +1,177 @@
+//! The presence engine: the transaction user for PUBLISH (RFC 3903) and SUBSCRIBE /
+//! NOTIFY (RFC 6665), independent of any one event package.
+//!
+//! Sans-I/O: it takes requests, NOTIFY outcomes and `now` (Unix seconds), reads and
+//! writes the store, and returns responses and NOTIFY requests for the daemon to send.
+//! It runs on the daemon's single core loop, so the publications of one presentity are
+//! handled strictly one after another.
+
+mod notify;
+mod publish;
+mod subscribe;
+mod sweep;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::events::package::{EventPackage, Registry};
+use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Source};
+use crate::sip::message::{Request, Response};
+use crate::store::Store;
+
+pub use notify::DialogKey;
+
+/// OpenSIPS status integers, kept in the store and in dumps.
+pub mod status {
+    pub const ACTIVE: u8 = 1;
+    pub const PENDING: u8 = 2;
+    pub const TERMINATED: u8 = 3;
+    pub const WAITING: u8 = 4;
+}
+
+/// Engine settings (a view of `Config`).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub expires_offset: u32,
+    pub to_tag_pref: String,
+    /// Contact for 200 responses and NOTIFYs; `None` uses the receiving socket.
+    pub server_address: Option<String>,
+    pub force_active: bool,
+    pub end_sub_on_timeout: bool,
+    pub replace_stale_subscriptions: bool,
+    pub max_body_size: usize,
+    /// Flush the store before a response leaves.
+    pub sync_always: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            min_expires: 0,
+            max_expires: 3600,
+            expires_offset: 0,
+            to_tag_pref: "10".into(),
+            server_address: None,
+            force_active: true,
+            end_sub_on_timeout: true,
+            replace_stale_subscriptions: true,
+            max_body_size: 32 * 1024,
+            sync_always: false,
+        }
+    }
+}
+
+/// A NOTIFY for the daemon to send as a client transaction.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub dialog: DialogKey,
+    pub request: Request,
+    pub to: Peer,
+}
+
+/// What handling one request produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub response: Response,
+    pub notifies: Vec<Outgoing>,
+}
+
+/// Counters for status and benchmarks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EngineStats {
+    pub publishes: u64,
+    pub subscribes: u64,
+    pub notifies_sent: u64,
+    pub notify_failures: u64,
+    pub aggregations: u64,
+}
+
+/// The presence engine.
+pub struct Engine {
+    store: Store,
+    packages: Registry,
+    config: EngineConfig,
+    /// Per dialog: the NOTIFY in flight and the newest one waiting behind it.
+    queues: HashMap<DialogKey, notify::Queue>,
+    in_flight: HashMap<ClientTxId, DialogKey>,
+    /// TCP connections subscriptions arrived on, reused for their NOTIFYs.
+    conns: HashMap<DialogKey, ConnId>,
+    stats: EngineStats,
+}
+
+impl Engine {
+    pub fn new(store: Store, packages: Registry, config: EngineConfig) -> Engine {
+        Engine {
+            store,
+            packages,
+            config,
+            queues: HashMap::new(),
+            in_flight: HashMap::new(),
+            conns: HashMap::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn packages(&self) -> &Registry {
+        &self.packages
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Handles a PUBLISH or SUBSCRIBE that passed the dispatcher's checks.
+    pub fn handle_request(&mut self, req: &Request, source: &Source, now: u64) -> Outcome {
+        let outcome = match req.method {
+            crate::sip::message::Method::Publish => self.publish(req, now),
+            _ => self.subscribe(req, source, now),
+        };
+        if self.config.sync_always && outcome.response.status < 300 {
+            // sync = "always": the state is on disk before the client hears about it.
+            if let Err(e) = self.store.flush() {
+                log::error!("flush failed: {e}");
+            }
+        }
+        outcome
+    }
+
+    /// The daemon started a client transaction for a NOTIFY.
+    pub fn notify_started(&mut self, tx: ClientTxId, dialog: DialogKey) {
+        self.in_flight.insert(tx, dialog);
+    }
+
+    fn package_for_key(&self, event: &str) -> Option<Arc<dyn EventPackage>> {
+        let parsed = crate::sip::header::Event::parse(event).ok()?;
+        self.packages.find(&parsed).cloned()
+    }
+
+    /// The Contact we give out: server_address, or the socket the request came in on.
+    fn local_contact(&self, source: &Source) -> String {
+        match &self.config.server_address {
+            Some(a) => format!("<{a}>"),
+            None => {
+                let transport = match source.peer.kind {
+                    crate::sip::endpoint::TransportKind::Udp => "",
+                    crate::sip::endpoint::TransportKind::Tcp => ";transport=tcp",
+                };
+                format!("<sip:{}{transport}>", source.local)
+            }
+        }
+    }
+
+    /// Clamps a requested expiry to the configured range; `Err` carries the 423 answer.
+    fn clamp_expires(&self, requested: Option<u32>, default: u32) -> Result<u32, u32> {
+        let e = requested.unwrap_or(default);
+        // RFC 3903 §6 step 5, RFC 6665 §4.2.1.1: too short → 423 with Min-Expires.
+        if e != 0 && e < self.config.min_expires {
+            return Err(self.config.min_expires);
+        }
+        Ok(e.min(self.config.max_expires))
+    }
+}

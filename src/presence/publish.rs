@@ -1,0 +1,218 @@
+//! PUBLISH (RFC 3903 §6): initial, refresh, modify and remove, keyed by entity-tag, and
+//! the aggregate recomputed once per change for every watcher of the presentity.
+
+use std::sync::Arc;
+
+use log::warn;
+
+use crate::events::package::{EventPackage, Registry};
+use crate::presence::{Engine, Outcome, Outgoing};
+use crate::sip::endpoint::random_token;
+use crate::sip::message::{Request, Response};
+use crate::store::Presentity;
+
+impl Engine {
+    pub(super) fn publish(&mut self, req: &Request, now: u64) -> Outcome {
+        let reply = |status: u16, reason: Option<&str>| Response::for_request(req, status, reason);
+        let done = |response: Response| Outcome {
+            response,
+            notifies: Vec::new(),
+        };
+
+        // §6 step 2: the event package must be one we know.
+        let package = match self.package_of(req) {
+            Ok(p) => p,
+            Err(r) => return done(r),
+        };
+        if package.publish_types().is_empty() {
+            return done(self.bad_event(req));
+        }
+        let Some(presentity) = req.uri.as_sip().map(|u| u.aor()) else {
+            return done(reply(400, Some("Bad Request - Request-URI is not a SIP URI")));
+        };
+        let event = Registry::event_key(package.as_ref());
+
+        let requested = match req.headers.expires() {
+            Ok(e) => e,
+            Err(_) => return done(reply(400, Some("Bad Request - malformed Expires"))),
+        };
+        let expires = match self.clamp_expires(requested, package.default_expires()) {
+            Ok(e) => e,
+            Err(min) => {
+                let mut r = reply(423, None);
+                r.headers.push("Min-Expires", min.to_string());
+                return done(r);
+            }
+        };
+
+        let has_body = !req.body.is_empty();
+        if has_body {
+            if req.body.len() > self.config.max_body_size {
+                return done(reply(413, None));
+            }
+            // §6 step 3 / RFC 3261 §21.4.16: a body type the package does not take → 415.
+            let ctype = match req.headers.content_type() {
+                Ok(Some(t)) => t.essence(),
+                _ => String::new(),
+            };
+            if !package.publish_types().iter().any(|t| *t == ctype) {
+                let mut r = reply(415, None);
+                r.headers.push("Accept", package.publish_types().join(", "));
+                return done(r);
+            }
+            if let Err(e) = package.validate(&req.body) {
+                return done(reply(400, Some(&format!("Bad Request - {}", e.0))));
+            }
+        }
+
+        let if_match = req.headers.sip_if_match().map(str::to_string);
+        let sender = req
+            .headers
+            .contacts()
+            .ok()
+            .and_then(|c| c.first().map(|c| c.uri.to_string()))
+            .unwrap_or_default();
+
+        let (changed, new_etag) = match if_match {
+            None => {
+                // §6 step 4: an initial PUBLISH must carry state.
+                if !has_body {
+                    return done(reply(400, Some("Bad Request - initial PUBLISH without body")));
+                }
+                let etag = random_token(12);
+                if expires > 0 {
+                    let row = Presentity {
+                        presentity_uri: presentity.clone(),
+                        event: event.clone(),
+                        etag: etag.clone(),
+                        expires: now + u64::from(expires),
+                        received_time: now,
+                        body: req.body.clone(),
+                        content_type: package.publish_types().first().map(|s| s.to_string()).unwrap_or_default(),
+                        sender,
+                        extra_hdrs: String::new(),
+                        priority: self.next_priority(),
+                    };
+                    if let Err(e) = self.store.put_presentity(&row) {
+                        warn!("store: {e}");
+                        return done(reply(500, Some("Server Internal Error - store")));
+                    }
+                }
+                (expires > 0, etag)
+            }
+            Some(etag) => {
+                // §6 step 3: the entity-tag must name a live publication, else 412.
+                let old = match self.store.get_presentity(&event, &presentity, &etag) {
+                    Ok(Some(p)) if p.expires > now => p,
+                    Ok(_) => return done(reply(412, None)),
+                    Err(e) => {
+                        warn!("store: {e}");
+                        return done(reply(500, Some("Server Internal Error - store")));
+                    }
+                };
+                if let Err(e) = self.store.delete_presentity(&event, &presentity, &etag) {
+                    warn!("store: {e}");
+                    return done(reply(500, Some("Server Internal Error - store")));
+                }
+                if expires == 0 {
+                    // §6 step 6: Expires 0 removes the publication.
+                    (true, etag)
+                } else {
+                    let new_etag = random_token(12);
+                    let mut row = old;
+                    row.etag = new_etag.clone();
+                    row.expires = now + u64::from(expires);
+                    row.received_time = now;
+                    let modified = has_body;
+                    if modified {
+                        row.body = req.body.clone();
+                        row.priority = self.next_priority();
+                        row.sender = sender;
+                    }
+                    if let Err(e) = self.store.put_presentity(&row) {
+                        warn!("store: {e}");
+                        return done(reply(500, Some("Server Internal Error - store")));
+                    }
+                    (modified, new_etag)
+                }
+            }
+        };
+        self.stats.publishes += 1;
+
+        let mut r = reply(200, None);
+        r.headers.push("SIP-ETag", new_etag);
+        // expires_offset makes clients refresh a little before the publication lapses.
+        let advertised = if expires > self.config.expires_offset {
+            expires - self.config.expires_offset
+        } else {
+            expires
+        };
+        r.headers.push("Expires", advertised.to_string());
+        let notifies = if changed {
+            self.state_changed(&presentity, package.as_ref(), now)
+        } else {
+            Vec::new()
+        };
+        Outcome {
+            response: r,
+            notifies,
+        }
+    }
+
+    /// The newest-first aggregate of a presentity's live publications, or the package's
+    /// empty body. Computed once per change and shared by every watcher.
+    pub(super) fn current_state(
+        &mut self,
+        presentity: &str,
+        package: &dyn EventPackage,
+        now: u64,
+    ) -> Option<Arc<Vec<u8>>> {
+        let event = Registry::event_key(package);
+        let mut rows: Vec<Presentity> = match self.store.presentities_for(&event, presentity) {
+            Ok(rows) => rows.into_iter().filter(|p| p.expires > now).collect(),
+            Err(e) => {
+                warn!("store: {e}");
+                Vec::new()
+            }
+        };
+        self.stats.aggregations += 1;
+        if rows.is_empty() {
+            return package.empty_body(presentity).map(Arc::new);
+        }
+        rows.sort_by(|a, b| b.priority.cmp(&a.priority));
+        let bodies: Vec<&[u8]> = rows.iter().map(|p| p.body.as_slice()).collect();
+        Some(Arc::new(package.aggregate(presentity, &bodies)))
+    }
+
+    /// Sends every active watcher of `presentity` the new state.
+    pub(super) fn state_changed(
+        &mut self,
+        presentity: &str,
+        package: &dyn EventPackage,
+        now: u64,
+    ) -> Vec<Outgoing> {
+        let body = self.current_state(presentity, package, now);
+        let event = Registry::event_key(package);
+        let dialogs = match self.store.dialogs_for(presentity, &event) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!("store: {e}");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for d in dialogs {
+            if d.status != super::status::ACTIVE || d.expires <= now {
+                continue;
+            }
+            out.extend(self.queue_notify(d, package, body.clone(), now));
+        }
+        out
+    }
+
+    /// Publication order: later publications sort first in the aggregate.
+    fn next_priority(&mut self) -> u64 {
+        let p = self.store.next_sequence().unwrap_or(0);
+        p
+    }
+}

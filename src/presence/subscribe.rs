@@ -1,0 +1,286 @@
+//! SUBSCRIBE (RFC 6665 §4.2.1): new subscriptions create a dialog, in-dialog requests
+//! refresh or end it, out-of-dialog Expires: 0 is a fetch. Authorization is one function,
+//! `authorize`, so privacy rules can replace force_active without touching the rest.
+
+use std::sync::Arc;
+
+use log::warn;
+
+use crate::events::package::{EventPackage, Registry};
+use crate::presence::notify::{DialogKey, SubState};
+use crate::presence::{Engine, Outcome, status};
+use crate::sip::endpoint::{TransportKind, random_token};
+use crate::sip::message::{Request, Response};
+use crate::store::{ActiveWatcher, Watcher};
+
+impl Engine {
+    /// The package an Event header names, or the 489 answer (RFC 6665 §8.3.1).
+    pub(super) fn package_of(&self, req: &Request) -> Result<Arc<dyn EventPackage>, Response> {
+        match req.headers.event() {
+            Ok(Some(ev)) => self.packages.find(&ev).cloned().ok_or_else(|| self.bad_event(req)),
+            _ => Err(self.bad_event(req)),
+        }
+    }
+
+    pub(super) fn bad_event(&self, req: &Request) -> Response {
+        let mut r = Response::for_request(req, 489, None);
+        r.headers.push("Allow-Events", self.packages.allow_events().join(", "));
+        r
+    }
+
+    pub(super) fn subscribe(&mut self, req: &Request, source: &crate::sip::endpoint::Source, now: u64) -> Outcome {
+        let reply = |status: u16, reason: Option<&str>| Response::for_request(req, status, reason);
+        let done = |response: Response| Outcome {
+            response,
+            notifies: Vec::new(),
+        };
+        let package = match self.package_of(req) {
+            Ok(p) => p,
+            Err(r) => return done(r),
+        };
+        // RFC 6665 §4.1.2.1 / RFC 3261 §21.4.7: we must be able to send a body the
+        // subscriber accepts.
+        if let Ok(accept) = req.headers.accept()
+            && !accept.is_empty()
+        {
+            let ours = crate::sip::header::MediaType::parse(package.notify_type()).ok();
+            let acceptable = ours.is_some_and(|o| accept.iter().any(|a| o.matches(a)));
+            if !acceptable {
+                let mut r = reply(406, None);
+                r.headers.push("Accept", package.notify_type());
+                return done(r);
+            }
+        }
+        let requested = match req.headers.expires() {
+            Ok(e) => e,
+            Err(_) => return done(reply(400, Some("Bad Request - malformed Expires"))),
+        };
+        let expires = match self.clamp_expires(requested, package.default_expires()) {
+            Ok(e) => e,
+            Err(min) => {
+                let mut r = reply(423, None);
+                r.headers.push("Min-Expires", min.to_string());
+                return done(r);
+            }
+        };
+        let (Ok(from), Ok(to), Ok(call_id), Ok(cseq)) = (
+            req.headers.from(),
+            req.headers.to(),
+            req.headers.call_id(),
+            req.headers.cseq(),
+        ) else {
+            return done(reply(400, None));
+        };
+        let Some(from_tag) = from.tag().map(str::to_string) else {
+            return done(reply(400, Some("Bad Request - From without tag")));
+        };
+        let event_id = req
+            .headers
+            .event()
+            .ok()
+            .flatten()
+            .and_then(|e| e.id().map(str::to_string));
+        let contact = req.headers.contacts().ok().and_then(|c| c.into_iter().next());
+
+        if let Some(to_tag) = to.tag() {
+            let key = DialogKey {
+                call_id: call_id.to_string(),
+                to_tag: to_tag.to_string(),
+                from_tag,
+            };
+            return self.refresh(req, key, package, event_id, expires, cseq.seq, contact, now);
+        }
+
+        let Some(presentity) = req.uri.as_sip().map(|u| u.aor()) else {
+            return done(reply(400, Some("Bad Request - Request-URI is not a SIP URI")));
+        };
+        let Some(contact) = contact else {
+            // RFC 6665 §4.1.2.1 requires a Contact on SUBSCRIBE.
+            return done(reply(400, Some("Bad Request - missing Contact")));
+        };
+        let watcher_uri = match from.uri.as_sip() {
+            Some(u) => u.aor(),
+            None => from.uri.to_string(),
+        };
+        let event = Registry::event_key(package.as_ref());
+        let to_tag = format!("{}{}", self.config.to_tag_pref, random_token(10));
+        let key = DialogKey {
+            call_id: call_id.to_string(),
+            to_tag: to_tag.clone(),
+            from_tag,
+        };
+        let sub_status = self.authorize(&watcher_uri, &presentity, package.as_ref());
+        let local_contact = self.local_contact(source);
+        let mut dialog = ActiveWatcher {
+            presentity_uri: presentity.clone(),
+            watcher_uri: watcher_uri.clone(),
+            event: event.clone(),
+            event_id,
+            call_id: key.call_id.clone(),
+            to_tag: key.to_tag.clone(),
+            from_tag: key.from_tag.clone(),
+            local_cseq: 0,
+            remote_cseq: cseq.seq,
+            expires: now + u64::from(expires),
+            status: sub_status,
+            reason: None,
+            version: 0,
+            remote_target: contact.uri.to_string(),
+            record_route: req
+                .headers
+                .record_routes()
+                .map(|v| v.iter().map(|r| r.to_string()).collect())
+                .unwrap_or_default(),
+            local_contact: local_contact.clone(),
+            socket_info: format!("{}:{}", source.peer.kind.name(), source.local),
+            transport_peer: source.peer.to_string(),
+            user_agent: req.headers.get("User-Agent").unwrap_or_default().to_string(),
+            accept: Vec::new(),
+        };
+
+        let mut r = reply(200, None);
+        r.set_to_tag(&to_tag);
+        r.headers.push("Expires", expires.to_string());
+        r.headers.push("Contact", local_contact);
+
+        let state = self.current_state(&presentity, package.as_ref(), now);
+        if expires == 0 {
+            // RFC 6665 §4.4.3: a fetch gets one NOTIFY and leaves nothing behind.
+            let notify = self.fetch_notify(&mut dialog, package.as_ref(), state, source);
+            return Outcome {
+                response: r,
+                notifies: notify.into_iter().collect(),
+            };
+        }
+
+        if self.config.replace_stale_subscriptions {
+            self.replace_stale(&dialog);
+        }
+        // Dialog first, watchers row second: a crash in between leaves a dialog whose
+        // watchers row the store's repair re-derives at open.
+        if let Err(e) = self.store.put_watcher_dialog(&dialog) {
+            warn!("store: {e}");
+            return done(reply(500, Some("Server Internal Error - store")));
+        }
+        let watcher = Watcher {
+            presentity_uri: presentity.clone(),
+            watcher_uri,
+            event,
+            status: sub_status,
+            reason: None,
+            inserted_time: now,
+        };
+        if let Err(e) = self.store.put_watcher(&watcher) {
+            warn!("store: {e}");
+        }
+        if source.peer.kind == TransportKind::Tcp
+            && let Some(conn) = source.peer.conn
+        {
+            self.conns.insert(key.clone(), conn);
+        }
+        self.stats.subscribes += 1;
+        let body = if sub_status == status::ACTIVE { state } else { None };
+        let notifies = self.queue_notify(dialog, package.as_ref(), body, now);
+        Outcome {
+            response: r,
+            notifies,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn refresh(
+        &mut self,
+        req: &Request,
+        key: DialogKey,
+        package: Arc<dyn EventPackage>,
+        event_id: Option<String>,
+        expires: u32,
+        remote_cseq: u32,
+        contact: Option<crate::sip::header::NameAddr>,
+        now: u64,
+    ) -> Outcome {
+        let reply = |status: u16, reason: Option<&str>| Response::for_request(req, status, reason);
+        let done = |response: Response| Outcome {
+            response,
+            notifies: Vec::new(),
+        };
+        let mut dialog = match self.store.get_dialog(&key.call_id, &key.to_tag, &key.from_tag) {
+            Ok(Some(d)) if d.expires > now => d,
+            Ok(_) => return done(reply(481, None)),
+            Err(e) => {
+                warn!("store: {e}");
+                return done(reply(500, Some("Server Internal Error - store")));
+            }
+        };
+        // The subscription in this dialog is identified by event and id (RFC 6665 §4.5.2).
+        if dialog.event != Registry::event_key(package.as_ref()) || dialog.event_id != event_id {
+            return done(reply(481, None));
+        }
+        // RFC 3261 §12.2.2: an out-of-order request is refused with 500.
+        if remote_cseq < dialog.remote_cseq {
+            return done(reply(500, Some("Server Internal Error - CSeq out of order")));
+        }
+        dialog.remote_cseq = remote_cseq;
+        if let Some(c) = contact {
+            // SUBSCRIBE is a target refresh request (RFC 6665 §4.1.2.1).
+            dialog.remote_target = c.uri.to_string();
+        }
+        let mut r = reply(200, None);
+        r.headers.push("Expires", expires.to_string());
+        r.headers.push("Contact", dialog.local_contact.clone());
+        let state = self.current_state(&dialog.presentity_uri, package.as_ref(), now);
+        if expires == 0 {
+            // Unsubscribe: final NOTIFY, then the dialog goes (RFC 6665 §4.2.1.4).
+            dialog.expires = now;
+            let presentity = dialog.presentity_uri.clone();
+            let body = (dialog.status == status::ACTIVE).then_some(state).flatten();
+            let notifies = self.terminate(dialog, package.as_ref(), SubState::Terminated("timeout"), body, now);
+            let _ = presentity;
+            return Outcome {
+                response: r,
+                notifies,
+            };
+        }
+        dialog.expires = now + u64::from(expires);
+        if let Err(e) = self.store.put_watcher_dialog(&dialog) {
+            warn!("store: {e}");
+            return done(reply(500, Some("Server Internal Error - store")));
+        }
+        let body = if dialog.status == status::ACTIVE { state } else { None };
+        let notifies = self.queue_notify(dialog, package.as_ref(), body, now);
+        Outcome {
+            response: r,
+            notifies,
+        }
+    }
+
+    /// The single authorization decision for a new subscription. With force_active every
+    /// watcher is allowed; otherwise it waits for the presentity's consent (pending).
+    pub(super) fn authorize(&self, _watcher: &str, _presentity: &str, package: &dyn EventPackage) -> u8 {
+        if self.config.force_active || !package.needs_authorization() {
+            status::ACTIVE
+        } else {
+            status::PENDING
+        }
+    }
+
+    /// A rebooted phone subscribes again from the same contact with a new Call-ID; its
+    /// old dialog is dead, so drop it instead of letting stale rows pile up.
+    fn replace_stale(&mut self, new: &ActiveWatcher) {
+        let Ok(existing) = self.store.dialogs_for(&new.presentity_uri, &new.event) else {
+            return;
+        };
+        for old in existing {
+            if old.watcher_uri == new.watcher_uri
+                && old.remote_target == new.remote_target
+                && old.event_id == new.event_id
+                && old.call_id != new.call_id
+            {
+                let _ = self.store.delete_dialog(&old.call_id, &old.to_tag, &old.from_tag);
+                let key = DialogKey::of(&old);
+                self.queues.remove(&key);
+                self.conns.remove(&key);
+            }
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Shared helpers for the integration tests: start a daemon on ephemeral loopback ports
+//! with a temporary database, and talk to it over real UDP and TCP sockets the way a
+//! client would. Waiting is always "until this arrives or the timeout passes".
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use presenced::clock::{Clock, ManualClock, SystemClock};
+use presenced::config::{Config, ListenAddr};
+use presenced::daemon::{self, Handle};
+use presenced::sip::endpoint::TransportKind;
+use presenced::sip::framing::{Frame, StreamFramer};
+use presenced::sip::message::{Message, Response};
+
+/// How long a test waits for something that should arrive.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    pub handle: Handle,
+    pub dir: tempfile::TempDir,
+    pub clock: Option<Arc<ManualClock>>,
+}
+
+impl TestServer {
+    pub fn udp(&self) -> SocketAddr {
+        self.handle.addr(TransportKind::Udp).expect("udp bound")
+    }
+    pub fn tcp(&self) -> SocketAddr {
+        self.handle.addr(TransportKind::Tcp).expect("tcp bound")
+    }
+}
+
+/// A config listening on ephemeral loopback ports with a fresh database.
+pub fn test_config(dir: &tempfile::TempDir) -> Config {
+    let mut c = Config::default();
+    c.listen = vec![
+        ListenAddr::Udp("127.0.0.1:0".parse().unwrap()),
+        ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()),
+    ];
+    c.db = dir.path().join("db");
+    c
+}
+
+pub fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = test_config(&dir);
+    tweak(&mut c);
+    let handle = daemon::start(c, Arc::new(SystemClock)).expect("daemon starts");
+    TestServer {
+        handle,
+        dir,
+        clock: None,
+    }
+}
+
+/// Starts a daemon on a manual clock that only moves when the test advances it.
+pub fn start_manual(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = test_config(&dir);
+    tweak(&mut c);
+    let clock = ManualClock::new();
+    let dynclock: Arc<dyn Clock> = Arc::new(clock.clone());
+    let handle = daemon::start(c, dynclock).expect("daemon starts");
+    TestServer {
+        handle,
+        dir,
+        clock: Some(clock),
+    }
+}
+
+/// A UDP SIP peer on 127.0.0.1.
+pub struct UdpPeer {
+    pub sock: UdpSocket,
+    pub server: SocketAddr,
+}
+
+impl UdpPeer {
+    pub fn new(server: SocketAddr) -> UdpPeer {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        UdpPeer { sock, server }
+    }
+    pub fn port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+    pub fn send(&self, msg: &str) {
+        self.send_bytes(msg.as_bytes());
+    }
+    pub fn send_bytes(&self, msg: &[u8]) {
+        self.sock.send_to(msg, self.server).unwrap();
+    }
+    /// The next datagram, or None when nothing arrives within `wait`.
+    pub fn recv_within(&self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        let mut buf = vec![0u8; 70_000];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.sock.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) => return Some(buf[..n].to_vec()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    return None;
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+    pub fn recv(&self) -> Message {
+        let bytes = self.recv_within(WAIT).expect("a message within the wait");
+        Message::parse(&bytes).expect("server sends parseable messages")
+    }
+    pub fn recv_response(&self) -> Response {
+        match self.recv() {
+            Message::Response(r) => r,
+            Message::Request(r) => panic!("expected a response, got {}", r.method),
+        }
+    }
+}
+
+/// A TCP SIP peer.
+pub struct TcpPeer {
+    pub stream: TcpStream,
+    framer: StreamFramer,
+}
+
+impl TcpPeer {
+    pub fn connect(server: SocketAddr) -> TcpPeer {
+        let stream = TcpStream::connect(server).unwrap();
+        TcpPeer {
+            stream,
+            framer: StreamFramer::new(1 << 20),
+        }
+    }
+    pub fn port(&self) -> u16 {
+        self.stream.local_addr().unwrap().port()
+    }
+    pub fn send(&mut self, msg: &str) {
+        self.stream.write_all(msg.as_bytes()).unwrap();
+    }
+    pub fn send_bytes(&mut self, msg: &[u8]) {
+        self.stream.write_all(msg).unwrap();
+    }
+    /// The next framed message, or None on timeout or close.
+    pub fn recv_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            if let Ok(Some(Frame::Message(m))) = self.framer.next_frame() {
+                return Some(m);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            match self.stream.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.framer.push(&buf[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+    pub fn recv(&mut self) -> Message {
+        let bytes = self.recv_within(WAIT).expect("a message within the wait");
+        Message::parse(&bytes).expect("server sends parseable messages")
+    }
+    pub fn recv_response(&mut self) -> Response {
+        match self.recv() {
+            Message::Response(r) => r,
+            Message::Request(r) => panic!("expected a response, got {}", r.method),
+        }
+    }
+    /// True once the server has closed the connection (read returns 0) within `wait`.
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+/// A request in wire form with the given method, URI, transport and extra headers.
+pub fn request(method: &str, uri: &str, transport: &str, port: u16, branch: &str, extra: &str, body: &str) -> String {
+    format!(
+        "{method} {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK{branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:tester@example.com>;tag=ft{branch}\r\n\
+         To: <{uri}>\r\n\
+         Call-ID: {branch}@test\r\n\
+         CSeq: 1 {method}\r\n\
+         {extra}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+pub fn options(transport: &str, port: u16, branch: &str) -> String {
+    request("OPTIONS", "sip:presence@127.0.0.1", transport, port, branch, "", "")
+}
+
+/// A PIDF document with one tuple.
+pub fn pidf(entity: &str, tuple: &str, basic: &str, note: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"{entity}\">\
+         <tuple id=\"{tuple}\"><status><basic>{basic}</basic></status><note>{note}</note></tuple>\
+         </presence>"
+    )
+}
+
+use presenced::sip::message::Request;
+
+/// A 200 OK for a request the server sent us (a NOTIFY).
+pub fn ok_for(req: &Request) -> Vec<u8> {
+    Response::for_request(req, 200, None).to_bytes()
+}
+
+/// Client-side state of one UDP user agent: publishes and subscribes, answers NOTIFYs.
+pub struct Ua {
+    pub peer: UdpPeer,
+    pub aor: String,
+    seq: u32,
+}
+
+/// A subscription as the watcher sees it.
+#[derive(Clone, Debug)]
+pub struct Sub {
+    pub call_id: String,
+    pub from_tag: String,
+    pub to_tag: String,
+    pub cseq: u32,
+    pub target: String,
+    pub event: String,
+}
+
+impl Ua {
+    pub fn new(server: SocketAddr, user: &str) -> Ua {
+        Ua {
+            peer: UdpPeer::new(server),
+            aor: format!("sip:{user}@example.com"),
+            seq: 0,
+        }
+    }
+
+    fn next(&mut self) -> u32 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Sends a PUBLISH and returns the final response.
+    pub fn publish(&mut self, to: &str, etag: Option<&str>, expires: Option<u32>, body: Option<&str>) -> Response {
+        self.publish_raw(to, "presence", etag, expires, body.map(|b| ("application/pidf+xml", b)), "")
+    }
+
+    pub fn publish_raw(
+        &mut self,
+        to: &str,
+        event: &str,
+        etag: Option<&str>,
+        expires: Option<u32>,
+        body: Option<(&str, &str)>,
+        extra: &str,
+    ) -> Response {
+        let n = self.next();
+        let port = self.peer.port();
+        let mut h = String::new();
+        if !event.is_empty() {
+            h.push_str(&format!("Event: {event}\r\n"));
+        }
+        if let Some(e) = etag {
+            h.push_str(&format!("SIP-If-Match: {e}\r\n"));
+        }
+        if let Some(x) = expires {
+            h.push_str(&format!("Expires: {x}\r\n"));
+        }
+        let text = match body {
+            Some((ctype, b)) => {
+                h.push_str(&format!("Content-Type: {ctype}\r\n"));
+                b
+            }
+            None => "",
+        };
+        h.push_str(extra);
+        let msg = format!(
+            "PUBLISH {to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKpub{n}{port};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <{aor}>;tag=pf{n}\r\nTo: <{to}>\r\nCall-ID: pub{n}-{port}@test\r\n\
+             CSeq: {n} PUBLISH\r\n{h}Content-Length: {}\r\n\r\n{text}",
+            text.len(),
+            aor = self.aor
+        );
+        self.peer.send(&msg);
+        self.expect_response()
+    }
+
+    /// Receives until a response arrives, answering any NOTIFY met on the way is NOT
+    /// done: a NOTIFY arriving first is an error in these tests' ordering.
+    pub fn expect_response(&self) -> Response {
+        loop {
+            match self.peer.recv() {
+                Message::Response(r) if r.status >= 200 => return r,
+                Message::Response(_) => continue,
+                Message::Request(r) => panic!("expected a response, got {} first", r.method),
+            }
+        }
+    }
+
+    /// Starts a subscription; returns the 200's subscription and the response.
+    pub fn subscribe(&mut self, to: &str, event: &str, expires: Option<u32>, extra: &str) -> (Response, Sub) {
+        let n = self.next();
+        let port = self.peer.port();
+        let sub = Sub {
+            call_id: format!("sub{n}-{port}@test"),
+            from_tag: format!("wf{n}"),
+            to_tag: String::new(),
+            cseq: 1,
+            target: to.to_string(),
+            event: event.to_string(),
+        };
+        let r = self.send_subscribe(&sub, expires, extra);
+        let mut sub = sub;
+        if let Some(t) = r.headers.to().ok().and_then(|t| t.tag().map(str::to_string)) {
+            sub.to_tag = t;
+        }
+        (r, sub)
+    }
+
+    /// Sends SUBSCRIBE for `sub` (in-dialog when it has a to-tag).
+    pub fn send_subscribe(&mut self, sub: &Sub, expires: Option<u32>, extra: &str) -> Response {
+        let n = self.next();
+        let port = self.peer.port();
+        let to_tag = if sub.to_tag.is_empty() { String::new() } else { format!(";tag={}", sub.to_tag) };
+        let exp = expires.map(|e| format!("Expires: {e}\r\n")).unwrap_or_default();
+        let msg = format!(
+            "SUBSCRIBE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKsub{n}{port};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <{aor}>;tag={ft}\r\nTo: <{target}>{to_tag}\r\nCall-ID: {cid}\r\n\
+             CSeq: {cseq} SUBSCRIBE\r\nContact: <sip:{user}@127.0.0.1:{port}>\r\nEvent: {event}\r\n{exp}{extra}\
+             Content-Length: 0\r\n\r\n",
+            target = sub.target,
+            aor = self.aor,
+            ft = sub.from_tag,
+            cid = sub.call_id,
+            cseq = sub.cseq,
+            user = self.aor.trim_start_matches("sip:").split('@').next().unwrap_or("u"),
+            event = sub.event,
+        );
+        self.peer.send(&msg);
+        self.expect_response()
+    }
+
+    /// The next NOTIFY, answered with 200.
+    pub fn expect_notify(&self) -> Request {
+        let req = self.next_notify();
+        self.peer.send_bytes(&ok_for(&req));
+        req
+    }
+
+    /// The next NOTIFY, not answered.
+    pub fn next_notify(&self) -> Request {
+        match self.peer.recv() {
+            Message::Request(r) if r.method == presenced::sip::message::Method::Notify => r,
+            Message::Request(r) => panic!("expected NOTIFY, got {}", r.method),
+            Message::Response(r) => panic!("expected NOTIFY, got response {}", r.status),
+        }
+    }
+
+    /// Nothing arrives within `wait`.
+    pub fn expect_silence(&self, wait: Duration) {
+        if let Some(b) = self.peer.recv_within(wait) {
+            panic!("expected nothing, got {}", String::from_utf8_lossy(&b));
+        }
+    }
+}
+
+pub fn body_str(req: &Request) -> String {
+    String::from_utf8_lossy(&req.body).into_owned()
+}
+
+pub fn sub_state(req: &Request) -> String {
+    req.headers.get("Subscription-State").unwrap_or_default().to_string()
+}
+
+pub fn cseq_of(req: &Request) -> u32 {
+    req.headers.cseq().unwrap().seq
+}
