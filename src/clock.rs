@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use event_listener::{Event, Listener};
+use event_listener::Event;
 
 /// A boxed future that resolves when a deadline passes.
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;

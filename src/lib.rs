@@ -9,5 +9,8 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dispatch;
+pub mod events;
+pub mod presence;
+pub mod store;
 pub mod sip;
 pub mod transport;

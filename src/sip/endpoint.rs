@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use log::debug;
 
-use crate::sip::header::Via;
+use crate::sip::header::{Headers, Via, split_comma};
 use crate::sip::message::{Message, Method, Request, Response};
 use crate::sip::transaction::{
     ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig, TxOutput,
@@ -275,7 +275,7 @@ impl Endpoint {
         match Message::parse(bytes) {
             Ok(Message::Request(req)) => self.incoming_request(req, source, now),
             Ok(Message::Response(resp)) => self.incoming_response(resp, now),
-            Err(err) => match (Message::salvage_request(bytes), err.response_status()) {
+            Err(err) => match (Request::salvage(bytes), err.response_status()) {
                 (Some(mut req), Some((status, reason))) => {
                     debug!("{}: rejecting unparseable request: {err}", source.peer);
                     self.receive_via(&mut req, &source);
@@ -393,7 +393,7 @@ impl Endpoint {
             changed = true;
         }
         if changed {
-            req.headers.replace_top_via(&via);
+            replace_top_via(req, &via);
         }
     }
 
@@ -471,7 +471,12 @@ impl Endpoint {
             sent_by,
             branch
         );
-        request.headers.push_front("Via", via);
+        let mut headers = Headers::with_capacity(request.headers.len() + 1);
+        headers.push("Via", via);
+        for h in request.headers.iter() {
+            headers.push(&h.name, h.value.clone());
+        }
+        request.headers = headers;
         let method = request.method.as_str().to_string();
         let id = self.alloc_id();
         let (machine, outs) = ClientNonInvite::start(
@@ -614,6 +619,23 @@ impl Endpoint {
         let id = self.next_id;
         self.next_id += 1;
         id
+    }
+}
+
+/// Rewrites the first Via value (which may share its line with others).
+fn replace_top_via(req: &mut Request, via: &Via) {
+    if let Some(line) = req.headers.first_mut("Via") {
+        let rest: Vec<String> = split_comma(&line.value)
+            .into_iter()
+            .skip(1)
+            .map(str::to_string)
+            .collect();
+        let mut value = via.to_string();
+        for r in rest {
+            value.push_str(", ");
+            value.push_str(&r);
+        }
+        line.value = value;
     }
 }
 
