@@ -25,7 +25,11 @@ impl fmt::Display for StoreError {
             StoreError::Sled(e) => write!(f, "database error: {e}"),
             StoreError::Encode(e) => e.fmt(f),
             StoreError::Corrupt { tree, key, why } => {
-                write!(f, "{tree}: unreadable value under key {:?}: {why}", key.escape_ascii().to_string())
+                write!(
+                    f,
+                    "{tree}: unreadable value under key {:?}: {why}",
+                    key.escape_ascii().to_string()
+                )
             }
             StoreError::InvalidKey { field } => write!(f, "{field} contains a NUL byte"),
         }

@@ -63,8 +63,16 @@ mod tests {
     #[test]
     fn a_uri_that_prefixes_another_does_not_share_its_scan_prefix() {
         let short = prefix(ROW, &[("uri", "sip:a@b"), ("event", "presence")]).unwrap();
-        let long = key(ROW, &[("uri", "sip:a@bc"), ("event", "presence"), ("x", "y")]).unwrap();
-        let own = key(ROW, &[("uri", "sip:a@b"), ("event", "presence"), ("x", "y")]).unwrap();
+        let long = key(
+            ROW,
+            &[("uri", "sip:a@bc"), ("event", "presence"), ("x", "y")],
+        )
+        .unwrap();
+        let own = key(
+            ROW,
+            &[("uri", "sip:a@b"), ("event", "presence"), ("x", "y")],
+        )
+        .unwrap();
         assert!(!long.starts_with(&short));
         assert!(own.starts_with(&short));
     }

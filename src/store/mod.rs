@@ -79,7 +79,10 @@ struct Inner {
 }
 
 fn presentity_key(event: &str, uri: &str, etag: &str) -> Result<Vec<u8>, StoreError> {
-    keys::key(ROW, &[("event", event), ("presentity_uri", uri), ("etag", etag)])
+    keys::key(
+        ROW,
+        &[("event", event), ("presentity_uri", uri), ("etag", etag)],
+    )
 }
 
 fn dialog_row_key(d: &ActiveWatcher) -> Result<Vec<u8>, StoreError> {
@@ -98,14 +101,22 @@ fn dialog_row_key(d: &ActiveWatcher) -> Result<Vec<u8>, StoreError> {
 fn dialog_index_key(call_id: &str, to_tag: &str, from_tag: &str) -> Result<Vec<u8>, StoreError> {
     keys::key(
         DIALOG,
-        &[("call_id", call_id), ("to_tag", to_tag), ("from_tag", from_tag)],
+        &[
+            ("call_id", call_id),
+            ("to_tag", to_tag),
+            ("from_tag", from_tag),
+        ],
     )
 }
 
 fn watcher_key(uri: &str, event: &str, watcher_uri: &str) -> Result<Vec<u8>, StoreError> {
     keys::key(
         ROW,
-        &[("presentity_uri", uri), ("event", event), ("watcher_uri", watcher_uri)],
+        &[
+            ("presentity_uri", uri),
+            ("event", event),
+            ("watcher_uri", watcher_uri),
+        ],
     )
 }
 
@@ -194,7 +205,9 @@ impl Store {
         uri: &str,
         etag: &str,
     ) -> Result<Option<Presentity>, StoreError> {
-        self.inner.presentity.get(&presentity_key(event, uri, etag)?)
+        self.inner
+            .presentity
+            .get(&presentity_key(event, uri, etag)?)
     }
 
     pub fn delete_presentity(
@@ -203,7 +216,10 @@ impl Store {
         uri: &str,
         etag: &str,
     ) -> Result<Option<Presentity>, StoreError> {
-        let old = self.inner.presentity.delete(&presentity_key(event, uri, etag)?)?;
+        let old = self
+            .inner
+            .presentity
+            .delete(&presentity_key(event, uri, etag)?)?;
         self.written()?;
         Ok(old)
     }
@@ -288,7 +304,9 @@ impl Store {
         event: &str,
         watcher_uri: &str,
     ) -> Result<Option<Watcher>, StoreError> {
-        self.inner.watchers.get(&watcher_key(uri, event, watcher_uri)?)
+        self.inner
+            .watchers
+            .get(&watcher_key(uri, event, watcher_uri)?)
     }
 
     pub fn delete_watcher(
@@ -319,20 +337,30 @@ impl Store {
 
     /// Up to `limit` publications with `expires <= now`, soonest first. They stay stored
     /// until the caller deletes them.
-    pub fn expired_presentities(&self, now: u64, limit: usize) -> Result<Vec<Presentity>, StoreError> {
+    pub fn expired_presentities(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<Presentity>, StoreError> {
         self.inner.presentity.expired(now, limit)
     }
 
     /// Up to `limit` dialogs with `expires <= now`, soonest first. They stay stored until
     /// the caller deletes them (after the final NOTIFY, RFC 6665 §4.4.1).
-    pub fn expired_dialogs(&self, now: u64, limit: usize) -> Result<Vec<ActiveWatcher>, StoreError> {
+    pub fn expired_dialogs(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<ActiveWatcher>, StoreError> {
         self.inner.dialogs.expired(now, limit)
     }
 
     // --- dumps --------------------------------------------------------------------
 
     /// Every publication, streamed in key order; unreadable rows come out as errors.
-    pub fn iter_presentities(&self) -> impl Iterator<Item = Result<Presentity, StoreError>> + use<> {
+    pub fn iter_presentities(
+        &self,
+    ) -> impl Iterator<Item = Result<Presentity, StoreError>> + use<> {
         self.inner.presentity.scan(vec![ROW])
     }
 

@@ -247,7 +247,10 @@ pub(crate) mod tests {
         assert_eq!(decode::<Watcher>(&[]), Err(DecodeError::Empty));
         let bytes = encode(&dialog("sip:a@b", "presence", "c", 1)).unwrap();
         for cut in 1..bytes.len() {
-            assert!(decode::<ActiveWatcher>(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                decode::<ActiveWatcher>(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut padded = bytes.clone();
         padded.push(0);

@@ -30,8 +30,11 @@ pub(super) trait Record: Serialize + DeserializeOwned {
     }
 }
 
-/// The index entries a record owns: (entry key, value).
-fn index_entries<R: Record>(rec: &R, row_key: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+/// An index entry: (entry key, value).
+type IndexEntry = (Vec<u8>, Vec<u8>);
+
+/// The index entries a record owns.
+fn index_entries<R: Record>(rec: &R, row_key: &[u8]) -> Result<Vec<IndexEntry>, StoreError> {
     let mut out = Vec::with_capacity(2);
     if let Some(when) = rec.expires() {
         out.push((keys::expiry(when, row_key), Vec::new()));
@@ -80,7 +83,9 @@ impl Table {
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // The mutex guards no data, so a panic elsewhere cannot have left anything
         // half-done behind it.
-        self.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn decode<R: DeserializeOwned>(&self, key: &[u8], bytes: &[u8]) -> Result<R, StoreError> {
@@ -109,12 +114,17 @@ impl Table {
 
     /// Queues removal of the index entries an existing row owns. A pointer entry is only
     /// removed while it still points at this row.
-    fn unindex<R: Record>(&self, key: &[u8], bytes: &[u8], batch: &mut Batch) -> Result<(), StoreError> {
+    fn unindex<R: Record>(
+        &self,
+        key: &[u8],
+        bytes: &[u8],
+        batch: &mut Batch,
+    ) -> Result<(), StoreError> {
         let old: R = match self.decode(key, bytes) {
             Ok(old) => old,
             Err(e) => {
                 // Its index entries cannot be known; `repair` drops them later.
-                warn!("{e}; replacing it");
+                warn!("{e}; its index entries are left for repair");
                 return Ok(());
             }
         };
