@@ -13,4 +13,5 @@ pub mod events;
 pub mod presence;
 pub mod store;
 pub mod sip;
+pub mod store;
 pub mod transport;

@@ -1,0 +1,377 @@
+//! The durable state of presenced: publications, subscription dialogs and watcher
+//! authorizations in sled, behind a narrow synchronous interface. This is the only module
+//! that names sled. It never reads the clock: expiry questions take `now` (unix seconds).
+//! Callers on the reactor run it through `smol::unblock`.
+//!
+//! Layout: one tree per table (`presentity`, `active_watchers`, `watchers`); inside each,
+//! rows under tag `r`, the expiry index under `x` and the dialog index under `d` (see
+//! [`keys`]). A row and its index entries are written in one batch, so they agree after
+//! any crash.
+//!
+//! Durability ([`StoreOptions::sync_always`]):
+//! - `always`: every write method flushes before it returns, so a reply sent after it
+//!   describes state that survives `kill -9` or power loss.
+//! - `periodic`: the daemon calls [`Store::flush`] (or [`Store::flush_async`]) on a timer
+//!   of N ms; sled also flushes in the background every 500 ms. A crash loses at most the
+//!   writes since the last completed flush.
+//!
+//! Cross-table write order (sled transactions across trees are avoided, see [`table`]),
+//! chosen so that what a crash can leave half-done is either harmless or re-derivable:
+//! 1. New or refreshed subscription: [`Store::put_watcher_dialog`] first, then
+//!    [`Store::put_watcher`]. A crash between leaves a dialog without its watchers row;
+//!    [`Store::repair`] recreates that row from the dialog.
+//! 2. Subscription end: [`Store::delete_dialog`] first, then the watchers row if the engine
+//!    removes it. A leftover watchers row is a valid state (a remembered authorization).
+//! 3. Authorization change: the watchers row first (it is the decision), then the dialogs
+//!    (derived from it). A crash leaves dialogs with the old status, which the engine
+//!    re-derives on the next refresh; repair does not touch statuses.
+//!
+//! Concurrency: `Store` is `Clone + Send + Sync`; writes to one table are serialised
+//! inside the store and reads never block, so no caller discipline is needed for index
+//! consistency. Ordering between writes to the same row (e.g. one presentity's
+//! PUBLISHes, RFC 3903 §6) is still the caller's job.
+
+mod error;
+pub mod keys;
+pub mod records;
+mod repair;
+mod table;
+
+pub use error::StoreError;
+pub use records::{ActiveWatcher, Presentity, Watcher, status};
+pub use repair::RepairReport;
+
+use keys::{DIALOG, ROW};
+use std::path::Path;
+use std::sync::Arc;
+use table::{Record, Table};
+
+/// Open-time settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// sled's page cache in bytes. sled's own default is 1 GiB; a router wants tens of MiB.
+    pub cache_capacity: u64,
+    /// Flush before every write returns (`sync = "always"`).
+    pub sync_always: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity: 32 * 1024 * 1024,
+            sync_always: false,
+        }
+    }
+}
+
+/// Handle to the database; clones share it.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    presentity: Table,
+    dialogs: Table,
+    watchers: Table,
+    sync_always: bool,
+}
+
+fn presentity_key(event: &str, uri: &str, etag: &str) -> Result<Vec<u8>, StoreError> {
+    keys::key(
+        ROW,
+        &[("event", event), ("presentity_uri", uri), ("etag", etag)],
+    )
+}
+
+fn dialog_row_key(d: &ActiveWatcher) -> Result<Vec<u8>, StoreError> {
+    keys::key(
+        ROW,
+        &[
+            ("presentity_uri", &d.presentity_uri),
+            ("event", &d.event),
+            ("call_id", &d.call_id),
+            ("to_tag", &d.to_tag),
+            ("from_tag", &d.from_tag),
+        ],
+    )
+}
+
+fn dialog_index_key(call_id: &str, to_tag: &str, from_tag: &str) -> Result<Vec<u8>, StoreError> {
+    keys::key(
+        DIALOG,
+        &[
+            ("call_id", call_id),
+            ("to_tag", to_tag),
+            ("from_tag", from_tag),
+        ],
+    )
+}
+
+fn watcher_key(uri: &str, event: &str, watcher_uri: &str) -> Result<Vec<u8>, StoreError> {
+    keys::key(
+        ROW,
+        &[
+            ("presentity_uri", uri),
+            ("event", event),
+            ("watcher_uri", watcher_uri),
+        ],
+    )
+}
+
+impl Record for Presentity {
+    fn row_key(&self) -> Result<Vec<u8>, StoreError> {
+        presentity_key(&self.event, &self.presentity_uri, &self.etag)
+    }
+    fn expires(&self) -> Option<u64> {
+        Some(self.expires)
+    }
+}
+
+impl Record for ActiveWatcher {
+    fn row_key(&self) -> Result<Vec<u8>, StoreError> {
+        dialog_row_key(self)
+    }
+    fn expires(&self) -> Option<u64> {
+        Some(self.expires)
+    }
+    fn dialog_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        dialog_index_key(&self.call_id, &self.to_tag, &self.from_tag).map(Some)
+    }
+}
+
+impl Record for Watcher {
+    fn row_key(&self) -> Result<Vec<u8>, StoreError> {
+        watcher_key(&self.presentity_uri, &self.event, &self.watcher_uri)
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(opts.cache_capacity)
+            .open()?;
+        let inner = Inner {
+            presentity: Table::open(&db, "presentity")?,
+            dialogs: Table::open(&db, "active_watchers")?,
+            watchers: Table::open(&db, "watchers")?,
+            db,
+            sync_always: opts.sync_always,
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Makes every completed write durable. Can take long after a burst of writes: keep it
+    /// off the reactor.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// [`Store::flush`] on sled's own thread pool; usable from any executor.
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk (sled reclaims little on delete).
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+
+    fn written(&self) -> Result<(), StoreError> {
+        if self.inner.sync_always {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    // --- presentity ---------------------------------------------------------------
+
+    /// Inserts or replaces the publication (event, uri, etag) and its expiry entry.
+    pub fn put_presentity(&self, p: &Presentity) -> Result<(), StoreError> {
+        self.inner.presentity.put(p)?;
+        self.written()
+    }
+
+    /// RFC 3903 §4.1: an ETag names one publication of one resource and event.
+    pub fn get_presentity(
+        &self,
+        event: &str,
+        uri: &str,
+        etag: &str,
+    ) -> Result<Option<Presentity>, StoreError> {
+        self.inner
+            .presentity
+            .get(&presentity_key(event, uri, etag)?)
+    }
+
+    pub fn delete_presentity(
+        &self,
+        event: &str,
+        uri: &str,
+        etag: &str,
+    ) -> Result<Option<Presentity>, StoreError> {
+        let old = self
+            .inner
+            .presentity
+            .delete(&presentity_key(event, uri, etag)?)?;
+        self.written()?;
+        Ok(old)
+    }
+
+    /// Every publication of `uri` for exactly `event`, in etag order; unreadable rows are
+    /// logged and skipped.
+    pub fn presentities_for(&self, event: &str, uri: &str) -> Result<Vec<Presentity>, StoreError> {
+        let prefix = keys::prefix(ROW, &[("event", event), ("presentity_uri", uri)])?;
+        self.inner.presentity.collect(prefix)
+    }
+
+    pub fn presentities_count(&self) -> u64 {
+        self.inner.presentity.len()
+    }
+
+    // --- active_watchers ----------------------------------------------------------
+
+    /// Inserts or replaces a subscription dialog, its expiry entry and its dialog index
+    /// entry. Write it before its watchers row (see the module doc).
+    pub fn put_watcher_dialog(&self, d: &ActiveWatcher) -> Result<(), StoreError> {
+        self.inner.dialogs.put(d)?;
+        self.written()
+    }
+
+    /// The dialog an in-dialog request belongs to (RFC 3261 §12: Call-ID and both tags).
+    pub fn get_dialog(
+        &self,
+        call_id: &str,
+        to_tag: &str,
+        from_tag: &str,
+    ) -> Result<Option<ActiveWatcher>, StoreError> {
+        let dkey = dialog_index_key(call_id, to_tag, from_tag)?;
+        let Some(row_key) = self.inner.dialogs.lookup(&dkey)? else {
+            return Ok(None);
+        };
+        let found: Option<ActiveWatcher> = self.inner.dialogs.get(&row_key)?;
+        // An index entry left over by an older bug must not hand out another dialog.
+        Ok(found.filter(|d| d.call_id == call_id && d.to_tag == to_tag && d.from_tag == from_tag))
+    }
+
+    pub fn delete_dialog(
+        &self,
+        call_id: &str,
+        to_tag: &str,
+        from_tag: &str,
+    ) -> Result<Option<ActiveWatcher>, StoreError> {
+        let dkey = dialog_index_key(call_id, to_tag, from_tag)?;
+        let Some(row_key) = self.inner.dialogs.lookup(&dkey)? else {
+            return Ok(None);
+        };
+        // Same guard as get_dialog; an unreadable row is still deleted on request.
+        if let Ok(Some(d)) = self.inner.dialogs.get::<ActiveWatcher>(&row_key)
+            && (d.call_id != call_id || d.to_tag != to_tag || d.from_tag != from_tag)
+        {
+            return Ok(None);
+        }
+        let old = self.inner.dialogs.delete(&row_key)?;
+        self.written()?;
+        Ok(old)
+    }
+
+    /// The subscriptions to `uri` for exactly `event` (the NOTIFY fan-out list).
+    pub fn dialogs_for(&self, uri: &str, event: &str) -> Result<Vec<ActiveWatcher>, StoreError> {
+        let prefix = keys::prefix(ROW, &[("presentity_uri", uri), ("event", event)])?;
+        self.inner.dialogs.collect(prefix)
+    }
+
+    pub fn dialogs_count(&self) -> u64 {
+        self.inner.dialogs.len()
+    }
+
+    // --- watchers -----------------------------------------------------------------
+
+    pub fn put_watcher(&self, w: &Watcher) -> Result<(), StoreError> {
+        self.inner.watchers.put(w)?;
+        self.written()
+    }
+
+    pub fn get_watcher(
+        &self,
+        uri: &str,
+        event: &str,
+        watcher_uri: &str,
+    ) -> Result<Option<Watcher>, StoreError> {
+        self.inner
+            .watchers
+            .get(&watcher_key(uri, event, watcher_uri)?)
+    }
+
+    pub fn delete_watcher(
+        &self,
+        uri: &str,
+        event: &str,
+        watcher_uri: &str,
+    ) -> Result<Option<Watcher>, StoreError> {
+        let old = self
+            .inner
+            .watchers
+            .delete(&watcher_key(uri, event, watcher_uri)?)?;
+        self.written()?;
+        Ok(old)
+    }
+
+    /// The watchers of `uri` for exactly `event` (the winfo list).
+    pub fn watchers_for(&self, uri: &str, event: &str) -> Result<Vec<Watcher>, StoreError> {
+        let prefix = keys::prefix(ROW, &[("presentity_uri", uri), ("event", event)])?;
+        self.inner.watchers.collect(prefix)
+    }
+
+    pub fn watchers_count(&self) -> u64 {
+        self.inner.watchers.len()
+    }
+
+    // --- expiry -------------------------------------------------------------------
+
+    /// Up to `limit` publications with `expires <= now`, soonest first. They stay stored
+    /// until the caller deletes them.
+    pub fn expired_presentities(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<Presentity>, StoreError> {
+        self.inner.presentity.expired(now, limit)
+    }
+
+    /// Up to `limit` dialogs with `expires <= now`, soonest first. They stay stored until
+    /// the caller deletes them (after the final NOTIFY, RFC 6665 §4.4.1).
+    pub fn expired_dialogs(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<ActiveWatcher>, StoreError> {
+        self.inner.dialogs.expired(now, limit)
+    }
+
+    // --- dumps --------------------------------------------------------------------
+
+    /// Every publication, streamed in key order; unreadable rows come out as errors.
+    pub fn iter_presentities(
+        &self,
+    ) -> impl Iterator<Item = Result<Presentity, StoreError>> + use<> {
+        self.inner.presentity.scan(vec![ROW])
+    }
+
+    pub fn iter_dialogs(&self) -> impl Iterator<Item = Result<ActiveWatcher, StoreError>> + use<> {
+        self.inner.dialogs.scan(vec![ROW])
+    }
+
+    pub fn iter_watchers(&self) -> impl Iterator<Item = Result<Watcher, StoreError>> + use<> {
+        self.inner.watchers.scan(vec![ROW])
+    }
+}
+
+#[cfg(test)]
+mod tests;

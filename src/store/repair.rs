@@ -1,0 +1,81 @@
+//! Open-time repair: puts back what a crash between two single-tree writes can leave
+//! half-done (see the write order in the module doc of [`super`]). Idempotent: a second
+//! run finds nothing to do.
+
+use super::records::{ActiveWatcher, Watcher};
+use super::{Store, StoreError};
+use log::info;
+
+/// What [`Store::repair`] changed or could not read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Watchers rows recreated from dialogs that had none.
+    pub watchers_recreated: usize,
+    /// Index entries pointing at a missing row or at a row that no longer owns them.
+    pub index_entries_removed: usize,
+    /// Index entries a row owned but lacked.
+    pub index_entries_added: usize,
+    /// Rows or entries this version cannot read; left in place, not a change.
+    pub unreadable: usize,
+}
+
+impl RepairReport {
+    /// Nothing was changed.
+    pub fn changed_nothing(&self) -> bool {
+        self.watchers_recreated == 0
+            && self.index_entries_removed == 0
+            && self.index_entries_added == 0
+    }
+}
+
+impl Store {
+    /// Run once after [`Store::open`], before serving. Rebuilds each table's index from
+    /// its rows, then recreates the watchers row of every dialog for which
+    /// `needs_watcher_row` says so (the event packages that keep authorization state),
+    /// copying status and reason and stamping `inserted_time = now`.
+    pub fn repair(
+        &self,
+        now: u64,
+        needs_watcher_row: impl Fn(&ActiveWatcher) -> bool,
+    ) -> Result<RepairReport, StoreError> {
+        let mut report = RepairReport::default();
+        for idx in [
+            self.inner.presentity.reindex::<super::Presentity>()?,
+            self.inner.dialogs.reindex::<ActiveWatcher>()?,
+            self.inner.watchers.reindex::<Watcher>()?,
+        ] {
+            report.index_entries_removed += idx.removed;
+            report.index_entries_added += idx.added;
+            report.unreadable += idx.unreadable;
+        }
+        for dialog in self.iter_dialogs() {
+            // Unreadable rows were counted by reindex and are left alone.
+            let d = match dialog {
+                Ok(d) => d,
+                Err(StoreError::Corrupt { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if !needs_watcher_row(&d) {
+                continue;
+            }
+            match self.get_watcher(&d.presentity_uri, &d.event, &d.watcher_uri) {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(StoreError::Corrupt { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+            self.put_watcher(&Watcher {
+                presentity_uri: d.presentity_uri,
+                watcher_uri: d.watcher_uri,
+                event: d.event,
+                status: d.status,
+                reason: d.reason,
+                inserted_time: now,
+            })?;
+            report.watchers_recreated += 1;
+        }
+        if !report.changed_nothing() || report.unreadable > 0 {
+            info!("store repair: {report:?}");
+        }
+        Ok(report)
+    }
+}

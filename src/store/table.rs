@@ -1,0 +1,319 @@
+//! One table = one sled tree holding its rows and its own index entries, so a row and
+//! its index entries change together in a single `apply_batch` (atomic within a tree).
+//! Multi-tree transactions are avoided on purpose: sled 0.34 can deadlock in them
+//! (spacejam/sled#1412).
+//!
+//! Concurrency: writes to one table are serialised by a mutex held across "read the old
+//! row, apply the batch", so index entries never go stale even with many writer threads;
+//! reads take no lock and see either the old or the new row with its index entries.
+
+use super::StoreError;
+use super::keys::{self, DIALOG, EXPIRY, ROW};
+use super::records::{self, DecodeError};
+use log::{error, warn};
+use serde::{Serialize, de::DeserializeOwned};
+use sled::{Batch, IVec};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a table needs to know about the record it stores.
+pub(super) trait Record: Serialize + DeserializeOwned {
+    /// The full row key, tag byte included.
+    fn row_key(&self) -> Result<Vec<u8>, StoreError>;
+    /// Unix seconds after which the sweeper should see this row.
+    fn expires(&self) -> Option<u64> {
+        None
+    }
+    /// A secondary key (tag [`DIALOG`]) whose index entry points at the row key.
+    fn dialog_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// An index entry: (entry key, value).
+type IndexEntry = (Vec<u8>, Vec<u8>);
+
+/// The index entries a record owns.
+fn index_entries<R: Record>(rec: &R, row_key: &[u8]) -> Result<Vec<IndexEntry>, StoreError> {
+    let mut out = Vec::with_capacity(2);
+    if let Some(when) = rec.expires() {
+        out.push((keys::expiry(when, row_key), Vec::new()));
+    }
+    if let Some(dkey) = rec.dialog_key()? {
+        out.push((dkey, row_key.to_vec()));
+    }
+    Ok(out)
+}
+
+/// What [`Table::reindex`] found and fixed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Reindexed {
+    pub removed: usize,
+    pub added: usize,
+    pub unreadable: usize,
+}
+
+pub(super) struct Table {
+    name: &'static str,
+    tree: sled::Tree,
+    writes: Mutex<()>,
+    rows: AtomicU64,
+}
+
+impl Table {
+    pub fn open(db: &sled::Db, name: &'static str) -> Result<Table, StoreError> {
+        let tree = db.open_tree(name)?;
+        let mut rows = 0;
+        for entry in tree.scan_prefix([ROW]) {
+            entry?;
+            rows += 1;
+        }
+        Ok(Table {
+            name,
+            tree,
+            writes: Mutex::new(()),
+            rows: AtomicU64::new(rows),
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The mutex guards no data, so a panic elsewhere cannot have left anything
+        // half-done behind it.
+        self.writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn decode<R: DeserializeOwned>(&self, key: &[u8], bytes: &[u8]) -> Result<R, StoreError> {
+        records::decode(bytes).map_err(|why| self.corrupt(key, why))
+    }
+
+    fn corrupt(&self, key: &[u8], why: DecodeError) -> StoreError {
+        StoreError::Corrupt {
+            tree: self.name,
+            key: key.to_vec(),
+            why,
+        }
+    }
+
+    pub fn get<R: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
+        match self.tree.get(key)? {
+            Some(bytes) => self.decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The row key a dialog index entry points at.
+    pub fn lookup(&self, dialog_key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        Ok(self.tree.get(dialog_key)?)
+    }
+
+    /// Queues removal of the index entries an existing row owns. A pointer entry is only
+    /// removed while it still points at this row.
+    fn unindex<R: Record>(
+        &self,
+        key: &[u8],
+        bytes: &[u8],
+        batch: &mut Batch,
+    ) -> Result<(), StoreError> {
+        let old: R = match self.decode(key, bytes) {
+            Ok(old) => old,
+            Err(e) => {
+                // Its index entries cannot be known; `repair` drops them later.
+                warn!("{e}; its index entries are left for repair");
+                return Ok(());
+            }
+        };
+        for (entry, value) in index_entries(&old, key)? {
+            if value.is_empty() || self.tree.get(&entry)?.is_some_and(|v| v == value) {
+                batch.remove(entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces a row and its index entries in one batch. A row that held the
+    /// same dialog key under another row key is removed, so a dialog has one row.
+    pub fn put<R: Record>(&self, rec: &R) -> Result<(), StoreError> {
+        let key = rec.row_key()?;
+        let value = records::encode(rec).map_err(StoreError::Encode)?;
+        let entries = index_entries(rec, &key)?;
+        let _guard = self.lock();
+        // Removals go in first: a batch is a map, so a later insert of the same key wins.
+        let mut batch = Batch::default();
+        let existed = self.tree.get(&key)?;
+        if let Some(bytes) = &existed {
+            self.unindex::<R>(&key, bytes, &mut batch)?;
+        }
+        let mut displaced = None;
+        if let Some(dkey) = rec.dialog_key()?
+            && let Some(prev) = self.tree.get(&dkey)?
+            && prev != key
+            && let Some(bytes) = self.tree.get(&prev)?
+        {
+            self.unindex::<R>(&prev, &bytes, &mut batch)?;
+            batch.remove(prev.clone());
+            displaced = Some(prev);
+        }
+        for (entry, v) in entries {
+            batch.insert(entry, v);
+        }
+        batch.insert(key, value);
+        self.tree.apply_batch(batch)?;
+        match (existed.is_some(), displaced.is_some()) {
+            (false, false) => self.rows.fetch_add(1, Ordering::Relaxed),
+            (true, true) => self.rows.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        Ok(())
+    }
+
+    /// Removes a row and its index entries in one batch. An unreadable row is removed
+    /// too (the caller asked for it gone) and reported as absent.
+    pub fn delete<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
+        let _guard = self.lock();
+        let Some(bytes) = self.tree.get(key)? else {
+            return Ok(None);
+        };
+        let mut batch = Batch::default();
+        self.unindex::<R>(key, &bytes, &mut batch)?;
+        batch.remove(key);
+        self.tree.apply_batch(batch)?;
+        self.rows.fetch_sub(1, Ordering::Relaxed);
+        Ok(self.decode(key, &bytes).ok())
+    }
+
+    /// Streams decoded rows whose key starts with `prefix`.
+    pub fn scan<R: DeserializeOwned>(
+        &self,
+        prefix: Vec<u8>,
+    ) -> impl Iterator<Item = Result<R, StoreError>> + use<R> {
+        let name = self.name;
+        self.tree.scan_prefix(prefix).map(move |entry| {
+            let (key, bytes) = entry?;
+            records::decode(&bytes).map_err(|why| StoreError::Corrupt {
+                tree: name,
+                key: key.to_vec(),
+                why,
+            })
+        })
+    }
+
+    /// Rows under `prefix` for the engine: an unreadable row is logged and skipped so one
+    /// bad row does not take a whole presentity down with it.
+    pub fn collect<R: DeserializeOwned>(&self, prefix: Vec<u8>) -> Result<Vec<R>, StoreError> {
+        let mut out = Vec::new();
+        for rec in self.scan(prefix) {
+            match rec {
+                Ok(rec) => out.push(rec),
+                Err(e @ StoreError::Corrupt { .. }) => error!("{e}; skipped"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` rows with `expires <= now`, soonest first, read by walking the
+    /// expiry index (never the table). Entries whose row is gone or moved on are skipped.
+    pub fn expired<R: Record>(&self, now: u64, limit: usize) -> Result<Vec<R>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        for entry in self.tree.scan_prefix([EXPIRY]) {
+            let (entry, _) = entry?;
+            let Some((when, row_key)) = keys::parse_expiry(&entry) else {
+                warn!("{}: malformed expiry entry {entry:?}", self.name);
+                continue;
+            };
+            if when > now {
+                break;
+            }
+            let Some(bytes) = self.tree.get(row_key)? else {
+                continue;
+            };
+            match self.decode::<R>(row_key, &bytes) {
+                Ok(rec) if rec.expires() == Some(when) => out.push(rec),
+                Ok(_) => {}
+                Err(e) => error!("{e}; not swept"),
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds the index from the rows: drops entries that point at nothing or at a row
+    /// that no longer owns them, adds entries a row owns but lacks. Unreadable rows and
+    /// unknown entries are left alone (a newer version may be able to read them).
+    pub fn reindex<R: Record>(&self) -> Result<Reindexed, StoreError> {
+        let _guard = self.lock();
+        let mut report = Reindexed::default();
+        let mut batch = Batch::default();
+        for entry in self.tree.iter() {
+            let (key, value) = entry?;
+            match key.first() {
+                Some(&ROW) => match self.decode::<R>(&key, &value) {
+                    Ok(rec) => {
+                        for (e, v) in index_entries(&rec, &key)? {
+                            if self.tree.get(&e)?.is_none_or(|have| have != v) {
+                                batch.insert(e, v);
+                                report.added += 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        error!("{e}; left in place");
+                        report.unreadable += 1;
+                    }
+                },
+                Some(&EXPIRY) | Some(&DIALOG) => {
+                    let row_key: &[u8] = match keys::parse_expiry(&key) {
+                        Some((_, row_key)) => row_key,
+                        None => &value,
+                    };
+                    let owned = match self.tree.get(row_key)? {
+                        None => false,
+                        Some(bytes) => match self.decode::<R>(row_key, &bytes) {
+                            Ok(rec) => index_entries(&rec, row_key)?
+                                .iter()
+                                .any(|(e, v)| *e == *key && *v == *value),
+                            // Cannot tell; keep it with its row.
+                            Err(_) => true,
+                        },
+                    };
+                    if !owned {
+                        batch.remove(key);
+                        report.removed += 1;
+                    }
+                }
+                _ => {
+                    warn!("{}: unknown entry {key:?} left in place", self.name);
+                    report.unreadable += 1;
+                }
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(report)
+    }
+
+    #[cfg(test)]
+    pub fn raw_insert(&self, key: &[u8], value: &[u8]) {
+        self.tree.insert(key, value).unwrap();
+    }
+
+    #[cfg(test)]
+    pub fn raw_remove(&self, key: &[u8]) {
+        self.tree.remove(key).unwrap();
+    }
+
+    #[cfg(test)]
+    pub fn raw_len(&self) -> usize {
+        self.tree.len()
+    }
+}

@@ -1,0 +1,598 @@
+//! Behaviour of the store through its public API, on real sled databases in temp dirs.
+
+use super::records::tests::{dialog, presentity, watcher};
+use super::records::{DecodeError, FORMAT_VERSION, encode, status};
+use super::*;
+use tempfile::TempDir;
+
+fn open() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    (dir, store)
+}
+
+fn etags(list: &[Presentity]) -> Vec<(&str, &str, &str)> {
+    list.iter()
+        .map(|p| (p.event.as_str(), p.presentity_uri.as_str(), p.etag.as_str()))
+        .collect()
+}
+
+#[test]
+fn each_record_round_trips_through_the_store() {
+    let (_dir, store) = open();
+    let p = presentity("sip:a@b", "dialog;sla", "e1", 100);
+    store.put_presentity(&p).unwrap();
+    assert_eq!(
+        store.get_presentity("dialog;sla", "sip:a@b", "e1").unwrap(),
+        Some(p)
+    );
+
+    let d = dialog("sip:a@b", "presence", "call-1", 100);
+    store.put_watcher_dialog(&d).unwrap();
+    assert_eq!(store.get_dialog("call-1", "tt", "ft").unwrap(), Some(d));
+
+    let w = watcher("sip:a@b", "presence", "sip:bob@x");
+    store.put_watcher(&w).unwrap();
+    assert_eq!(
+        store
+            .get_watcher("sip:a@b", "presence", "sip:bob@x")
+            .unwrap(),
+        Some(w)
+    );
+}
+
+#[test]
+fn missing_rows_read_as_none() {
+    let (_dir, store) = open();
+    assert_eq!(
+        store.get_presentity("presence", "sip:a@b", "e").unwrap(),
+        None
+    );
+    assert_eq!(store.get_dialog("c", "t", "f").unwrap(), None);
+    assert_eq!(store.delete_dialog("c", "t", "f").unwrap(), None);
+    assert_eq!(
+        store
+            .delete_watcher("sip:a@b", "presence", "sip:c@d")
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn a_stored_value_with_an_unknown_version_is_a_typed_error() {
+    let (_dir, store) = open();
+    let p = presentity("sip:a@b", "presence", "e1", 100);
+    let mut bytes = encode(&p).unwrap();
+    bytes[0] = FORMAT_VERSION + 1;
+    store
+        .inner
+        .presentity
+        .raw_insert(&p.row_key().unwrap(), &bytes);
+    match store.get_presentity("presence", "sip:a@b", "e1") {
+        Err(StoreError::Corrupt {
+            tree: "presentity",
+            why,
+            ..
+        }) => {
+            assert_eq!(why, DecodeError::UnknownVersion(FORMAT_VERSION + 1))
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn prefix_scans_match_only_that_presentity_and_event() {
+    let (_dir, store) = open();
+    for uri in ["sip:a@b", "sip:a@bc", "sip:a@b.c"] {
+        for event in ["presence", "presence.winfo"] {
+            store
+                .put_presentity(&presentity(uri, event, "e1", 10))
+                .unwrap();
+            store
+                .put_presentity(&presentity(uri, event, "e2", 10))
+                .unwrap();
+            store
+                .put_watcher_dialog(&dialog(uri, event, &format!("{uri}{event}"), 10))
+                .unwrap();
+            store.put_watcher(&watcher(uri, event, "sip:w@x")).unwrap();
+        }
+    }
+    let found = store.presentities_for("presence", "sip:a@b").unwrap();
+    assert_eq!(
+        etags(&found),
+        [("presence", "sip:a@b", "e1"), ("presence", "sip:a@b", "e2")]
+    );
+    let dialogs = store.dialogs_for("sip:a@b", "presence").unwrap();
+    assert_eq!(dialogs.len(), 1);
+    assert_eq!(dialogs[0].call_id, "sip:a@bpresence");
+    let watchers = store.watchers_for("sip:a@b", "presence").unwrap();
+    assert_eq!(watchers, [watcher("sip:a@b", "presence", "sip:w@x")]);
+}
+
+#[test]
+fn reput_with_new_expiry_leaves_no_stale_index_entry() {
+    let (_dir, store) = open();
+    store
+        .put_presentity(&presentity("sip:a@b", "presence", "e", 100))
+        .unwrap();
+    store
+        .put_presentity(&presentity("sip:a@b", "presence", "e", 500))
+        .unwrap();
+    assert!(store.expired_presentities(499, 10).unwrap().is_empty());
+    assert_eq!(store.expired_presentities(500, 10).unwrap().len(), 1);
+    // One row and one expiry entry, nothing else.
+    assert_eq!(store.inner.presentity.raw_len(), 2);
+
+    store
+        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c", 100))
+        .unwrap();
+    store
+        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c", 50))
+        .unwrap();
+    let expired = store.expired_dialogs(60, 10).unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].expires, 50);
+    assert!(store.expired_dialogs(49, 10).unwrap().is_empty());
+    // Row, expiry entry, dialog index entry.
+    assert_eq!(store.inner.dialogs.raw_len(), 3);
+}
+
+#[test]
+fn expired_returns_only_due_rows_soonest_first_up_to_the_limit() {
+    let (_dir, store) = open();
+    for (etag, expires) in [("a", 30), ("b", 10), ("c", 20), ("d", 40), ("e", 20)] {
+        store
+            .put_presentity(&presentity("sip:a@b", "presence", etag, expires))
+            .unwrap();
+    }
+    let due = store.expired_presentities(30, 10).unwrap();
+    let order: Vec<_> = due.iter().map(|p| (p.expires, p.etag.as_str())).collect();
+    assert_eq!(order, [(10, "b"), (20, "c"), (20, "e"), (30, "a")]);
+    assert_eq!(store.expired_presentities(30, 2).unwrap().len(), 2);
+    assert!(store.expired_presentities(30, 0).unwrap().is_empty());
+    assert!(store.expired_presentities(9, 10).unwrap().is_empty());
+    assert_eq!(store.expired_presentities(u64::MAX, 10).unwrap().len(), 5);
+}
+
+#[test]
+fn delete_removes_the_row_and_its_index_entries() {
+    let (_dir, store) = open();
+    let p = presentity("sip:a@b", "presence", "e", 10);
+    store.put_presentity(&p).unwrap();
+    assert_eq!(
+        store.delete_presentity("presence", "sip:a@b", "e").unwrap(),
+        Some(p)
+    );
+    assert_eq!(store.inner.presentity.raw_len(), 0);
+    assert!(store.expired_presentities(u64::MAX, 10).unwrap().is_empty());
+
+    let d = dialog("sip:a@b", "presence", "c", 10);
+    store.put_watcher_dialog(&d).unwrap();
+    assert_eq!(store.delete_dialog("c", "tt", "ft").unwrap(), Some(d));
+    assert_eq!(store.inner.dialogs.raw_len(), 0);
+    assert_eq!(store.get_dialog("c", "tt", "ft").unwrap(), None);
+
+    store
+        .put_watcher(&watcher("sip:a@b", "presence", "sip:w@x"))
+        .unwrap();
+    assert!(
+        store
+            .delete_watcher("sip:a@b", "presence", "sip:w@x")
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.inner.watchers.raw_len(), 0);
+}
+
+#[test]
+fn a_dialog_keeps_one_row_when_stored_under_another_presentity() {
+    let (_dir, store) = open();
+    store
+        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c", 10))
+        .unwrap();
+    let moved = dialog("sip:z@b", "presence", "c", 20);
+    store.put_watcher_dialog(&moved).unwrap();
+    assert_eq!(store.get_dialog("c", "tt", "ft").unwrap(), Some(moved));
+    assert!(store.dialogs_for("sip:a@b", "presence").unwrap().is_empty());
+    assert_eq!(store.dialogs_count(), 1);
+    assert_eq!(store.expired_dialogs(u64::MAX, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn counts_follow_inserts_overwrites_and_deletes() {
+    let (_dir, store) = open();
+    store
+        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c1", 10))
+        .unwrap();
+    store
+        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c1", 20))
+        .unwrap();
+    store
+        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c2", 10))
+        .unwrap();
+    assert_eq!(store.dialogs_count(), 2);
+    store.delete_dialog("c1", "tt", "ft").unwrap();
+    assert_eq!(store.dialogs_count(), 1);
+    store
+        .put_presentity(&presentity("sip:a@b", "presence", "e", 1))
+        .unwrap();
+    assert_eq!((store.presentities_count(), store.watchers_count()), (1, 0));
+}
+
+#[test]
+fn key_parts_with_nul_are_rejected_not_stored() {
+    let (_dir, store) = open();
+    let err = store.put_presentity(&presentity("sip:a@b", "presence", "e\0", 1));
+    assert!(matches!(err, Err(StoreError::InvalidKey { field: "etag" })));
+    assert!(matches!(
+        store.get_dialog("c\0", "t", "f"),
+        Err(StoreError::InvalidKey { field: "call_id" })
+    ));
+    assert_eq!(store.presentities_count(), 0);
+}
+
+#[test]
+fn data_survives_drop_and_reopen() {
+    for sync_always in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            cache_capacity: 1 << 20,
+            sync_always,
+        };
+        {
+            let store = Store::open(dir.path(), opts).unwrap();
+            store
+                .put_presentity(&presentity("sip:a@b", "presence", "e", 7))
+                .unwrap();
+            store
+                .put_watcher_dialog(&dialog("sip:a@b", "presence", "c", 9))
+                .unwrap();
+            store
+                .put_watcher(&watcher("sip:a@b", "presence", "sip:w@x"))
+                .unwrap();
+            if !sync_always {
+                store.flush().unwrap();
+            }
+        }
+        let store = Store::open(dir.path(), opts).unwrap();
+        assert_eq!(store.expired_presentities(7, 10).unwrap().len(), 1);
+        assert_eq!(
+            store
+                .get_dialog("c", "tt", "ft")
+                .unwrap()
+                .map(|d| d.expires),
+            Some(9)
+        );
+        assert_eq!(store.watchers_count(), 1);
+        assert_eq!(store.dialogs_count(), 1);
+        assert!(store.size_on_disk().unwrap() > 0);
+    }
+}
+
+#[test]
+fn flush_async_completes() {
+    let (_dir, store) = open();
+    store
+        .put_presentity(&presentity("sip:a@b", "presence", "e", 7))
+        .unwrap();
+    smol::block_on(store.flush_async()).unwrap();
+}
+
+#[test]
+fn repair_recreates_a_missing_watchers_row_from_its_dialog() {
+    let (_dir, store) = open();
+    let mut d = dialog("sip:a@b", "presence", "c", 10);
+    d.status = status::PENDING;
+    d.reason = Some("probation".into());
+    store.put_watcher_dialog(&d).unwrap();
+    let mut winfo = dialog("sip:a@b", "presence.winfo", "c2", 10);
+    winfo.to_tag = "other".into();
+    store.put_watcher_dialog(&winfo).unwrap();
+
+    let report = store.repair(1234, |d| d.event == "presence").unwrap();
+    assert_eq!(report.watchers_recreated, 1);
+    assert_eq!(
+        store
+            .get_watcher("sip:a@b", "presence", &d.watcher_uri)
+            .unwrap(),
+        Some(Watcher {
+            presentity_uri: d.presentity_uri.clone(),
+            watcher_uri: d.watcher_uri.clone(),
+            event: d.event.clone(),
+            status: status::PENDING,
+            reason: Some("probation".into()),
+            inserted_time: 1234,
+        })
+    );
+    assert_eq!(store.watchers_count(), 1);
+    assert!(store.repair(9999, |_| true).unwrap().watchers_recreated == 1);
+    assert!(store.repair(9999, |_| true).unwrap().changed_nothing());
+}
+
+#[test]
+fn repair_keeps_an_existing_watchers_row() {
+    let (_dir, store) = open();
+    let d = dialog("sip:a@b", "presence", "c", 10);
+    store.put_watcher_dialog(&d).unwrap();
+    let mut w = watcher("sip:a@b", "presence", &d.watcher_uri);
+    w.status = status::TERMINATED;
+    store.put_watcher(&w).unwrap();
+    assert!(store.repair(1, |_| true).unwrap().changed_nothing());
+    assert_eq!(
+        store
+            .get_watcher("sip:a@b", "presence", &d.watcher_uri)
+            .unwrap(),
+        Some(w)
+    );
+}
+
+#[test]
+fn repair_drops_dangling_index_entries_and_restores_missing_ones() {
+    let (_dir, store) = open();
+    let p = presentity("sip:a@b", "presence", "e", 10);
+    store.put_presentity(&p).unwrap();
+    let d = dialog("sip:a@b", "presence", "c", 10);
+    store.put_watcher_dialog(&d).unwrap();
+    let gone = dialog("sip:gone@b", "presence", "gone", 5);
+    let gone_key = gone.row_key().unwrap();
+    let t = &store.inner;
+    t.presentity
+        .raw_insert(&keys::expiry(3, b"rno\0such\0row"), b"");
+    t.dialogs.raw_insert(&keys::expiry(5, &gone_key), b"");
+    t.dialogs
+        .raw_insert(&gone.dialog_key().unwrap().unwrap(), &gone_key);
+    t.dialogs.raw_insert(b"x12", b""); // too short to be an expiry entry
+    // Lose the dialog's own expiry entry, as an older bug might have.
+    t.dialogs
+        .raw_remove(&keys::expiry(10, &d.row_key().unwrap()));
+
+    let report = store.repair(0, |_| false).unwrap();
+    assert_eq!(report.index_entries_removed, 4);
+    assert_eq!(report.index_entries_added, 1);
+    assert_eq!(store.expired_presentities(u64::MAX, 10).unwrap(), [p]);
+    assert_eq!(store.expired_dialogs(u64::MAX, 10).unwrap(), [d]);
+    assert_eq!(store.get_dialog("gone", "tt", "ft").unwrap(), None);
+    assert!(store.repair(0, |_| false).unwrap().changed_nothing());
+}
+
+#[test]
+fn garbage_in_a_tree_is_reported_never_a_panic() {
+    let (_dir, store) = open();
+    let good = presentity("sip:a@b", "presence", "ok", 10);
+    store.put_presentity(&good).unwrap();
+    let bad = presentity("sip:a@b", "presence", "bad", 10);
+    let t = &store.inner;
+    t.presentity
+        .raw_insert(&bad.row_key().unwrap(), b"\x01\xff\xff\xff garbage");
+    t.presentity
+        .raw_insert(&keys::expiry(10, &bad.row_key().unwrap()), b"");
+    t.presentity.raw_insert(b"r", b"");
+    t.presentity.raw_insert(b"zzz", b"\x00");
+    t.presentity.raw_insert(b"", b"");
+    t.dialogs.raw_insert(b"d\0\0", b"rnothing");
+    t.dialogs.raw_insert(b"rjunk", &[FORMAT_VERSION]);
+
+    assert!(matches!(
+        store.get_presentity("presence", "sip:a@b", "bad"),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(
+        store.presentities_for("presence", "sip:a@b").unwrap(),
+        std::slice::from_ref(&good)
+    );
+    assert_eq!(
+        store.expired_presentities(u64::MAX, 10).unwrap(),
+        std::slice::from_ref(&good)
+    );
+    let results: Vec<_> = store.iter_presentities().collect();
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 2);
+    assert_eq!(store.iter_dialogs().filter(|r| r.is_err()).count(), 1);
+    let report = store.repair(0, |_| true).unwrap();
+    // bad, "r", "zzz" and "" in presentity; "rjunk" in active_watchers.
+    assert_eq!(report.unreadable, 5);
+    assert_eq!(report.index_entries_removed, 1);
+    // Overwriting an unreadable row heals it.
+    store.put_presentity(&bad).unwrap();
+    assert_eq!(
+        store.get_presentity("presence", "sip:a@b", "bad").unwrap(),
+        Some(bad)
+    );
+    // Deleting an unreadable dialog removes it.
+    let u = dialog("sip:u@b", "presence", "cu", 1);
+    t.dialogs.raw_insert(&u.row_key().unwrap(), b"?");
+    t.dialogs
+        .raw_insert(&u.dialog_key().unwrap().unwrap(), &u.row_key().unwrap());
+    assert_eq!(store.dialogs_for("sip:u@b", "presence").unwrap(), []);
+    assert_eq!(store.delete_dialog("cu", "tt", "ft").unwrap(), None);
+    assert_eq!(store.iter_dialogs().count(), 1); // only "rjunk" is left
+}
+
+#[test]
+fn concurrent_writers_of_one_row_leave_a_consistent_index() {
+    let (_dir, store) = open();
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let p = presentity("sip:a@b", "presence", "e", t * 1000 + i);
+                    store.put_presentity(&p).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(store.inner.presentity.raw_len(), 2);
+    assert_eq!(store.expired_presentities(u64::MAX, 10).unwrap().len(), 1);
+    assert!(store.repair(0, |_| true).unwrap().changed_nothing());
+}
+
+mod model {
+    //! The store against a `BTreeMap` model over random operation sequences.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const URIS: [&str; 3] = ["sip:a@b", "sip:a@bc", "sip:ab@c"];
+    const EVENTS: [&str; 3] = ["presence", "presence.winfo", "dialog;sla"];
+    const ETAGS: [&str; 2] = ["e1", "e2"];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put {
+            event: usize,
+            uri: usize,
+            etag: usize,
+            expires: u64,
+        },
+        Delete {
+            event: usize,
+            uri: usize,
+            etag: usize,
+        },
+        Sweep {
+            now: u64,
+            limit: usize,
+        },
+        PutDialog {
+            uri: usize,
+            event: usize,
+            call: usize,
+            expires: u64,
+        },
+        DeleteDialog {
+            call: usize,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize, 0..3usize, 0..2usize, 0..50u64).prop_map(|(event, uri, etag, expires)| {
+                Op::Put {
+                    event,
+                    uri,
+                    etag,
+                    expires,
+                }
+            }),
+            (0..3usize, 0..3usize, 0..2usize).prop_map(|(event, uri, etag)| Op::Delete {
+                event,
+                uri,
+                etag
+            }),
+            (0..60u64, 0..4usize).prop_map(|(now, limit)| Op::Sweep { now, limit }),
+            (0..3usize, 0..3usize, 0..4usize, 0..50u64).prop_map(|(uri, event, call, expires)| {
+                Op::PutDialog {
+                    uri,
+                    event,
+                    call,
+                    expires,
+                }
+            }),
+            (0..4usize).prop_map(|call| Op::DeleteDialog { call }),
+        ]
+    }
+
+    type PKey = (&'static str, &'static str, &'static str);
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn store_matches_a_btreemap_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let (_dir, store) = open();
+            let mut pres: BTreeMap<PKey, u64> = BTreeMap::new();
+            // call-id → (uri, event, expires)
+            let mut dialogs: BTreeMap<String, (&str, &str, u64)> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Put { event, uri, etag, expires } => {
+                        let k = (EVENTS[event], URIS[uri], ETAGS[etag]);
+                        store.put_presentity(&presentity(k.1, k.0, k.2, expires)).unwrap();
+                        pres.insert(k, expires);
+                    }
+                    Op::Delete { event, uri, etag } => {
+                        let k = (EVENTS[event], URIS[uri], ETAGS[etag]);
+                        let got = store.delete_presentity(k.0, k.1, k.2).unwrap();
+                        prop_assert_eq!(got.map(|p| p.expires), pres.remove(&k));
+                    }
+                    Op::Sweep { now, limit } => {
+                        let mut due: Vec<(u64, PKey)> = pres
+                            .iter()
+                            .filter(|(_, e)| **e <= now)
+                            .map(|(k, e)| (*e, *k))
+                            .collect();
+                        due.sort();
+                        due.truncate(limit);
+                        let got: Vec<(u64, String, String, String)> = store
+                            .expired_presentities(now, limit)
+                            .unwrap()
+                            .into_iter()
+                            .map(|p| (p.expires, p.event, p.presentity_uri, p.etag))
+                            .collect();
+                        let want: Vec<(u64, String, String, String)> = due
+                            .iter()
+                            .map(|(e, k)| (*e, k.0.into(), k.1.into(), k.2.into()))
+                            .collect();
+                        prop_assert_eq!(got, want);
+                        for (_, k) in due {
+                            store.delete_presentity(k.0, k.1, k.2).unwrap();
+                            pres.remove(&k);
+                        }
+                        let mut due_dialogs: Vec<(u64, String)> = dialogs
+                            .iter()
+                            .filter(|(_, d)| d.2 <= now)
+                            .map(|(c, d)| (d.2, c.clone()))
+                            .collect();
+                        due_dialogs.sort_by_key(|(e, c)| (*e, dialogs[c].0, dialogs[c].1, c.clone()));
+                        due_dialogs.truncate(limit);
+                        let got: Vec<(u64, String)> = store
+                            .expired_dialogs(now, limit)
+                            .unwrap()
+                            .into_iter()
+                            .map(|d| (d.expires, d.call_id))
+                            .collect();
+                        prop_assert_eq!(&got, &due_dialogs);
+                    }
+                    Op::PutDialog { uri, event, call, expires } => {
+                        let call_id = format!("call{call}");
+                        store.put_watcher_dialog(&dialog(URIS[uri], EVENTS[event], &call_id, expires)).unwrap();
+                        dialogs.insert(call_id, (URIS[uri], EVENTS[event], expires));
+                    }
+                    Op::DeleteDialog { call } => {
+                        let call_id = format!("call{call}");
+                        let got = store.delete_dialog(&call_id, "tt", "ft").unwrap();
+                        prop_assert_eq!(got.map(|d| d.expires), dialogs.remove(&call_id).map(|d| d.2));
+                    }
+                }
+                prop_assert_eq!(store.presentities_count(), pres.len() as u64);
+                prop_assert_eq!(store.dialogs_count(), dialogs.len() as u64);
+            }
+            for event in EVENTS {
+                for uri in URIS {
+                    let got: Vec<(&str, u64)> = store
+                        .presentities_for(event, uri)
+                        .unwrap()
+                        .iter()
+                        .map(|p| (ETAGS.iter().find(|e| **e == p.etag).copied().unwrap(), p.expires))
+                        .collect();
+                    let want: Vec<(&str, u64)> = pres
+                        .iter()
+                        .filter(|(k, _)| k.0 == event && k.1 == uri)
+                        .map(|(k, e)| (k.2, *e))
+                        .collect();
+                    prop_assert_eq!(got, want);
+                    let got: Vec<String> = store.dialogs_for(uri, event).unwrap().into_iter().map(|d| d.call_id).collect();
+                    let want: Vec<String> = dialogs
+                        .iter()
+                        .filter(|(_, d)| d.0 == uri && d.1 == event)
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+            prop_assert!(store.repair(0, |_| false).unwrap().changed_nothing());
+        }
+    }
+}
