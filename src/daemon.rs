@@ -150,7 +150,8 @@ async fn serve(
         &config.db,
         StoreOptions {
             cache_capacity: config.cache_capacity,
-            sync_always: config.sync == SyncMode::Always,
+            // The engine flushes once per request instead of once per row.
+            sync_always: false,
         },
     ) {
         Ok(s) => s,
@@ -160,7 +161,8 @@ async fn serve(
             return Err(DaemonError::Database(msg));
         }
     };
-    match store.repair() {
+    let now_unix = clock.unix_now();
+    match store.repair(now_unix, |_| true) {
         Ok(report) => debug!("store repair at open: {report:?}"),
         Err(e) => warn!("store repair failed: {e}"),
     }

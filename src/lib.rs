@@ -11,7 +11,6 @@ pub mod daemon;
 pub mod dispatch;
 pub mod events;
 pub mod presence;
-pub mod store;
 pub mod sip;
 pub mod store;
 pub mod transport;

@@ -132,13 +132,20 @@ impl Engine {
             crate::sip::message::Method::Publish => self.publish(req, now),
             _ => self.subscribe(req, source, now),
         };
-        if self.config.sync_always && outcome.response.status < 300 {
-            // sync = "always": the state is on disk before the client hears about it.
-            if let Err(e) = self.store.flush() {
-                log::error!("flush failed: {e}");
-            }
+        if outcome.response.status < 300 {
+            self.durable();
         }
         outcome
+    }
+
+    /// sync = "always": what was just written is on disk before anyone hears about it.
+    /// One flush per request or event, not one per row.
+    fn durable(&self) {
+        if self.config.sync_always
+            && let Err(e) = self.store.flush()
+        {
+            log::error!("flush failed: {e}");
+        }
     }
 
     /// The daemon started a client transaction for a NOTIFY.

@@ -227,6 +227,7 @@ impl Engine {
                     return Vec::new();
                 };
                 let out = self.send_now(dialog, package.as_ref(), next.body, None, now);
+                self.durable();
                 out.into_iter().collect()
             }
         }

@@ -72,6 +72,7 @@ impl Engine {
             }
         }
         if publications + subscriptions > 0 {
+            self.durable();
             info!("sweep: {publications} publication(s) and {subscriptions} subscription(s) expired");
         }
         out

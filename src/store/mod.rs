@@ -178,6 +178,12 @@ impl Store {
         Ok(())
     }
 
+    /// A number larger than any this database returned before, across restarts (sled's
+    /// persisted id generator): publication order for aggregation.
+    pub fn next_sequence(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.generate_id()?)
+    }
+
     /// Bytes the database occupies on disk (sled reclaims little on delete).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.inner.db.size_on_disk()?)
