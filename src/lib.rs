@@ -8,5 +8,6 @@
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod sip;
 pub mod transport;
