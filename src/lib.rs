@@ -1,8 +1,9 @@
 //! presenced: a SIP presence server (RFC 3856/3903/6665) that keeps its state in an
 //! embedded sled database. The library holds every layer; `main.rs` is only the CLI.
 //!
-//! Layering (see DESIGN.md): `sip` is the sans-I/O protocol core, `transport` and
-//! `daemon` are the thin smol shell around it, `config` and `clock` are shared plumbing.
+//! Layering (see README.md): `sip` is the sans-I/O protocol core, `presence` the
+//! event-independent engine with `events` as its plug-ins, `store` the only module that
+//! names sled, and `transport` + `daemon` the thin smol shell around it all.
 #![forbid(unsafe_code)]
 
 pub mod clock;

@@ -1,0 +1,1043 @@
+//! PIDF presence bodies (RFC 3863, with RPID RFC 4480 and the data model of RFC 4479):
+//! checking what a PUBLISH carries, merging a presentity's publications into the one
+//! document a NOTIFY carries, and reading the few facts privacy rules need.
+//!
+//! Sans-I/O: bytes in, bytes or values out. Parsing goes through minidom's tree builder
+//! fed by rxml, which is a restricted XML parser (no DTD, no entities beyond the five
+//! predefined ones), so hostile bodies cannot expand. Output is written by our own small
+//! serializer rather than minidom's: minidom asserts (panics) when a child re-declares a
+//! prefix the root already declares, which merged documents from different clients do.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use minidom::rxml::parser::CommentMode;
+use minidom::rxml::{self, Parse, RawEvent, RawParser, WithOptions};
+use minidom::tree_builder::TreeBuilder;
+use minidom::{Element, NSChoice, Node};
+
+/// RFC 3863 §4.1: the PIDF namespace.
+pub const PIDF_NS: &str = "urn:ietf:params:xml:ns:pidf";
+/// RFC 4479 §5: person/device elements live here.
+pub const DATA_MODEL_NS: &str = "urn:ietf:params:xml:ns:pidf:data-model";
+/// RFC 4480 §3: activities, mood, sphere, …
+pub const RPID_NS: &str = "urn:ietf:params:xml:ns:pidf:rpid";
+
+const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
+/// Real PIDF nests about five levels deep; the cap keeps recursion bounded on hostile input.
+const MAX_DEPTH: usize = 64;
+/// Tuple id of [`closed_document`]; constant so repeated NOTIFYs carry the same tuple.
+const CLOSED_TUPLE_ID: &str = "presenced-closed";
+
+/// Why a body is not an acceptable PIDF document. `Display` is short and fixed so it can
+/// go into a reason phrase: `format!("Bad Request - PIDF: {err}")`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidfError {
+    NotUtf8,
+    NotWellFormed,
+    TooDeep,
+    NotPresence,
+    WrongNamespace,
+    MissingEntity,
+    TupleWithoutId,
+    TupleWithoutStatus,
+}
+
+impl fmt::Display for PidfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PidfError::NotUtf8 => "not UTF-8",
+            PidfError::NotWellFormed => "not well-formed XML",
+            PidfError::TooDeep => "nesting too deep",
+            PidfError::NotPresence => "root is not presence",
+            PidfError::WrongNamespace => "presence not in PIDF namespace",
+            PidfError::MissingEntity => "missing entity",
+            PidfError::TupleWithoutId => "tuple without id",
+            PidfError::TupleWithoutStatus => "tuple without status",
+        })
+    }
+}
+
+impl std::error::Error for PidfError {}
+
+/// Accepts `body` if it is a well-formed UTF-8 PIDF document: root `presence` in the
+/// PIDF namespace with an `entity`, every `tuple` with an `id` and a `status`.
+pub fn validate_pidf(body: &[u8]) -> Result<(), PidfError> {
+    parse_pidf(body).map(|_| ())
+}
+
+/// Merges a presentity's publications, given newest first, into one PIDF document for
+/// `entity`. Every child of every publication is kept in that order, except an element
+/// whose `id` already came from a newer publication (newest wins). Invalid publications
+/// are skipped; with none left the result is a `presence` without children.
+pub fn aggregate(entity: &str, publications: &[&[u8]]) -> Vec<u8> {
+    if let [only] = publications
+        && let Some(body) = single_unchanged(entity, only)
+    {
+        return body;
+    }
+    let docs: Vec<Element> = publications
+        .iter()
+        .filter_map(|body| parse_pidf(body).ok())
+        .collect();
+
+    let mut scope = Scope::default();
+    scope.push(None, PIDF_NS.to_owned());
+    // Keep the prefixes clients chose (dm:, rpid:, …): some parsers match them literally.
+    for doc in &docs {
+        for (prefix, uri) in doc.prefixes.declared_prefixes() {
+            let declarable = prefix.as_deref().is_some_and(|p| p != "xml");
+            if declarable && is_sane_declaration(prefix, uri) && !scope.binds(prefix) {
+                scope.push(prefix.clone(), uri.clone());
+            }
+        }
+    }
+
+    let mut out = String::with_capacity(publications.iter().map(|p| p.len()).sum::<usize>() + 128);
+    out.push_str(XML_DECLARATION);
+    out.push_str("\n<presence");
+    for (prefix, uri) in &scope.bindings {
+        write_declaration(&mut out, prefix, uri);
+    }
+    out.push_str(" entity=\"");
+    escape_attr(&mut out, &xml_chars_only(entity));
+    out.push_str("\">");
+
+    let mut seen_ids: HashSet<&str> = HashSet::new();
+    for doc in &docs {
+        let mut ids_here = Vec::new();
+        for child in doc.children() {
+            if let Some(id) = child.attr("id") {
+                if seen_ids.contains(id) {
+                    continue;
+                }
+                ids_here.push(id);
+            }
+            write_element(&mut out, child, &mut scope);
+        }
+        seen_ids.extend(ids_here);
+    }
+    out.push_str("</presence>\n");
+    out.into_bytes()
+}
+
+/// A PIDF document with one `closed` tuple, for a presentity with nothing published.
+pub fn closed_document(entity: &str) -> Vec<u8> {
+    let mut out = String::with_capacity(256 + entity.len());
+    out.push_str(XML_DECLARATION);
+    out.push_str("\n<presence xmlns=\"");
+    out.push_str(PIDF_NS);
+    out.push_str("\" entity=\"");
+    escape_attr(&mut out, &xml_chars_only(entity));
+    out.push_str("\"><tuple id=\"");
+    out.push_str(CLOSED_TUPLE_ID);
+    out.push_str("\"><status><basic>closed</basic></status></tuple></presence>\n");
+    out.into_bytes()
+}
+
+/// The `id` of each tuple, in document order; empty if `body` is not valid PIDF.
+pub fn tuple_ids(body: &[u8]) -> Vec<String> {
+    let Ok(doc) = parse_pidf(body) else {
+        return Vec::new();
+    };
+    tuples(&doc)
+        .filter_map(|t| t.attr("id"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `basic` status (`open`/`closed`) of each tuple that has one, in document order.
+pub fn basic_status(body: &[u8]) -> Vec<String> {
+    let Ok(doc) = parse_pidf(body) else {
+        return Vec::new();
+    };
+    tuples(&doc)
+        .filter_map(|t| t.get_child("status", PIDF_NS))
+        .filter_map(|s| s.get_child("basic", PIDF_NS))
+        .map(|b| b.text().trim().to_owned())
+        .collect()
+}
+
+/// Text of every `note` (PIDF, data-model or RPID namespace) at any depth, in document
+/// order, trimmed.
+pub fn notes(body: &[u8]) -> Vec<String> {
+    let Ok(doc) = parse_pidf(body) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    collect_notes(&doc, &mut found);
+    found
+}
+
+/// The RPID `sphere` of each person (RFC 4480 §3.7). A sphere given as an element
+/// (`<rpid:work/>`, `<rpid:home/>`) is reported by that element's name.
+pub fn rpid_spheres(body: &[u8]) -> Vec<String> {
+    let Ok(doc) = parse_pidf(body) else {
+        return Vec::new();
+    };
+    doc.children()
+        // Pre-RFC 4479 RPID drafts put person in the RPID namespace; clients still do.
+        .filter(|c| c.is("person", DATA_MODEL_NS) || c.is("person", RPID_NS))
+        .filter_map(|p| p.get_child("sphere", RPID_NS))
+        .filter_map(|s| {
+            let text = s.text();
+            let text = text.trim();
+            if text.is_empty() {
+                s.children().next().map(|c| c.name().to_owned())
+            } else {
+                Some(text.to_owned())
+            }
+        })
+        .collect()
+}
+
+fn tuples(doc: &Element) -> impl Iterator<Item = &Element> {
+    doc.children().filter(|c| c.is("tuple", PIDF_NS))
+}
+
+fn collect_notes(el: &Element, found: &mut Vec<String>) {
+    for child in el.children() {
+        if child.name() == "note"
+            && child.has_ns(NSChoice::AnyOf(&[PIDF_NS, DATA_MODEL_NS, RPID_NS]))
+        {
+            found.push(child.text().trim().to_owned());
+        } else {
+            collect_notes(child, found);
+        }
+    }
+}
+
+/// The one publication as is, when it already names `entity` (the common single-device
+/// case); only an XML declaration is added if it lacks one.
+fn single_unchanged(entity: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let doc = parse_pidf(body).ok()?;
+    if doc.attr("entity") != Some(entity) {
+        return None;
+    }
+    if body.starts_with(b"<?xml") {
+        return Some(body.to_vec());
+    }
+    if body.starts_with(b"<") {
+        let mut out = Vec::with_capacity(XML_DECLARATION.len() + 1 + body.len());
+        out.extend_from_slice(XML_DECLARATION.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(body);
+        return Some(out);
+    }
+    None
+}
+
+/// Parses and checks the PIDF structure (RFC 3863 §4.1.1, §4.1.2, §4.1.4).
+fn parse_pidf(body: &[u8]) -> Result<Element, PidfError> {
+    let root = parse_xml(body)?;
+    if root.name() != "presence" {
+        return Err(PidfError::NotPresence);
+    }
+    if !root.has_ns(PIDF_NS) {
+        return Err(PidfError::WrongNamespace);
+    }
+    if root.attr("entity").is_none_or(|e| e.trim().is_empty()) {
+        return Err(PidfError::MissingEntity);
+    }
+    for tuple in tuples(&root) {
+        if tuple.attr("id").is_none_or(str::is_empty) {
+            return Err(PidfError::TupleWithoutId);
+        }
+        if !tuple.has_child("status", PIDF_NS) {
+            return Err(PidfError::TupleWithoutStatus);
+        }
+    }
+    Ok(root)
+}
+
+/// Parses one XML document into a tree, tolerating what rxml's restricted XML refuses
+/// but clients send: a byte order mark, comments and processing instructions.
+fn parse_xml(body: &[u8]) -> Result<Element, PidfError> {
+    let text = std::str::from_utf8(body).map_err(|_| PidfError::NotUtf8)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let cleaned = strip_comments_and_pis(text.as_bytes());
+
+    let options = rxml::Options {
+        comments: CommentMode::Discard,
+        ..Default::default()
+    };
+    let mut parser = RawParser::with_options(options);
+    // Unprefixed names without a default namespace are in no namespace (Namespaces in
+    // XML §6.2); minidom would otherwise call that an error and hide WrongNamespace.
+    let mut builder = TreeBuilder::new().with_prefixes_stack(vec![Some(String::new()).into()]);
+    let mut checks = EventChecks::default();
+    let mut input: &[u8] = &cleaned;
+    let mut root = None;
+    loop {
+        match parser.parse(&mut input, true) {
+            Ok(Some(event)) => {
+                if root.is_some() {
+                    // A second root or text after the root element.
+                    return Err(PidfError::NotWellFormed);
+                }
+                checks.check(&event)?;
+                builder
+                    .process_event(event)
+                    .map_err(|_| PidfError::NotWellFormed)?;
+                root = builder.root.take();
+            }
+            Ok(None) => break,
+            Err(_) => return Err(PidfError::NotWellFormed),
+        }
+    }
+    root.ok_or(PidfError::NotWellFormed)
+}
+
+/// Well-formedness rules rxml's raw parser leaves to its caller, plus our depth cap.
+#[derive(Default)]
+struct EventChecks {
+    depth: usize,
+    attributes: Vec<rxml::RawQName>,
+}
+
+impl EventChecks {
+    fn check(&mut self, event: &RawEvent) -> Result<(), PidfError> {
+        match event {
+            RawEvent::ElementHeadOpen(..) => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(PidfError::TooDeep);
+                }
+                self.attributes.clear();
+            }
+            RawEvent::Attribute(_, qname, value) => {
+                // XML 1.0 §3.1: attribute names are unique within a start tag.
+                if self.attributes.contains(qname) {
+                    return Err(PidfError::NotWellFormed);
+                }
+                let (prefix, name) = qname;
+                let declared = match prefix.as_ref().map(|p| p.as_str()) {
+                    None if name.as_str() == "xmlns" => Some(None),
+                    Some("xmlns") => Some(Some(name.to_string())),
+                    _ => None,
+                };
+                if let Some(declared) = declared
+                    && !is_sane_declaration(&declared, value)
+                {
+                    return Err(PidfError::NotWellFormed);
+                }
+                self.attributes.push(qname.clone());
+            }
+            RawEvent::ElementFoot(_) => self.depth = self.depth.saturating_sub(1),
+            RawEvent::XmlDeclaration(..) | RawEvent::ElementHeadClose(_) | RawEvent::Text(..) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Namespaces in XML 1.0 §3: `xml`/`xmlns` are reserved and prefixes cannot be undeclared.
+fn is_sane_declaration(prefix: &Option<String>, uri: &str) -> bool {
+    match prefix.as_deref() {
+        Some("xmlns") => false,
+        Some("xml") => uri == rxml::XMLNS_XML,
+        Some(_) if uri.is_empty() => false,
+        _ => uri != rxml::XMLNS_XML && uri != rxml::XMLNS_XMLNS,
+    }
+}
+
+/// Drops comments and processing instructions (other than the XML declaration): rxml
+/// rejects PIs everywhere and comments outside the root, and neither carries anything
+/// PIDF needs. CDATA and quoted attribute values are skipped over, and malformed ones are
+/// kept, so the parser still judges them.
+fn strip_comments_and_pis(doc: &[u8]) -> Cow<'_, [u8]> {
+    let after_declaration = if doc.starts_with(b"<?xml") {
+        find(doc, b"?>", 0).map_or(0, |end| end + 2)
+    } else {
+        0
+    };
+    if find(doc, b"<?", after_declaration).is_none() && find(doc, b"<!--", 0).is_none() {
+        return Cow::Borrowed(doc);
+    }
+    let mut out = Vec::with_capacity(doc.len());
+    let mut pos = 0;
+    while let Some(lt) = find(doc, b"<", pos) {
+        out.extend_from_slice(doc.get(pos..lt).unwrap_or_default());
+        let rest = doc.get(lt..).unwrap_or_default();
+        let (markup_len, droppable) = if rest.starts_with(b"<!--") {
+            // XML 1.0 §2.5: "--" may not occur inside a comment.
+            match find(rest, b"--", 4) {
+                Some(end) if rest.get(end + 2) == Some(&b'>') => (Some(end + 3), true),
+                _ => (None, false),
+            }
+        } else if rest.starts_with(b"<![CDATA[") {
+            (find(rest, b"]]>", 9).map(|e| e + 3), false)
+        } else if rest.starts_with(b"<?") {
+            match find(rest, b"?>", 2) {
+                Some(end) => (
+                    Some(end + 2),
+                    !is_reserved_pi_target(rest.get(2..end).unwrap_or_default()),
+                ),
+                None => (None, false),
+            }
+        } else {
+            (tag_len(rest), false)
+        };
+        let Some(len) = markup_len else {
+            // Unterminated or malformed markup: hand the rest over for the parser to reject.
+            out.extend_from_slice(rest);
+            return Cow::Owned(out);
+        };
+        if !droppable {
+            out.extend_from_slice(rest.get(..len).unwrap_or_default());
+        }
+        pos = lt + len;
+    }
+    out.extend_from_slice(doc.get(pos..).unwrap_or_default());
+    Cow::Owned(out)
+}
+
+/// XML 1.0 §2.6: targets matching `xml` in any case are reserved; such a PI anywhere but
+/// at the start is an error the parser must still see.
+fn is_reserved_pi_target(pi: &[u8]) -> bool {
+    let target_end = pi
+        .iter()
+        .position(|b| b.is_ascii_whitespace())
+        .unwrap_or(pi.len());
+    pi.get(..target_end)
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"xml"))
+}
+
+/// Length of a tag starting at `<`, honouring quoted attribute values.
+fn tag_len(tag: &[u8]) -> Option<usize> {
+    let mut quote = None;
+    for (i, &b) in tag.iter().enumerate() {
+        match (quote, b) {
+            (None, b'"' | b'\'') => quote = Some(b),
+            (Some(q), _) if q == b => quote = None,
+            (None, b'>') => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// Namespace bindings in force while writing, innermost last.
+#[derive(Default)]
+struct Scope {
+    bindings: Vec<(Option<String>, String)>,
+}
+
+impl Scope {
+    fn push(&mut self, prefix: Option<String>, uri: String) {
+        self.bindings.push((prefix, uri));
+    }
+
+    fn binds(&self, prefix: &Option<String>) -> bool {
+        self.bindings.iter().any(|(p, _)| p == prefix)
+    }
+
+    fn default_ns(&self) -> &str {
+        self.bindings
+            .iter()
+            .rev()
+            .find(|(p, _)| p.is_none())
+            .map_or("", |(_, uri)| uri)
+    }
+
+    /// A prefix currently bound to `uri` and not shadowed by an inner declaration.
+    fn prefix_for(&self, uri: &str) -> Option<&str> {
+        self.bindings
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(i, (p, u))| {
+                p.is_some()
+                    && u == uri
+                    && self
+                        .bindings
+                        .get(i + 1..)
+                        .is_some_and(|inner| inner.iter().all(|(q, _)| q != p))
+            })
+            .and_then(|(_, (p, _))| p.as_deref())
+    }
+
+    fn fresh_prefix(&self) -> String {
+        (0..)
+            .map(|n| format!("ns{n}"))
+            .find(|candidate| !self.binds(&Some(candidate.clone())))
+            .unwrap_or_default()
+    }
+}
+
+/// Writes `el` with whatever declarations make its names resolve in `scope`: its own
+/// declarations are kept, and any namespace it uses that is not in scope (because it was
+/// declared on the publication's root) is declared on it.
+fn write_element(out: &mut String, el: &Element, scope: &mut Scope) {
+    let mark = scope.bindings.len();
+    for (prefix, uri) in el.prefixes.declared_prefixes() {
+        if is_sane_declaration(prefix, uri) && prefix.as_deref() != Some("xml") {
+            scope.push(prefix.clone(), uri.clone());
+        }
+    }
+
+    let ns = el.ns();
+    let element_prefix = if scope.default_ns() == ns {
+        None
+    } else if ns.is_empty() {
+        // An element in no namespace under a default one needs `xmlns=""`.
+        let own = scope.bindings.get(mark..).unwrap_or_default();
+        if let Some(i) = own.iter().position(|(p, _)| p.is_none()) {
+            scope.bindings.remove(mark + i);
+        }
+        scope.push(None, String::new());
+        None
+    } else if let Some(p) = scope.prefix_for(&ns) {
+        Some(p.to_owned())
+    } else {
+        let p = scope.fresh_prefix();
+        scope.push(Some(p.clone()), ns.clone());
+        Some(p)
+    };
+
+    let mut attributes = Vec::new();
+    for ((attr_ns, name), value) in el.attrs() {
+        let prefix = if attr_ns.is_none() {
+            None
+        } else if attr_ns.as_str() == rxml::XMLNS_XML {
+            Some("xml".to_owned())
+        } else if let Some(p) = scope.prefix_for(attr_ns) {
+            Some(p.to_owned())
+        } else {
+            let p = scope.fresh_prefix();
+            scope.push(Some(p.clone()), attr_ns.to_string());
+            Some(p)
+        };
+        attributes.push((prefix, name.as_str(), value.as_str()));
+    }
+
+    let qname = match &element_prefix {
+        Some(p) => format!("{p}:{}", el.name()),
+        None => el.name().to_owned(),
+    };
+    out.push('<');
+    out.push_str(&qname);
+    for (prefix, uri) in scope.bindings.get(mark..).unwrap_or_default() {
+        write_declaration(out, prefix, uri);
+    }
+    for (prefix, name, value) in attributes {
+        out.push(' ');
+        if let Some(p) = prefix {
+            out.push_str(&p);
+            out.push(':');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_attr(out, value);
+        out.push('"');
+    }
+    if el.nodes().next().is_none() {
+        out.push_str("/>");
+    } else {
+        out.push('>');
+        for node in el.nodes() {
+            match node {
+                Node::Element(child) => write_element(out, child, scope),
+                Node::Text(text) => escape_text(out, text),
+            }
+        }
+        out.push_str("</");
+        out.push_str(&qname);
+        out.push('>');
+    }
+    scope.bindings.truncate(mark);
+}
+
+fn write_declaration(out: &mut String, prefix: &Option<String>, uri: &str) {
+    match prefix {
+        Some(p) => {
+            out.push_str(" xmlns:");
+            out.push_str(p);
+        }
+        None => out.push_str(" xmlns"),
+    }
+    out.push_str("=\"");
+    escape_attr(out, uri);
+    out.push('"');
+}
+
+fn escape_text(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            // XML 1.0 §2.11 would turn a literal CR into LF.
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_attr(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '"' => out.push_str("&quot;"),
+            // XML 1.0 §3.3.3 would normalise these to spaces.
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// XML 1.0 §2.2: drops characters no XML document may contain, so a strange entity
+/// string from the caller cannot make our output unparseable.
+fn xml_chars_only(s: &str) -> Cow<'_, str> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+            || c >= '\u{10000}'
+    };
+    if s.chars().all(allowed) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.chars().filter(|&c| allowed(c)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ALICE: &str = "sip:alice@example.com";
+
+    /// What pjsua publishes: tuple plus an RPID person, prefixes declared on the root.
+    const PJSUA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:alice@example.com">
+ <tuple id="pj1">
+  <status><basic>open</basic></status>
+  <timestamp>2024-05-01T10:00:00Z</timestamp>
+  <note>Idle</note>
+ </tuple>
+ <dm:person id="pjp1">
+  <rpid:activities><rpid:away/></rpid:activities>
+  <dm:note>Away</dm:note>
+ </dm:person>
+</presence>"#;
+
+    /// A desk phone with service capabilities (RFC 5196) and a device element.
+    const DESK: &str = r#"<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:caps="urn:ietf:params:xml:ns:pidf:caps" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" entity="sip:alice@desk.example.com">
+<tuple id="desk1"><status><basic>closed</basic></status>
+<caps:servcaps><caps:audio>true</caps:audio></caps:servcaps>
+<contact priority="0.8">sip:alice@192.0.2.7</contact></tuple>
+<dm:device id="dev1"><dm:deviceID>urn:uuid:6a2c</dm:deviceID></dm:device>
+<note xml:lang="en">At my desk</note>
+</presence>"#;
+
+    fn doc(entity: &str, tuples: &[(&str, &str)]) -> String {
+        let mut s = format!(r#"<presence xmlns="{PIDF_NS}" entity="{entity}">"#);
+        for (id, basic) in tuples {
+            s.push_str(&format!(
+                r#"<tuple id="{id}"><status><basic>{basic}</basic></status></tuple>"#
+            ));
+        }
+        s.push_str("</presence>");
+        s
+    }
+
+    fn reparse(out: &[u8]) -> Element {
+        std::str::from_utf8(out).unwrap().parse().unwrap()
+    }
+
+    fn entity_of(out: &[u8]) -> String {
+        reparse(out).attr("entity").unwrap().to_owned()
+    }
+
+    #[test]
+    fn accepts_what_pjsua_publishes() {
+        assert_eq!(validate_pidf(PJSUA.as_bytes()), Ok(()));
+        assert_eq!(validate_pidf(DESK.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn accepts_declaration_comments_processing_instructions_and_bom() {
+        let body = format!(
+            "\u{feff}<?xml version='1.0' encoding='utf-8'?>\n<!-- from a softphone -->\n\
+             <?app-hint keep?>{}\n<!-- trailer -->\n",
+            doc(ALICE, &[("t1", "open")]).replace("<status>", "<status><!-- s --><?x y?>")
+        );
+        assert_eq!(validate_pidf(body.as_bytes()), Ok(()));
+        assert_eq!(basic_status(body.as_bytes()), ["open"]);
+    }
+
+    #[test]
+    fn processing_instruction_text_inside_comments_and_cdata_is_left_alone() {
+        let body = doc(ALICE, &[("t1", "open")]).replace(
+            "</presence>",
+            "<note><![CDATA[a <?b?> c]]></note><!-- <?d?> --></presence>",
+        );
+        assert_eq!(notes(body.as_bytes()), ["a <?b?> c"]);
+    }
+
+    #[test]
+    fn processing_instruction_hidden_in_attribute_value_does_not_make_bad_xml_pass() {
+        let body = doc(ALICE, &[("t1", "open")]).replace("<tuple ", r#"<tuple x="<?y?>" "#);
+        assert_eq!(
+            validate_pidf(body.as_bytes()),
+            Err(PidfError::NotWellFormed)
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_xml() {
+        for body in [&b""[..], b"hello", b"<presence", b"<a></b>", b"<a/><b/>"] {
+            assert_eq!(
+                validate_pidf(body),
+                Err(PidfError::NotWellFormed),
+                "{body:?}"
+            );
+        }
+        let trailing = format!("{}junk", doc(ALICE, &[]));
+        assert_eq!(
+            validate_pidf(trailing.as_bytes()),
+            Err(PidfError::NotWellFormed)
+        );
+    }
+
+    #[test]
+    fn rejects_non_utf8() {
+        let mut body = doc(ALICE, &[("t1", "open")]).into_bytes();
+        body.insert(20, 0xff);
+        assert_eq!(validate_pidf(&body), Err(PidfError::NotUtf8));
+    }
+
+    #[test]
+    fn rejects_malformed_comment() {
+        let body = doc(ALICE, &[]).replace("</presence>", "<!-- a -- b --></presence>");
+        assert_eq!(
+            validate_pidf(body.as_bytes()),
+            Err(PidfError::NotWellFormed)
+        );
+    }
+
+    #[test]
+    fn rejects_doctype_so_entities_cannot_expand() {
+        let body = format!(
+            "<!DOCTYPE presence [<!ENTITY a \"aaaa\">]>{}",
+            doc(ALICE, &[]).replace("</presence>", "<note>&a;</note></presence>")
+        );
+        assert_eq!(
+            validate_pidf(body.as_bytes()),
+            Err(PidfError::NotWellFormed)
+        );
+    }
+
+    #[test]
+    fn rejects_duplicate_attributes_and_reserved_prefix_misuse() {
+        let dup = doc(ALICE, &[("t1", "open")]).replace("<tuple ", r#"<tuple id="x" "#);
+        assert_eq!(validate_pidf(dup.as_bytes()), Err(PidfError::NotWellFormed));
+        let xml_prefix = doc(ALICE, &[]).replace("<presence ", r#"<presence xmlns:xml="urn:x" "#);
+        assert_eq!(
+            validate_pidf(xml_prefix.as_bytes()),
+            Err(PidfError::NotWellFormed)
+        );
+        let undeclare = doc(ALICE, &[]).replace("<presence ", r#"<presence xmlns:p="" "#);
+        assert_eq!(
+            validate_pidf(undeclare.as_bytes()),
+            Err(PidfError::NotWellFormed)
+        );
+    }
+
+    #[test]
+    fn rejects_deep_nesting() {
+        let deep = "<x>".repeat(MAX_DEPTH + 1) + &"</x>".repeat(MAX_DEPTH + 1);
+        let body = doc(ALICE, &[]).replace("</presence>", &format!("{deep}</presence>"));
+        assert_eq!(validate_pidf(body.as_bytes()), Err(PidfError::TooDeep));
+    }
+
+    #[test]
+    fn rejects_wrong_root() {
+        let body = format!(r#"<pres xmlns="{PIDF_NS}" entity="{ALICE}"/>"#);
+        assert_eq!(validate_pidf(body.as_bytes()), Err(PidfError::NotPresence));
+    }
+
+    #[test]
+    fn rejects_wrong_namespace() {
+        let body = doc(ALICE, &[]).replace(PIDF_NS, "urn:example:pidf");
+        assert_eq!(
+            validate_pidf(body.as_bytes()),
+            Err(PidfError::WrongNamespace)
+        );
+        let none = format!(r#"<presence entity="{ALICE}"/>"#);
+        assert_eq!(
+            validate_pidf(none.as_bytes()),
+            Err(PidfError::WrongNamespace)
+        );
+    }
+
+    #[test]
+    fn rejects_missing_entity() {
+        let body = doc(ALICE, &[("t1", "open")]).replace(&format!(r#" entity="{ALICE}""#), "");
+        assert_eq!(
+            validate_pidf(body.as_bytes()),
+            Err(PidfError::MissingEntity)
+        );
+        assert_eq!(
+            format!("Bad Request - PIDF: {}", PidfError::MissingEntity),
+            "Bad Request - PIDF: missing entity"
+        );
+    }
+
+    #[test]
+    fn rejects_tuple_without_status_or_id() {
+        let no_status = doc(ALICE, &[("t1", "open")])
+            .replace("<status><basic>open</basic></status>", "<note>x</note>");
+        assert_eq!(
+            validate_pidf(no_status.as_bytes()),
+            Err(PidfError::TupleWithoutStatus)
+        );
+        let no_id = doc(ALICE, &[("t1", "open")]).replace(r#" id="t1""#, "");
+        assert_eq!(
+            validate_pidf(no_id.as_bytes()),
+            Err(PidfError::TupleWithoutId)
+        );
+    }
+
+    #[test]
+    fn tuples_of_two_devices_are_both_present_newest_first() {
+        let phone = doc(ALICE, &[("phone", "open")]);
+        let laptop = doc(ALICE, &[("laptop", "closed")]);
+        let out = aggregate(ALICE, &[phone.as_bytes(), laptop.as_bytes()]);
+        assert_eq!(validate_pidf(&out), Ok(()));
+        assert_eq!(tuple_ids(&out), ["phone", "laptop"]);
+        assert_eq!(basic_status(&out), ["open", "closed"]);
+    }
+
+    #[test]
+    fn same_tuple_id_keeps_only_the_newest() {
+        let newer = doc(ALICE, &[("t1", "closed"), ("t2", "open")]);
+        let older = doc(ALICE, &[("t1", "open"), ("t3", "open")]);
+        let out = aggregate(ALICE, &[newer.as_bytes(), older.as_bytes()]);
+        assert_eq!(tuple_ids(&out), ["t1", "t2", "t3"]);
+        assert_eq!(basic_status(&out), ["closed", "open", "open"]);
+    }
+
+    #[test]
+    fn person_device_and_notes_keep_their_namespaces() {
+        let out = aggregate(ALICE, &[PJSUA.as_bytes(), DESK.as_bytes()]);
+        assert_eq!(validate_pidf(&out), Ok(()));
+        let root = reparse(&out);
+        let person = root.get_child("person", DATA_MODEL_NS).unwrap();
+        assert_eq!(person.attr("id"), Some("pjp1"));
+        let activities = person.get_child("activities", RPID_NS).unwrap();
+        assert!(activities.has_child("away", RPID_NS));
+        let device = root.get_child("device", DATA_MODEL_NS).unwrap();
+        assert_eq!(
+            device.get_child("deviceID", DATA_MODEL_NS).unwrap().text(),
+            "urn:uuid:6a2c"
+        );
+        let desk = root
+            .children()
+            .find(|c| c.attr("id") == Some("desk1"))
+            .unwrap();
+        let caps = desk
+            .get_child("servcaps", "urn:ietf:params:xml:ns:pidf:caps")
+            .unwrap();
+        assert!(caps.has_child("audio", "urn:ietf:params:xml:ns:pidf:caps"));
+        let note = root.get_child("note", PIDF_NS).unwrap();
+        assert_eq!(note.attr_ns(rxml::XMLNS_XML, "lang"), Some("en"));
+        assert_eq!(notes(&out), ["Idle", "Away", "At my desk"]);
+        // Clients that match prefixes literally still find theirs.
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("<dm:person id=\"pjp1\">"), "{text}");
+        assert!(text.contains("<rpid:away/>"), "{text}");
+    }
+
+    #[test]
+    fn one_prefix_meaning_two_namespaces_in_two_publications_stays_unambiguous() {
+        let a = format!(
+            r#"<presence xmlns="{PIDF_NS}" xmlns:p="{RPID_NS}" entity="{ALICE}"><p:mood id="m1"><p:happy/></p:mood></presence>"#
+        );
+        let b = format!(
+            r#"<presence xmlns="{PIDF_NS}" xmlns:p="{DATA_MODEL_NS}" entity="{ALICE}"><p:person id="x1"/></presence>"#
+        );
+        let out = aggregate(ALICE, &[a.as_bytes(), b.as_bytes()]);
+        let root = reparse(&out);
+        assert!(
+            root.get_child("mood", RPID_NS)
+                .unwrap()
+                .has_child("happy", RPID_NS)
+        );
+        assert!(root.has_child("person", DATA_MODEL_NS));
+    }
+
+    #[test]
+    fn child_redeclaring_a_root_prefix_is_written_without_panicking() {
+        let a = format!(
+            r#"<presence xmlns="{PIDF_NS}" xmlns:dm="{DATA_MODEL_NS}" entity="{ALICE}"><dm:person id="a"/></presence>"#
+        );
+        let b = format!(
+            r#"<presence xmlns="{PIDF_NS}" entity="{ALICE}"><dm:person xmlns:dm="{DATA_MODEL_NS}" id="b"><x:mood xmlns:x="{RPID_NS}"/></dm:person></presence>"#
+        );
+        let out = aggregate(ALICE, &[a.as_bytes(), b.as_bytes()]);
+        let root = reparse(&out);
+        let ids: Vec<_> = root.children().filter_map(|c| c.attr("id")).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let b_person = root.children().nth(1).unwrap();
+        assert!(b_person.is("person", DATA_MODEL_NS));
+        assert!(b_person.has_child("mood", RPID_NS));
+    }
+
+    #[test]
+    fn element_in_no_namespace_stays_in_no_namespace() {
+        let a = format!(
+            r#"<presence xmlns="{PIDF_NS}" entity="{ALICE}"><odd xmlns="" a="1"/></presence>"#
+        );
+        let out = aggregate("sip:bob@example.com", &[a.as_bytes()]);
+        let root = reparse(&out);
+        assert!(root.get_child("odd", "").is_some());
+    }
+
+    #[test]
+    fn entity_is_rewritten_to_the_presentity() {
+        let body = doc("sip:alice@192.0.2.7", &[("t1", "open")]);
+        let out = aggregate(ALICE, &[body.as_bytes()]);
+        assert_eq!(entity_of(&out), ALICE);
+        assert_eq!(validate_pidf(&out), Ok(()));
+        assert_eq!(tuple_ids(&out), ["t1"]);
+    }
+
+    #[test]
+    fn entity_with_markup_characters_is_escaped() {
+        let entity = "sip:a&b\"<c>@example.com";
+        let out = aggregate(entity, &[PJSUA.as_bytes(), DESK.as_bytes()]);
+        assert_eq!(entity_of(&out), entity);
+        assert_eq!(entity_of(&closed_document(entity)), entity);
+    }
+
+    #[test]
+    fn single_publication_for_the_same_entity_is_returned_unchanged() {
+        assert_eq!(aggregate(ALICE, &[PJSUA.as_bytes()]), PJSUA.as_bytes());
+        let bare = doc(ALICE, &[("t1", "open")]);
+        let out = aggregate(ALICE, &[bare.as_bytes()]);
+        assert!(out.starts_with(XML_DECLARATION.as_bytes()));
+        assert!(out.ends_with(bare.as_bytes()));
+    }
+
+    #[test]
+    fn output_starts_with_xml_declaration() {
+        let out = aggregate(ALICE, &[DESK.as_bytes()]);
+        assert!(out.starts_with(br#"<?xml version="1.0" encoding="UTF-8"?>"#));
+    }
+
+    #[test]
+    fn invalid_publications_are_skipped() {
+        let good = doc(ALICE, &[("t1", "open")]);
+        let no_status = r#"<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:a@b"><tuple id="t9"/></presence>"#;
+        let out = aggregate(ALICE, &[b"garbage", no_status.as_bytes(), good.as_bytes()]);
+        assert_eq!(tuple_ids(&out), ["t1"]);
+        let none = aggregate(ALICE, &[b"garbage"]);
+        assert_eq!(validate_pidf(&none), Ok(()));
+        assert!(tuple_ids(&none).is_empty());
+        assert_eq!(entity_of(&none), ALICE);
+    }
+
+    #[test]
+    fn closed_document_is_valid_with_one_closed_tuple() {
+        let out = closed_document(ALICE);
+        assert_eq!(validate_pidf(&out), Ok(()));
+        assert_eq!(basic_status(&out), ["closed"]);
+        assert_eq!(
+            tuple_ids(&out),
+            tuple_ids(&closed_document("sip:bob@example.com"))
+        );
+        assert_eq!(entity_of(&out), ALICE);
+    }
+
+    #[test]
+    fn spheres_are_read_from_text_or_element_form() {
+        let body = format!(
+            r#"<presence xmlns="{PIDF_NS}" xmlns:dm="{DATA_MODEL_NS}" xmlns:r="{RPID_NS}" entity="{ALICE}">
+<dm:person id="p1"><r:sphere>bowling league</r:sphere></dm:person>
+<dm:person id="p2"><r:sphere><r:work/></r:sphere></dm:person>
+<r:person id="p3"><r:sphere> home </r:sphere></r:person>
+<dm:person id="p4"/></presence>"#
+        );
+        assert_eq!(
+            rpid_spheres(body.as_bytes()),
+            ["bowling league", "work", "home"]
+        );
+    }
+
+    #[test]
+    fn readers_return_nothing_for_invalid_bodies() {
+        assert!(tuple_ids(b"<x/>").is_empty());
+        assert!(basic_status(b"nope").is_empty());
+        assert!(notes(b"").is_empty());
+        assert!(rpid_spheres(b"<").is_empty());
+    }
+
+    fn mutated(seed: &str, edits: &[(usize, u8, u8)]) -> Vec<u8> {
+        let mut body = seed.as_bytes().to_vec();
+        for &(at, op, byte) in edits {
+            let at = at % (body.len() + 1);
+            match op % 3 {
+                0 if at < body.len() => {
+                    body.remove(at);
+                }
+                1 => body.insert(at, byte),
+                _ if at < body.len() => body[at] = byte,
+                _ => {}
+            }
+        }
+        body
+    }
+
+    fn check_total(body: &[u8]) {
+        let valid = validate_pidf(body).is_ok();
+        let out = aggregate("sip:bob@example.com", &[body, PJSUA.as_bytes()]);
+        assert_eq!(
+            validate_pidf(&out),
+            Ok(()),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        let _ = reparse(&out);
+        if valid {
+            let single = aggregate("sip:bob@example.com", &[body]);
+            assert_eq!(validate_pidf(&single), Ok(()));
+            assert_eq!(tuple_ids(&single), tuple_ids(body));
+        }
+        let _ = (basic_status(body), notes(body), rpid_spheres(body));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            check_total(&body);
+        }
+
+        #[test]
+        fn random_markup_never_panics(body in "[<>/?!\\[\\]a-z:= \"'&;#-]{0,200}") {
+            check_total(body.as_bytes());
+        }
+
+        #[test]
+        fn mutated_documents_never_panic_and_valid_ones_aggregate_to_valid(
+            seed in prop::sample::select(vec![PJSUA, DESK]),
+            edits in proptest::collection::vec(
+                (any::<usize>(), any::<u8>(), prop::sample::select(b"<>&\"'/=?!-:x \n;#".to_vec())),
+                0..6,
+            ),
+        ) {
+            check_total(&mutated(seed, &edits));
+        }
+    }
+}
