@@ -127,6 +127,10 @@ const MIN_MESSAGE_SIZE: u64 = 1024;
 const MAX_MESSAGE_SIZE: u64 = 16 * 1024 * 1024;
 /// Timers beyond an hour are typos; capping them also keeps 64*T1 far from overflow.
 const MAX_TIMER_MS: u64 = 3_600_000;
+/// A year: longer periods are typos, and the cap keeps `Instant + period` from overflowing.
+const MAX_SECS: u64 = 365 * 24 * 3600;
+/// The largest integer TOML can carry.
+const TOML_INT_MAX: u64 = i64::MAX.unsigned_abs();
 const MAX_TO_TAG_PREF: usize = 32;
 /// File name used in errors when the text did not come from a file.
 const NO_FILE: &str = "<config>";
@@ -674,7 +678,7 @@ impl Config {
                 }
                 self.domains = list;
             }
-            Key::CleanPeriod => self.clean_period = int_in(v, 1, i64::MAX as u64)?,
+            Key::CleanPeriod => self.clean_period = int_in(v, 1, MAX_SECS)?,
             Key::MaxExpires => self.max_expires = int_in(v, 1, u64::from(u32::MAX))?,
             Key::MinExpires => self.min_expires = int_in(v, 0, u64::from(u32::MAX))?,
             Key::DefaultExpires => self.default_expires = int_in(v, 1, u64::from(u32::MAX))?,
@@ -704,13 +708,13 @@ impl Config {
             }
             Key::Sync => self.sync = string(v)?.parse()?,
             Key::SyncPeriodMs => self.sync_period_ms = int_in(v, 1, MAX_TIMER_MS)?,
-            Key::CacheCapacity => self.cache_capacity = int_in(v, 1, i64::MAX as u64)?,
+            Key::CacheCapacity => self.cache_capacity = int_in(v, 1, TOML_INT_MAX)?,
             Key::MaxMessageSize => {
                 self.max_message_size = int_in(v, MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE)?
             }
             Key::MaxBodySize => self.max_body_size = int_in(v, 0, MAX_MESSAGE_SIZE)?,
-            Key::MaxConnections => self.max_connections = int_in(v, 1, i64::MAX as u64)?,
-            Key::TcpIdleTimeout => self.tcp_idle_timeout = int_in(v, 1, i64::MAX as u64)?,
+            Key::MaxConnections => self.max_connections = int_in(v, 1, TOML_INT_MAX)?,
+            Key::TcpIdleTimeout => self.tcp_idle_timeout = int_in(v, 1, MAX_SECS)?,
             Key::TimerT1Ms => self.timer_t1_ms = int_in(v, 1, MAX_TIMER_MS)?,
             Key::TimerT2Ms => self.timer_t2_ms = int_in(v, 1, MAX_TIMER_MS)?,
             Key::TimerT4Ms => self.timer_t4_ms = int_in(v, 1, MAX_TIMER_MS)?,
@@ -1235,6 +1239,11 @@ control_socket = "/run/presenced.sock"
             ("clean_period = 0", "clean_period", "out of range"),
             ("clean_period = -5", "clean_period", "-5"),
             ("clean_period = 1.5", "clean_period", "a float"),
+            (
+                "tcp_idle_timeout = 31536001",
+                "tcp_idle_timeout",
+                "out of range",
+            ),
             ("clean_period = \"100\"", "clean_period", "a string"),
             ("max_expires = 0", "max_expires", "out of range"),
             ("max_expires = 4294967296", "max_expires", "out of range"),
@@ -1449,6 +1458,21 @@ control_socket = "/run/presenced.sock"
     }
 
     #[test]
+    fn configuration_doc_lists_every_key_and_alias() {
+        let doc = include_str!("../docs/configuration.md");
+        for key in Key::ALL {
+            assert!(
+                doc.contains(&format!("| `{}` |", key.name())),
+                "{} has no row in docs/configuration.md",
+                key.name()
+            );
+        }
+        for (alias, _) in ALIASES {
+            assert!(doc.contains(&format!("`{alias}`")), "{alias} undocumented");
+        }
+    }
+
+    #[test]
     fn effective_config_round_trips_and_names_every_key() {
         for cfg in [Config::default(), Config::from_toml_str(EVERY_KEY).unwrap()] {
             let text = cfg.to_toml_string();
@@ -1506,7 +1530,7 @@ control_socket = "/run/presenced.sock"
             MIN_MESSAGE_SIZE..=MAX_MESSAGE_SIZE,
             any::<u64>(),
             1u64..1 << 40,
-            1u64..1 << 40,
+            1..=MAX_SECS,
         );
         let flags = prop::array::uniform7(any::<bool>());
         let text = (
@@ -1522,7 +1546,7 @@ control_socket = "/run/presenced.sock"
             flags,
             text,
             any::<bool>(),
-            1u64..1 << 40,
+            1..=MAX_SECS,
         )
             .prop_map(
                 |(
