@@ -113,8 +113,12 @@ mod tests {
         let waker = futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep));
         assert!(waker.is_none());
         clock.advance(Duration::from_secs(4));
-        assert!(futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep)).is_none());
+        assert!(
+            futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep)).is_none()
+        );
         clock.advance(Duration::from_secs(1));
-        assert!(futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep)).is_some());
+        assert!(
+            futures_lite::future::block_on(futures_lite::future::poll_once(&mut sleep)).is_some()
+        );
     }
 }

@@ -18,8 +18,8 @@ use crate::events::package::Registry;
 use crate::presence::{Engine, EngineConfig, Outgoing};
 use crate::sip::endpoint::{ClientTxId, Endpoint, EndpointConfig, Output, TransportKind};
 use crate::sip::message::{Method, Response};
-use crate::store::{Store, StoreOptions};
 use crate::sip::transaction::TimerConfig;
+use crate::store::{Store, StoreOptions};
 use crate::transport::{Event, SendHandle, Transport, TransportConfig};
 
 /// Why the daemon could not start or stopped badly.
@@ -183,7 +183,10 @@ async fn serve(
     let transport = match Transport::bind(&listen, tconf, clock.clone()).await {
         Ok(t) => t,
         Err(e) => {
-            let _ = ready.send(Err(DaemonError::Bind(std::io::Error::new(e.kind(), e.to_string()))));
+            let _ = ready.send(Err(DaemonError::Bind(std::io::Error::new(
+                e.kind(),
+                e.to_string(),
+            ))));
             return Err(DaemonError::Bind(e));
         }
     };
@@ -196,7 +199,7 @@ async fn serve(
             .map(|(_, a)| a.to_string())
             .unwrap_or_default()
     };
-    let mut endpoint = Endpoint::new(EndpointConfig {
+    let endpoint = Endpoint::new(EndpointConfig {
         timers: TimerConfig {
             t1: Duration::from_millis(config.timer_t1_ms),
             t2: Duration::from_millis(config.timer_t2_ms),
@@ -281,24 +284,30 @@ async fn serve(
         if let Some(until) = drain_until {
             wake = Some(wake.map_or(until, |w| w.min(until)));
         }
-        let step = async { events_rx.recv().await.map(Step::Event).unwrap_or(Step::Closed) }
-            .or(async {
-                match wake {
-                    Some(at) => {
-                        clock.sleep_until(at).await;
-                        Step::Timer
-                    }
-                    None => std::future::pending().await,
+        let step = async {
+            events_rx
+                .recv()
+                .await
+                .map(Step::Event)
+                .unwrap_or(Step::Closed)
+        }
+        .or(async {
+            match wake {
+                Some(at) => {
+                    clock.sleep_until(at).await;
+                    Step::Timer
                 }
-            })
-            .or(async {
-                if drain_until.is_some() {
-                    std::future::pending::<()>().await;
-                }
-                let _ = shutdown.recv().await;
-                Step::Shutdown
-            })
-            .await;
+                None => std::future::pending().await,
+            }
+        })
+        .or(async {
+            if drain_until.is_some() {
+                std::future::pending::<()>().await;
+            }
+            let _ = shutdown.recv().await;
+            Step::Shutdown
+        })
+        .await;
         let now = clock.now();
         match step {
             Step::Event(Event::Message { bytes, source }) => {
@@ -390,7 +399,11 @@ impl Core {
                             .detach();
                     }
                 },
-                Output::Request { id, request, source } => {
+                Output::Request {
+                    id,
+                    request,
+                    source,
+                } => {
                     let now = self.clock.now();
                     let response = if self.draining {
                         let mut r = Response::for_request(&request, 503, Some("Shutting Down"));
@@ -400,8 +413,11 @@ impl Core {
                         match self.dispatcher.route(&request) {
                             Route::Respond(r) => r,
                             Route::Engine => {
-                                let outcome =
-                                    self.engine.handle_request(&request, &source, self.clock.unix_now());
+                                let outcome = self.engine.handle_request(
+                                    &request,
+                                    &source,
+                                    self.clock.unix_now(),
+                                );
                                 pending_notifies.extend(outcome.notifies);
                                 outcome.response
                             }
@@ -418,7 +434,9 @@ impl Core {
                 }
                 Output::ClientResult { id, result } => {
                     let now = self.clock.now();
-                    let next = self.engine.notify_finished(id, &result, self.clock.unix_now());
+                    let next = self
+                        .engine
+                        .notify_finished(id, &result, self.clock.unix_now());
                     self.send_notifies(next, now);
                 }
             }

@@ -47,7 +47,12 @@ impl Dispatcher {
     }
 
     /// Declares what the engine serves, for routing and for Allow/Allow-Events/Accept.
-    pub fn with_engine(mut self, methods: Vec<Method>, events: Vec<String>, accept: Vec<String>) -> Self {
+    pub fn with_engine(
+        mut self,
+        methods: Vec<Method>,
+        events: Vec<String>,
+        accept: Vec<String>,
+    ) -> Self {
         self.engine_methods = methods;
         self.allow_events = events;
         self.accept = accept;

@@ -78,13 +78,11 @@ fn run(args: RunArgs) -> ExitCode {
     if !args.listen.is_empty() {
         config.listen = args.listen;
     }
-    let signals = match async_signal::Signals::new([
-        async_signal::Signal::Term,
-        async_signal::Signal::Int,
-    ]) {
-        Ok(s) => s,
-        Err(e) => return fail(format!("cannot install signal handlers: {e}")),
-    };
+    let signals =
+        match async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]) {
+            Ok(s) => s,
+            Err(e) => return fail(format!("cannot install signal handlers: {e}")),
+        };
     log::info!(
         "starting: database {}, configuration from {source}",
         config.db.display()

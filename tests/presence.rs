@@ -13,7 +13,12 @@ const ALICE: &str = "sip:alice@example.com";
 fn initial_publish_gets_200_with_etag_and_expires() {
     let srv = start(|_| {});
     let mut ua = Ua::new(srv.udp(), "alice");
-    let r = ua.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t1", "open", "hi")));
+    let r = ua.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t1", "open", "hi")),
+    );
     assert_eq!(r.status, 200);
     assert!(r.headers.sip_etag().is_some_and(|e| !e.is_empty()));
     assert_eq!(r.headers.expires().unwrap(), Some(600));
@@ -24,8 +29,17 @@ fn publish_without_expires_gets_the_event_default_and_long_ones_are_lowered() {
     let srv = start(|c| c.max_expires = 1800);
     let mut ua = Ua::new(srv.udp(), "alice");
     let r = ua.publish(ALICE, None, None, Some(&pidf(ALICE, "t1", "open", "")));
-    assert_eq!(r.headers.expires().unwrap(), Some(1800), "default 3600 capped by max_expires");
-    let r = ua.publish(ALICE, None, Some(100_000), Some(&pidf(ALICE, "t2", "open", "")));
+    assert_eq!(
+        r.headers.expires().unwrap(),
+        Some(1800),
+        "default 3600 capped by max_expires"
+    );
+    let r = ua.publish(
+        ALICE,
+        None,
+        Some(100_000),
+        Some(&pidf(ALICE, "t2", "open", "")),
+    );
     assert_eq!(r.headers.expires().unwrap(), Some(1800));
 }
 
@@ -60,7 +74,14 @@ fn publish_with_unknown_or_missing_event_gets_489_with_allow_events() {
     let mut ua = Ua::new(srv.udp(), "alice");
     let body = pidf(ALICE, "t1", "open", "");
     for event in ["bogus", ""] {
-        let r = ua.publish_raw(ALICE, event, None, Some(60), Some(("application/pidf+xml", &body)), "");
+        let r = ua.publish_raw(
+            ALICE,
+            event,
+            None,
+            Some(60),
+            Some(("application/pidf+xml", &body)),
+            "",
+        );
         assert_eq!(r.status, 489, "event {event:?}");
         assert!(r.headers.get("Allow-Events").unwrap().contains("presence"));
     }
@@ -70,7 +91,14 @@ fn publish_with_unknown_or_missing_event_gets_489_with_allow_events() {
 fn publish_with_wrong_content_type_gets_415_with_accept() {
     let srv = start(|_| {});
     let mut ua = Ua::new(srv.udp(), "alice");
-    let r = ua.publish_raw(ALICE, "presence", None, Some(60), Some(("text/plain", "hello")), "");
+    let r = ua.publish_raw(
+        ALICE,
+        "presence",
+        None,
+        Some(60),
+        Some(("text/plain", "hello")),
+        "",
+    );
     assert_eq!(r.status, 415);
     assert_eq!(r.headers.get("Accept"), Some("application/pidf+xml"));
 }
@@ -104,7 +132,12 @@ fn publish_with_body_over_the_limit_gets_413() {
 fn subscribe_creates_a_dialog_and_gets_an_immediate_notify_with_current_state() {
     let srv = start(|c| c.to_tag_pref = "pz".into());
     let mut alice = Ua::new(srv.udp(), "alice");
-    alice.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t1", "open", "at desk")));
+    alice.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t1", "open", "at desk")),
+    );
     let mut bob = Ua::new(srv.udp(), "bob");
     let (r, sub) = bob.subscribe(ALICE, "presence", Some(300), "");
     assert_eq!(r.status, 200);
@@ -115,8 +148,15 @@ fn subscribe_creates_a_dialog_and_gets_an_immediate_notify_with_current_state() 
     assert_eq!(n.headers.call_id().unwrap(), sub.call_id);
     assert_eq!(n.headers.from().unwrap().tag(), Some(sub.to_tag.as_str()));
     assert_eq!(n.headers.to().unwrap().tag(), Some(sub.from_tag.as_str()));
-    assert!(sub_state(&n).starts_with("active;expires="), "{}", sub_state(&n));
-    assert_eq!(n.headers.content_type().unwrap().unwrap().essence(), "application/pidf+xml");
+    assert!(
+        sub_state(&n).starts_with("active;expires="),
+        "{}",
+        sub_state(&n)
+    );
+    assert_eq!(
+        n.headers.content_type().unwrap().unwrap().essence(),
+        "application/pidf+xml"
+    );
     assert!(body_str(&n).contains("at desk"));
     assert_eq!(n.headers.event().unwrap().unwrap().package, "presence");
 }
@@ -148,7 +188,12 @@ fn publish_refresh_modify_and_remove_reach_the_watcher() {
     let (_, _sub) = bob.subscribe(ALICE, "presence", Some(300), "");
     bob.expect_notify();
 
-    let r = alice.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t1", "open", "first")));
+    let r = alice.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t1", "open", "first")),
+    );
     let etag1 = r.headers.sip_etag().unwrap().to_string();
     let n1 = bob.expect_notify();
     assert!(body_str(&n1).contains("first"));
@@ -160,10 +205,18 @@ fn publish_refresh_modify_and_remove_reach_the_watcher() {
     assert_ne!(etag1, etag2);
     bob.expect_silence(Duration::from_millis(200));
     // The old tag is gone.
-    assert_eq!(alice.publish(ALICE, Some(&etag1), Some(600), None).status, 412);
+    assert_eq!(
+        alice.publish(ALICE, Some(&etag1), Some(600), None).status,
+        412
+    );
 
     // Modify.
-    let r = alice.publish(ALICE, Some(&etag2), Some(600), Some(&pidf(ALICE, "t1", "open", "second")));
+    let r = alice.publish(
+        ALICE,
+        Some(&etag2),
+        Some(600),
+        Some(&pidf(ALICE, "t1", "open", "second")),
+    );
     let etag3 = r.headers.sip_etag().unwrap().to_string();
     let n2 = bob.expect_notify();
     assert!(body_str(&n2).contains("second") && !body_str(&n2).contains("first"));
@@ -174,7 +227,10 @@ fn publish_refresh_modify_and_remove_reach_the_watcher() {
     assert_eq!(r.status, 200);
     let n3 = bob.expect_notify();
     assert!(body_str(&n3).contains("closed"));
-    assert_eq!(alice.publish(ALICE, Some(&etag3), Some(600), None).status, 412);
+    assert_eq!(
+        alice.publish(ALICE, Some(&etag3), Some(600), None).status,
+        412
+    );
 }
 
 #[test]
@@ -209,7 +265,12 @@ fn unsubscribe_gets_200_and_a_final_notify_then_the_dialog_is_gone() {
 fn out_of_dialog_expires_zero_is_a_fetch() {
     let srv = start(|_| {});
     let mut alice = Ua::new(srv.udp(), "alice");
-    alice.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t1", "open", "fetched")));
+    alice.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t1", "open", "fetched")),
+    );
     let mut bob = Ua::new(srv.udp(), "bob");
     let (r, mut sub) = bob.subscribe(ALICE, "presence", Some(0), "");
     assert_eq!(r.status, 200);
@@ -217,7 +278,12 @@ fn out_of_dialog_expires_zero_is_a_fetch() {
     assert_eq!(sub_state(&n), "terminated;reason=timeout");
     assert!(body_str(&n).contains("fetched"));
     // Nothing was stored: a later PUBLISH notifies nobody, a refresh is 481.
-    alice.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t2", "open", "x")));
+    alice.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t2", "open", "x")),
+    );
     bob.expect_silence(Duration::from_millis(200));
     sub.cseq += 1;
     assert_eq!(bob.send_subscribe(&sub, Some(300), "").status, 481);
@@ -316,7 +382,12 @@ fn rebooted_watcher_resubscribing_from_the_same_contact_replaces_its_stale_subsc
     // New Call-ID, same contact.
     bob.subscribe(ALICE, "presence", Some(300), "");
     bob.expect_notify();
-    alice.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t1", "open", "once")));
+    alice.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t1", "open", "once")),
+    );
     bob.expect_notify();
     bob.expect_silence(Duration::from_millis(300));
 }
@@ -325,13 +396,23 @@ fn rebooted_watcher_resubscribing_from_the_same_contact_replaces_its_stale_subsc
 fn one_publish_notifies_every_watcher_with_the_same_body() {
     let srv = start(|_| {});
     let mut alice = Ua::new(srv.udp(), "alice");
-    let mut watchers: Vec<Ua> = (0..8).map(|i| Ua::new(srv.udp(), &format!("w{i}"))).collect();
+    let mut watchers: Vec<Ua> = (0..8)
+        .map(|i| Ua::new(srv.udp(), &format!("w{i}")))
+        .collect();
     for w in &mut watchers {
         w.subscribe(ALICE, "presence", Some(300), "");
         w.expect_notify();
     }
-    alice.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t1", "open", "fan-out")));
-    let bodies: Vec<String> = watchers.iter().map(|w| body_str(&w.expect_notify())).collect();
+    alice.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t1", "open", "fan-out")),
+    );
+    let bodies: Vec<String> = watchers
+        .iter()
+        .map(|w| body_str(&w.expect_notify()))
+        .collect();
     assert!(bodies[0].contains("fan-out"));
     assert!(bodies.iter().all(|b| b == &bodies[0]));
 }
@@ -339,32 +420,46 @@ fn one_publish_notifies_every_watcher_with_the_same_body() {
 #[test]
 fn two_devices_show_two_tuples_until_one_publication_expires() {
     let srv = start_manual(|c| c.clean_period = 5);
-    let clock = srv.clock.clone().unwrap();
     let mut phone = Ua::new(srv.udp(), "alice");
     let mut laptop = Ua::new(srv.udp(), "alice");
     let mut bob = Ua::new(srv.udp(), "bob");
     bob.subscribe(ALICE, "presence", Some(3600), "");
     bob.expect_notify();
-    phone.publish(ALICE, None, Some(60), Some(&pidf(ALICE, "phone", "open", "on the phone")));
+    phone.publish(
+        ALICE,
+        None,
+        Some(60),
+        Some(&pidf(ALICE, "phone", "open", "on the phone")),
+    );
     bob.expect_notify();
-    laptop.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "laptop", "open", "typing")));
+    laptop.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "laptop", "open", "typing")),
+    );
     let n = bob.expect_notify();
     let body = body_str(&n);
-    assert!(body.contains("id=\"phone\"") && body.contains("id=\"laptop\""), "{body}");
-    clock.advance(Duration::from_secs(70));
+    assert!(
+        body.contains("id=\"phone\"") && body.contains("id=\"laptop\""),
+        "{body}"
+    );
+    srv.advance(Duration::from_secs(70));
     let n = bob.expect_notify();
     let body = body_str(&n);
-    assert!(!body.contains("id=\"phone\"") && body.contains("id=\"laptop\""), "{body}");
+    assert!(
+        !body.contains("id=\"phone\"") && body.contains("id=\"laptop\""),
+        "{body}"
+    );
 }
 
 #[test]
 fn expired_subscription_gets_a_terminated_notify_from_the_sweep() {
     let srv = start_manual(|c| c.clean_period = 5);
-    let clock = srv.clock.clone().unwrap();
     let mut bob = Ua::new(srv.udp(), "bob");
     let (_, mut sub) = bob.subscribe(ALICE, "presence", Some(60), "");
     bob.expect_notify();
-    clock.advance(Duration::from_secs(66));
+    srv.advance(Duration::from_secs(66));
     let n = bob.expect_notify();
     assert_eq!(sub_state(&n), "terminated;reason=timeout");
     sub.cseq += 1;
@@ -378,12 +473,23 @@ fn notify_answered_481_ends_the_subscription() {
     let mut bob = Ua::new(srv.udp(), "bob");
     let (_, mut sub) = bob.subscribe(ALICE, "presence", Some(300), "");
     let n = bob.next_notify();
-    bob.peer.send_bytes(&presenced::sip::message::Response::for_request(&n, 481, None).to_bytes());
+    bob.peer
+        .send_bytes(&presenced::sip::message::Response::for_request(&n, 481, None).to_bytes());
     // Prove the 481 was handled before asserting silence: a fresh round trip.
     sub.cseq += 1;
     let mut probe = Ua::new(srv.udp(), "probe");
-    probe.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t1", "open", "x")));
-    alice.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t2", "open", "y")));
+    probe.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t1", "open", "x")),
+    );
+    alice.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t2", "open", "y")),
+    );
     bob.expect_silence(Duration::from_millis(300));
     assert_eq!(bob.send_subscribe(&sub, Some(300), "").status, 481);
 }
@@ -392,20 +498,19 @@ fn notify_answered_481_ends_the_subscription() {
 fn silent_udp_watcher_gets_retransmissions_on_schedule_then_its_subscription_ends() {
     // T1 = 500 ms on a manual clock: the schedule is exact and the test never sleeps.
     let srv = start_manual(|_| {});
-    let clock = srv.clock.clone().unwrap();
     let mut bob = Ua::new(srv.udp(), "bob");
     let (_, mut sub) = bob.subscribe(ALICE, "presence", Some(300), "");
     let first = bob.next_notify();
     let mut seen = 0;
     for step_ms in [500u64, 1000, 2000, 4000, 4000] {
-        clock.advance(Duration::from_millis(step_ms));
+        srv.advance(Duration::from_millis(step_ms));
         let again = bob.next_notify();
         assert_eq!(again.headers.cseq().unwrap(), first.headers.cseq().unwrap());
         seen += 1;
     }
     assert_eq!(seen, 5);
     // 64·T1 after the first send the transaction times out and the subscription ends.
-    clock.advance(Duration::from_millis(32_000 - 11_500));
+    srv.advance(Duration::from_millis(32_000 - 11_500));
     while bob.peer.recv_within(Duration::from_millis(100)).is_some() {}
     sub.cseq += 1;
     assert_eq!(bob.send_subscribe(&sub, Some(300), "").status, 481);
@@ -418,12 +523,24 @@ fn notifies_of_one_dialog_never_overtake_each_other() {
     let mut bob = Ua::new(srv.udp(), "bob");
     bob.subscribe(ALICE, "presence", Some(300), "");
     let n0 = bob.next_notify(); // not answered yet
-    alice.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t1", "open", "one")));
-    alice.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t2", "open", "two")));
+    alice.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t1", "open", "one")),
+    );
+    alice.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t2", "open", "two")),
+    );
     // Nothing new while the first is unanswered (UDP retransmissions of n0 aside).
     if let Some(b) = bob.peer.recv_within(Duration::from_millis(200)) {
         let m = presenced::sip::message::Message::parse(&b).unwrap();
-        let presenced::sip::message::Message::Request(r) = m else { panic!() };
+        let presenced::sip::message::Message::Request(r) = m else {
+            panic!()
+        };
         assert_eq!(cseq_of(&r), cseq_of(&n0));
     }
     bob.peer.send_bytes(&ok_for(&n0));
@@ -449,7 +566,13 @@ fn tcp_watcher_gets_its_notify_on_its_own_connection() {
     match peer.recv() {
         presenced::sip::message::Message::Request(n) => {
             assert_eq!(n.method, presenced::sip::message::Method::Notify);
-            assert!(n.headers.top_via().unwrap().transport.eq_ignore_ascii_case("TCP"));
+            assert!(
+                n.headers
+                    .top_via()
+                    .unwrap()
+                    .transport
+                    .eq_ignore_ascii_case("TCP")
+            );
             peer.send_bytes(&ok_for(&n));
         }
         other => panic!("expected NOTIFY, got {other:?}"),

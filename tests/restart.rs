@@ -45,7 +45,10 @@ fn spawn_binary(db: &std::path::Path, extra: &[&str]) -> (Child, SocketAddr) {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -54,7 +57,12 @@ fn restart_keeps_state(sig: &str, extra: &[&str]) {
     let db = dir.path().join("db");
     let (mut child, addr) = spawn_binary(&db, extra);
     let mut alice = Ua::new(addr, "alice");
-    alice.publish(ALICE, None, Some(3600), Some(&pidf(ALICE, "t1", "open", "before restart")));
+    alice.publish(
+        ALICE,
+        None,
+        Some(3600),
+        Some(&pidf(ALICE, "t1", "open", "before restart")),
+    );
     let mut bob = Ua::new(addr, "bob");
     let (_, mut sub) = bob.subscribe(ALICE, "presence", Some(3600), "");
     let n1 = bob.expect_notify();
@@ -72,7 +80,10 @@ fn restart_keeps_state(sig: &str, extra: &[&str]) {
     assert_eq!(r.status, 200, "in-dialog refresh of an old dialog");
     let n2 = bob.expect_notify();
     assert!(cseq_of(&n2) > cseq_of(&n1), "NOTIFY CSeq keeps rising");
-    assert!(body_str(&n2).contains("before restart"), "publication survived");
+    assert!(
+        body_str(&n2).contains("before restart"),
+        "publication survived"
+    );
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
 }
@@ -98,9 +109,16 @@ fn rows_that_expired_while_down_are_swept_with_their_notifies_at_start() {
     let mut cfg = test_config(&dir);
     cfg.clean_period = 3600;
     let handle = daemon::start(cfg.clone(), dynclock.clone()).unwrap();
-    let srv = handle.addr(presenced::sip::endpoint::TransportKind::Udp).unwrap();
+    let srv = handle
+        .addr(presenced::sip::endpoint::TransportKind::Udp)
+        .unwrap();
     let mut alice = Ua::new(srv, "alice");
-    alice.publish(ALICE, None, Some(600), Some(&pidf(ALICE, "t1", "open", "short")));
+    alice.publish(
+        ALICE,
+        None,
+        Some(600),
+        Some(&pidf(ALICE, "t1", "open", "short")),
+    );
     let mut bob = Ua::new(srv, "bob");
     bob.subscribe(ALICE, "presence", Some(3000), "");
     bob.expect_notify();
@@ -111,7 +129,9 @@ fn rows_that_expired_while_down_are_swept_with_their_notifies_at_start() {
 
     clock.advance(Duration::from_secs(700));
     let handle = daemon::start(cfg, dynclock).unwrap();
-    let srv = handle.addr(presenced::sip::endpoint::TransportKind::Udp).unwrap();
+    let srv = handle
+        .addr(presenced::sip::endpoint::TransportKind::Udp)
+        .unwrap();
     carol.peer.server = srv;
     bob.peer.server = srv;
     // Carol's subscription expired while down: a final NOTIFY, not silence.

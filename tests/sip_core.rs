@@ -56,7 +56,15 @@ fn retransmitted_request_gets_the_cached_response_and_is_processed_once() {
 fn known_method_not_served_gets_405_with_allow() {
     let srv = start(|_| {});
     let peer = UdpPeer::new(srv.udp());
-    peer.send(&request("MESSAGE", "sip:bob@127.0.0.1", "UDP", peer.port(), "m405", "", ""));
+    peer.send(&request(
+        "MESSAGE",
+        "sip:bob@127.0.0.1",
+        "UDP",
+        peer.port(),
+        "m405",
+        "",
+        "",
+    ));
     let r = peer.recv_response();
     assert_eq!(r.status, 405);
     assert!(r.headers.get("Allow").unwrap().contains("OPTIONS"));
@@ -66,7 +74,15 @@ fn known_method_not_served_gets_405_with_allow() {
 fn unrecognised_method_gets_501() {
     let srv = start(|_| {});
     let peer = UdpPeer::new(srv.udp());
-    peer.send(&request("FROBNICATE", "sip:bob@127.0.0.1", "UDP", peer.port(), "m501", "", ""));
+    peer.send(&request(
+        "FROBNICATE",
+        "sip:bob@127.0.0.1",
+        "UDP",
+        peer.port(),
+        "m501",
+        "",
+        "",
+    ));
     assert_eq!(peer.recv_response().status, 501);
 }
 
@@ -74,8 +90,16 @@ fn unrecognised_method_gets_501() {
 fn max_forwards_zero_gets_483() {
     let srv = start(|_| {});
     let peer = UdpPeer::new(srv.udp());
-    let msg = request("MESSAGE", "sip:bob@127.0.0.1", "UDP", peer.port(), "mf0", "", "")
-        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let msg = request(
+        "MESSAGE",
+        "sip:bob@127.0.0.1",
+        "UDP",
+        peer.port(),
+        "mf0",
+        "",
+        "",
+    )
+    .replace("Max-Forwards: 70", "Max-Forwards: 0");
     peer.send(&msg);
     assert_eq!(peer.recv_response().status, 483);
 }
@@ -84,9 +108,25 @@ fn max_forwards_zero_gets_483() {
 fn request_for_a_domain_not_served_gets_404() {
     let srv = start(|c| c.domains = vec!["example.com".into()]);
     let peer = UdpPeer::new(srv.udp());
-    peer.send(&request("OPTIONS", "sip:bob@other.org", "UDP", peer.port(), "dom1", "", ""));
+    peer.send(&request(
+        "OPTIONS",
+        "sip:bob@other.org",
+        "UDP",
+        peer.port(),
+        "dom1",
+        "",
+        "",
+    ));
     assert_eq!(peer.recv_response().status, 404);
-    peer.send(&request("OPTIONS", "sip:bob@example.com", "UDP", peer.port(), "dom2", "", ""));
+    peer.send(&request(
+        "OPTIONS",
+        "sip:bob@example.com",
+        "UDP",
+        peer.port(),
+        "dom2",
+        "",
+        "",
+    ));
     assert_eq!(peer.recv_response().status, 200);
 }
 
@@ -94,7 +134,15 @@ fn request_for_a_domain_not_served_gets_404() {
 fn unsupported_require_gets_420_with_unsupported() {
     let srv = start(|_| {});
     let peer = UdpPeer::new(srv.udp());
-    peer.send(&request("OPTIONS", "sip:bob@127.0.0.1", "UDP", peer.port(), "req1", "Require: foo, 100rel\r\n", ""));
+    peer.send(&request(
+        "OPTIONS",
+        "sip:bob@127.0.0.1",
+        "UDP",
+        peer.port(),
+        "req1",
+        "Require: foo, 100rel\r\n",
+        "",
+    ));
     let r = peer.recv_response();
     assert_eq!(r.status, 420);
     assert_eq!(r.headers.get("Unsupported"), Some("foo, 100rel"));
@@ -103,14 +151,21 @@ fn unsupported_require_gets_420_with_unsupported() {
 #[test]
 fn invite_gets_a_final_response_that_stops_after_the_ack() {
     let srv = start_manual(|_| {});
-    let clock = srv.clock.clone().unwrap();
     let peer = UdpPeer::new(srv.udp());
-    let invite = request("INVITE", "sip:bob@127.0.0.1", "UDP", peer.port(), "inv1", "Contact: <sip:t@127.0.0.1>\r\n", "");
+    let invite = request(
+        "INVITE",
+        "sip:bob@127.0.0.1",
+        "UDP",
+        peer.port(),
+        "inv1",
+        "Contact: <sip:t@127.0.0.1>\r\n",
+        "",
+    );
     peer.send(&invite);
     let first = peer.recv_response();
     assert_eq!(first.status, 405);
     // Timer G: without an ACK the response is retransmitted after T1.
-    clock.advance(Duration::from_millis(600));
+    srv.advance(Duration::from_millis(600));
     assert_eq!(peer.recv_response().status, 405);
     let to = first.headers.get("To").unwrap();
     let ack = format!(
@@ -123,8 +178,11 @@ fn invite_gets_a_final_response_that_stops_after_the_ack() {
     // Make sure the ACK was consumed before time moves on: a fresh OPTIONS round trip.
     peer.send(&options("UDP", peer.port(), "afterack"));
     assert_eq!(peer.recv_response().status, 200);
-    clock.advance(Duration::from_secs(10));
-    assert!(peer.recv_within(Duration::from_millis(300)).is_none(), "no retransmission after ACK");
+    srv.advance(Duration::from_secs(10));
+    assert!(
+        peer.recv_within(Duration::from_millis(300)).is_none(),
+        "no retransmission after ACK"
+    );
 }
 
 /// Hostile and broken input: each case gets the listed status, or is dropped (None), and
@@ -136,24 +194,88 @@ fn malformed_messages_get_the_right_4xx_or_are_dropped_and_the_server_keeps_serv
     let p = peer.port();
     let ok = |b: &str| request("OPTIONS", "sip:bob@127.0.0.1", "UDP", p, b, "", "");
     let mut cases: Vec<(&str, Vec<u8>, Option<u16>)> = vec![
-        ("truncated body", ok("t1").replace("Content-Length: 0", "Content-Length: 50").into_bytes(), Some(400)),
-        ("bad CSeq", ok("t2").replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS").into_bytes(), Some(400)),
-        ("CSeq method mismatch", ok("t3").replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE").into_bytes(), Some(400)),
-        ("missing Via", remove_line(&ok("t4"), "Via:").into_bytes(), None),
-        ("missing From", remove_line(&ok("t5"), "From:").into_bytes(), Some(400)),
-        ("missing To", remove_line(&ok("t6"), "To:").into_bytes(), Some(400)),
-        ("missing Call-ID", remove_line(&ok("t7"), "Call-ID:").into_bytes(), Some(400)),
         (
-            "conflicting Content-Length",
-            ok("t8").replace("Content-Length: 0\r\n", "Content-Length: 0\r\nContent-Length: 4\r\n").into_bytes(),
+            "truncated body",
+            ok("t1")
+                .replace("Content-Length: 0", "Content-Length: 50")
+                .into_bytes(),
             Some(400),
         ),
-        ("SIP/3.0", ok("t9").replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia").into_bytes(), Some(505)),
-        ("unsupported URI scheme", ok("t10").replacen("sip:bob@127.0.0.1", "http://bob@127.0.0.1", 1).into_bytes(), Some(416)),
-        ("garbage", b"\x00\x01\x02 not sip at all\r\n\r\n".to_vec(), None),
-        ("start line only", b"OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n\r\n".to_vec(), None),
+        (
+            "bad CSeq",
+            ok("t2")
+                .replace("CSeq: 1 OPTIONS", "CSeq: one OPTIONS")
+                .into_bytes(),
+            Some(400),
+        ),
+        (
+            "CSeq method mismatch",
+            ok("t3")
+                .replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE")
+                .into_bytes(),
+            Some(400),
+        ),
+        (
+            "missing Via",
+            remove_line(&ok("t4"), "Via:").into_bytes(),
+            None,
+        ),
+        (
+            "missing From",
+            remove_line(&ok("t5"), "From:").into_bytes(),
+            Some(400),
+        ),
+        (
+            "missing To",
+            remove_line(&ok("t6"), "To:").into_bytes(),
+            Some(400),
+        ),
+        (
+            "missing Call-ID",
+            remove_line(&ok("t7"), "Call-ID:").into_bytes(),
+            Some(400),
+        ),
+        (
+            "conflicting Content-Length",
+            ok("t8")
+                .replace(
+                    "Content-Length: 0\r\n",
+                    "Content-Length: 0\r\nContent-Length: 4\r\n",
+                )
+                .into_bytes(),
+            Some(400),
+        ),
+        (
+            "SIP/3.0",
+            ok("t9")
+                .replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia")
+                .into_bytes(),
+            Some(505),
+        ),
+        (
+            "unsupported URI scheme",
+            ok("t10")
+                .replacen("sip:bob@127.0.0.1", "http://bob@127.0.0.1", 1)
+                .into_bytes(),
+            Some(416),
+        ),
+        (
+            "garbage",
+            b"\x00\x01\x02 not sip at all\r\n\r\n".to_vec(),
+            None,
+        ),
+        (
+            "start line only",
+            b"OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n\r\n".to_vec(),
+            None,
+        ),
     ];
-    let mut non_utf8 = ok("t11").replace("From: <sip:tester@example.com>", "From: \"\u{1}X\" <sip:tester@example.com>").into_bytes();
+    let mut non_utf8 = ok("t11")
+        .replace(
+            "From: <sip:tester@example.com>",
+            "From: \"\u{1}X\" <sip:tester@example.com>",
+        )
+        .into_bytes();
     if let Some(pos) = non_utf8.windows(2).position(|w| w == b"\x01X") {
         non_utf8[pos] = 0xff;
     }
@@ -161,7 +283,16 @@ fn malformed_messages_get_the_right_4xx_or_are_dropped_and_the_server_keeps_serv
     let big_header = format!("X-Big: {}\r\n", "a".repeat(9000));
     cases.push((
         "oversized header section",
-        request("OPTIONS", "sip:bob@127.0.0.1", "UDP", p, "t12", &big_header, "").into_bytes(),
+        request(
+            "OPTIONS",
+            "sip:bob@127.0.0.1",
+            "UDP",
+            p,
+            "t12",
+            &big_header,
+            "",
+        )
+        .into_bytes(),
         Some(513),
     ));
     let mut huge = request("OPTIONS", "sip:bob@127.0.0.1", "UDP", p, "t13", "", "").into_bytes();
@@ -172,7 +303,9 @@ fn malformed_messages_get_the_right_4xx_or_are_dropped_and_the_server_keeps_serv
         peer.send_bytes(&bytes);
         match expected {
             Some(status) => {
-                let got = peer.recv_within(WAIT).unwrap_or_else(|| panic!("{name}: no response"));
+                let got = peer
+                    .recv_within(WAIT)
+                    .unwrap_or_else(|| panic!("{name}: no response"));
                 let Ok(Message::Response(r)) = Message::parse(&got) else {
                     panic!("{name}: unparseable reply")
                 };
@@ -194,11 +327,23 @@ fn malformed_messages_get_the_right_4xx_or_are_dropped_and_the_server_keeps_serv
 fn folded_line_cannot_inject_a_header() {
     let srv = start(|_| {});
     let peer = UdpPeer::new(srv.udp());
-    let msg = request("OPTIONS", "sip:bob@127.0.0.1", "UDP", peer.port(), "fold1", "Subject: hello\r\n Via: SIP/2.0/UDP 10.0.0.66:5060;branch=z9hG4bKevil\r\n", "");
+    let msg = request(
+        "OPTIONS",
+        "sip:bob@127.0.0.1",
+        "UDP",
+        peer.port(),
+        "fold1",
+        "Subject: hello\r\n Via: SIP/2.0/UDP 10.0.0.66:5060;branch=z9hG4bKevil\r\n",
+        "",
+    );
     peer.send(&msg);
     let r = peer.recv_response();
     assert_eq!(r.status, 200);
-    assert_eq!(r.headers.vias().unwrap().len(), 1, "the folded text stays inside Subject");
+    assert_eq!(
+        r.headers.vias().unwrap().len(),
+        1,
+        "the folded text stays inside Subject"
+    );
 }
 
 #[test]
@@ -206,7 +351,15 @@ fn oversized_tcp_message_closes_the_connection_and_service_continues() {
     let srv = start(|c| c.max_message_size = 8192);
     let mut peer = TcpPeer::connect(srv.tcp());
     let port = peer.port();
-    let big = request("OPTIONS", "sip:bob@127.0.0.1", "TCP", port, "big1", &format!("X-Big: {}\r\n", "b".repeat(70_000)), "");
+    let big = request(
+        "OPTIONS",
+        "sip:bob@127.0.0.1",
+        "TCP",
+        port,
+        "big1",
+        &format!("X-Big: {}\r\n", "b".repeat(70_000)),
+        "",
+    );
     let _ = peer.stream.set_write_timeout(Some(WAIT));
     let _ = std::io::Write::write_all(&mut peer.stream, big.as_bytes());
     assert!(peer.closed_within(WAIT));
@@ -222,14 +375,13 @@ fn tcp_connections_over_the_cap_are_refused_and_idle_ones_are_closed() {
         c.max_connections = 1;
         c.tcp_idle_timeout = 30;
     });
-    let clock = srv.clock.clone().unwrap();
     let mut first = TcpPeer::connect(srv.tcp());
     let port = first.port();
     first.send(&options("TCP", port, "cap1"));
     assert_eq!(first.recv_response().status, 200);
     let mut second = TcpPeer::connect(srv.tcp());
     assert!(second.closed_within(WAIT), "over the cap");
-    clock.advance(Duration::from_secs(31));
+    srv.advance(Duration::from_secs(31));
     assert!(first.closed_within(WAIT), "idle connection closed");
 }
 

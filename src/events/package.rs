@@ -97,7 +97,10 @@ impl Registry {
 
     /// Allow-Events: every registered package, in registration order.
     pub fn allow_events(&self) -> Vec<String> {
-        self.packages.iter().map(|p| Self::event_key(p.as_ref())).collect()
+        self.packages
+            .iter()
+            .map(|p| Self::event_key(p.as_ref()))
+            .collect()
     }
 
     /// Accept for PUBLISH: every publishable content type.

@@ -76,7 +76,9 @@ impl Engine {
             }
             return Vec::new();
         }
-        self.send_now(dialog, package, body, None, now).into_iter().collect()
+        self.send_now(dialog, package, body, None, now)
+            .into_iter()
+            .collect()
     }
 
     /// Ends a subscription: the dialog leaves the store now and a final NOTIFY with
@@ -117,7 +119,13 @@ impl Engine {
         source: &crate::sip::endpoint::Source,
     ) -> Option<Outgoing> {
         dialog.local_cseq = 1;
-        let request = build_notify(dialog, package, body.as_deref().map(|b| b.as_slice()), &SubState::Terminated("timeout"), 0);
+        let request = build_notify(
+            dialog,
+            package,
+            body.as_deref().map(|b| b.as_slice()),
+            &SubState::Terminated("timeout"),
+            0,
+        );
         let mut to = self.peer_for(dialog)?;
         if to.kind == TransportKind::Tcp {
             to.conn = source.peer.conn;
@@ -161,7 +169,13 @@ impl Engine {
             }
         }
         let remaining = dialog.expires.saturating_sub(now);
-        let request = build_notify(&dialog, package, body.as_deref().map(|b| b.as_slice()), &state, remaining);
+        let request = build_notify(
+            &dialog,
+            package,
+            body.as_deref().map(|b| b.as_slice()),
+            &state,
+            remaining,
+        );
         self.queues.entry(key.clone()).or_default().in_flight = true;
         self.stats.notifies_sent += 1;
         Some(Outgoing {
@@ -172,7 +186,12 @@ impl Engine {
     }
 
     /// A NOTIFY's client transaction ended; returns the next NOTIFY of that dialog.
-    pub fn notify_finished(&mut self, tx: ClientTxId, result: &ClientResult, now: u64) -> Vec<Outgoing> {
+    pub fn notify_finished(
+        &mut self,
+        tx: ClientTxId,
+        result: &ClientResult,
+        now: u64,
+    ) -> Vec<Outgoing> {
         let Some(key) = self.in_flight.remove(&tx) else {
             return Vec::new();
         };
@@ -192,7 +211,10 @@ impl Engine {
             debug!("NOTIFY in dialog {} ended with {result:?}", key.call_id);
         }
         if ended {
-            if let Ok(Some(d)) = self.store.get_dialog(&key.call_id, &key.to_tag, &key.from_tag) {
+            if let Ok(Some(d)) = self
+                .store
+                .get_dialog(&key.call_id, &key.to_tag, &key.from_tag)
+            {
                 self.forget_dialog(&d, "deactivated", now);
             }
             self.queues.remove(&key);
@@ -216,7 +238,10 @@ impl Engine {
                 out.into_iter().collect()
             }
             None => {
-                let dialog = match self.store.get_dialog(&key.call_id, &key.to_tag, &key.from_tag) {
+                let dialog = match self
+                    .store
+                    .get_dialog(&key.call_id, &key.to_tag, &key.from_tag)
+                {
                     Ok(Some(d)) if d.expires > now => d,
                     _ => {
                         self.queues.remove(&key);
@@ -235,10 +260,16 @@ impl Engine {
 
     /// Removes a dialog and marks its watchers row terminated.
     pub(super) fn forget_dialog(&mut self, dialog: &ActiveWatcher, reason: &str, _now: u64) {
-        if let Err(e) = self.store.delete_dialog(&dialog.call_id, &dialog.to_tag, &dialog.from_tag) {
+        if let Err(e) = self
+            .store
+            .delete_dialog(&dialog.call_id, &dialog.to_tag, &dialog.from_tag)
+        {
             warn!("store: {e}");
         }
-        if let Ok(Some(mut w)) = self.store.get_watcher(&dialog.presentity_uri, &dialog.event, &dialog.watcher_uri) {
+        if let Ok(Some(mut w)) =
+            self.store
+                .get_watcher(&dialog.presentity_uri, &dialog.event, &dialog.watcher_uri)
+        {
             w.status = status::TERMINATED;
             w.reason = Some(reason.to_string());
             if let Err(e) = self.store.put_watcher(&w) {
@@ -253,7 +284,9 @@ impl Engine {
     fn peer_for(&self, dialog: &ActiveWatcher) -> Option<Peer> {
         let fallback: Option<(TransportKind, SocketAddr)> = parse_peer(&dialog.transport_peer);
         let target = match dialog.record_route.first() {
-            Some(route) => crate::sip::header::NameAddr::parse(route).ok().map(|n| n.uri),
+            Some(route) => crate::sip::header::NameAddr::parse(route)
+                .ok()
+                .map(|n| n.uri),
             None => Uri::parse(&dialog.remote_target).ok(),
         };
         let from_uri = target.as_ref().and_then(|u| u.as_sip()).and_then(|sip| {
@@ -303,8 +336,16 @@ pub(super) fn build_notify(
     let mut req = Request::new(Method::Notify, uri);
     let h = &mut req.headers;
     h.push("Max-Forwards", "70");
-    h.push("From", format!("<{}>;tag={}", dialog.presentity_uri, dialog.to_tag));
-    h.push("To", format!("<{}>;tag={}", dialog.watcher_uri, dialog.from_tag));
+    let from = if dialog.to_uri.is_empty() {
+        &dialog.presentity_uri
+    } else {
+        &dialog.to_uri
+    };
+    h.push("From", format!("<{from}>;tag={}", dialog.to_tag));
+    h.push(
+        "To",
+        format!("<{}>;tag={}", dialog.watcher_uri, dialog.from_tag),
+    );
     h.push("Call-ID", dialog.call_id.clone());
     h.push("CSeq", format!("{} NOTIFY", dialog.local_cseq));
     for route in &dialog.record_route {

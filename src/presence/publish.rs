@@ -28,7 +28,10 @@ impl Engine {
             return done(self.bad_event(req));
         }
         let Some(presentity) = req.uri.as_sip().map(|u| u.aor()) else {
-            return done(reply(400, Some("Bad Request - Request-URI is not a SIP URI")));
+            return done(reply(
+                400,
+                Some("Bad Request - Request-URI is not a SIP URI"),
+            ));
         };
         let event = Registry::event_key(package.as_ref());
 
@@ -77,7 +80,10 @@ impl Engine {
             None => {
                 // §6 step 4: an initial PUBLISH must carry state.
                 if !has_body {
-                    return done(reply(400, Some("Bad Request - initial PUBLISH without body")));
+                    return done(reply(
+                        400,
+                        Some("Bad Request - initial PUBLISH without body"),
+                    ));
                 }
                 let etag = random_token(12);
                 if expires > 0 {
@@ -88,7 +94,11 @@ impl Engine {
                         expires: now + u64::from(expires),
                         received_time: now,
                         body: req.body.clone(),
-                        content_type: package.publish_types().first().map(|s| s.to_string()).unwrap_or_default(),
+                        content_type: package
+                            .publish_types()
+                            .first()
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
                         sender,
                         extra_hdrs: String::new(),
                         priority: self.next_priority(),
@@ -179,7 +189,7 @@ impl Engine {
         if rows.is_empty() {
             return package.empty_body(presentity).map(Arc::new);
         }
-        rows.sort_by(|a, b| b.priority.cmp(&a.priority));
+        rows.sort_by_key(|p| std::cmp::Reverse(p.priority));
         let bodies: Vec<&[u8]> = rows.iter().map(|p| p.body.as_slice()).collect();
         Some(Arc::new(package.aggregate(presentity, &bodies)))
     }
@@ -212,7 +222,6 @@ impl Engine {
 
     /// Publication order: later publications sort first in the aggregate.
     fn next_priority(&mut self) -> u64 {
-        let p = self.store.next_sequence().unwrap_or(0);
-        p
+        self.store.next_sequence().unwrap_or(0)
     }
 }

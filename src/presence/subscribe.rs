@@ -17,18 +17,28 @@ impl Engine {
     /// The package an Event header names, or the 489 answer (RFC 6665 §8.3.1).
     pub(super) fn package_of(&self, req: &Request) -> Result<Arc<dyn EventPackage>, Response> {
         match req.headers.event() {
-            Ok(Some(ev)) => self.packages.find(&ev).cloned().ok_or_else(|| self.bad_event(req)),
+            Ok(Some(ev)) => self
+                .packages
+                .find(&ev)
+                .cloned()
+                .ok_or_else(|| self.bad_event(req)),
             _ => Err(self.bad_event(req)),
         }
     }
 
     pub(super) fn bad_event(&self, req: &Request) -> Response {
         let mut r = Response::for_request(req, 489, None);
-        r.headers.push("Allow-Events", self.packages.allow_events().join(", "));
+        r.headers
+            .push("Allow-Events", self.packages.allow_events().join(", "));
         r
     }
 
-    pub(super) fn subscribe(&mut self, req: &Request, source: &crate::sip::endpoint::Source, now: u64) -> Outcome {
+    pub(super) fn subscribe(
+        &mut self,
+        req: &Request,
+        source: &crate::sip::endpoint::Source,
+        now: u64,
+    ) -> Outcome {
         let reply = |status: u16, reason: Option<&str>| Response::for_request(req, status, reason);
         let done = |response: Response| Outcome {
             response,
@@ -80,7 +90,11 @@ impl Engine {
             .ok()
             .flatten()
             .and_then(|e| e.id().map(str::to_string));
-        let contact = req.headers.contacts().ok().and_then(|c| c.into_iter().next());
+        let contact = req
+            .headers
+            .contacts()
+            .ok()
+            .and_then(|c| c.into_iter().next());
 
         if let Some(to_tag) = to.tag() {
             let key = DialogKey {
@@ -92,7 +106,10 @@ impl Engine {
         }
 
         let Some(presentity) = req.uri.as_sip().map(|u| u.aor()) else {
-            return done(reply(400, Some("Bad Request - Request-URI is not a SIP URI")));
+            return done(reply(
+                400,
+                Some("Bad Request - Request-URI is not a SIP URI"),
+            ));
         };
         let Some(contact) = contact else {
             // RFC 6665 §4.1.2.1 requires a Contact on SUBSCRIBE.
@@ -114,6 +131,7 @@ impl Engine {
         let mut dialog = ActiveWatcher {
             presentity_uri: presentity.clone(),
             watcher_uri: watcher_uri.clone(),
+            to_uri: to.uri.to_string(),
             event: event.clone(),
             event_id,
             call_id: key.call_id.clone(),
@@ -134,8 +152,13 @@ impl Engine {
             local_contact: local_contact.clone(),
             socket_info: format!("{}:{}", source.peer.kind.name(), source.local),
             transport_peer: source.peer.to_string(),
-            user_agent: req.headers.get("User-Agent").unwrap_or_default().to_string(),
+            user_agent: req
+                .headers
+                .get("User-Agent")
+                .unwrap_or_default()
+                .to_string(),
             accept: Vec::new(),
+            sharing_tag: None,
         };
 
         let mut r = reply(200, None);
@@ -179,7 +202,11 @@ impl Engine {
             self.conns.insert(key.clone(), conn);
         }
         self.stats.subscribes += 1;
-        let body = if sub_status == status::ACTIVE { state } else { None };
+        let body = if sub_status == status::ACTIVE {
+            state
+        } else {
+            None
+        };
         let notifies = self.queue_notify(dialog, package.as_ref(), body, now);
         Outcome {
             response: r,
@@ -204,7 +231,10 @@ impl Engine {
             response,
             notifies: Vec::new(),
         };
-        let mut dialog = match self.store.get_dialog(&key.call_id, &key.to_tag, &key.from_tag) {
+        let mut dialog = match self
+            .store
+            .get_dialog(&key.call_id, &key.to_tag, &key.from_tag)
+        {
             Ok(Some(d)) if d.expires > now => d,
             Ok(_) => return done(reply(481, None)),
             Err(e) => {
@@ -218,7 +248,10 @@ impl Engine {
         }
         // RFC 3261 §12.2.2: an out-of-order request is refused with 500.
         if remote_cseq < dialog.remote_cseq {
-            return done(reply(500, Some("Server Internal Error - CSeq out of order")));
+            return done(reply(
+                500,
+                Some("Server Internal Error - CSeq out of order"),
+            ));
         }
         dialog.remote_cseq = remote_cseq;
         if let Some(c) = contact {
@@ -234,7 +267,13 @@ impl Engine {
             dialog.expires = now;
             let presentity = dialog.presentity_uri.clone();
             let body = (dialog.status == status::ACTIVE).then_some(state).flatten();
-            let notifies = self.terminate(dialog, package.as_ref(), SubState::Terminated("timeout"), body, now);
+            let notifies = self.terminate(
+                dialog,
+                package.as_ref(),
+                SubState::Terminated("timeout"),
+                body,
+                now,
+            );
             let _ = presentity;
             return Outcome {
                 response: r,
@@ -246,7 +285,11 @@ impl Engine {
             warn!("store: {e}");
             return done(reply(500, Some("Server Internal Error - store")));
         }
-        let body = if dialog.status == status::ACTIVE { state } else { None };
+        let body = if dialog.status == status::ACTIVE {
+            state
+        } else {
+            None
+        };
         let notifies = self.queue_notify(dialog, package.as_ref(), body, now);
         Outcome {
             response: r,
@@ -256,7 +299,12 @@ impl Engine {
 
     /// The single authorization decision for a new subscription. With force_active every
     /// watcher is allowed; otherwise it waits for the presentity's consent (pending).
-    pub(super) fn authorize(&self, _watcher: &str, _presentity: &str, package: &dyn EventPackage) -> u8 {
+    pub(super) fn authorize(
+        &self,
+        _watcher: &str,
+        _presentity: &str,
+        package: &dyn EventPackage,
+    ) -> u8 {
         if self.config.force_active || !package.needs_authorization() {
             status::ACTIVE
         } else {
@@ -276,7 +324,9 @@ impl Engine {
                 && old.event_id == new.event_id
                 && old.call_id != new.call_id
             {
-                let _ = self.store.delete_dialog(&old.call_id, &old.to_tag, &old.from_tag);
+                let _ = self
+                    .store
+                    .delete_dialog(&old.call_id, &old.to_tag, &old.from_tag);
                 let key = DialogKey::of(&old);
                 self.queues.remove(&key);
                 self.conns.remove(&key);

@@ -31,7 +31,10 @@ impl Engine {
             }
             let mut progressed = false;
             for p in batch {
-                if let Ok(Some(_)) = self.store.delete_presentity(&p.event, &p.presentity_uri, &p.etag) {
+                if let Ok(Some(_)) =
+                    self.store
+                        .delete_presentity(&p.event, &p.presentity_uri, &p.etag)
+                {
                     progressed = true;
                 }
                 publications += 1;
@@ -63,7 +66,13 @@ impl Engine {
             for d in batch {
                 subscriptions += 1;
                 match self.package_for_key(&d.event) {
-                    Some(package) => out.extend(self.terminate(d, package.as_ref(), SubState::Terminated("timeout"), None, now)),
+                    Some(package) => out.extend(self.terminate(
+                        d,
+                        package.as_ref(),
+                        SubState::Terminated("timeout"),
+                        None,
+                        now,
+                    )),
                     None => self.forget_dialog(&d, "timeout", now),
                 }
             }
@@ -73,7 +82,9 @@ impl Engine {
         }
         if publications + subscriptions > 0 {
             self.durable();
-            info!("sweep: {publications} publication(s) and {subscriptions} subscription(s) expired");
+            info!(
+                "sweep: {publications} publication(s) and {subscriptions} subscription(s) expired"
+            );
         }
         out
     }

@@ -114,7 +114,10 @@ pub enum Output {
         source: Source,
     },
     /// A client transaction finished.
-    ClientResult { id: ClientTxId, result: ClientResult },
+    ClientResult {
+        id: ClientTxId,
+        result: ClientResult,
+    },
 }
 
 /// Endpoint settings.
@@ -240,7 +243,12 @@ impl Endpoint {
                 ServerMachine::Invite(_) => false,
             })
             .count();
-        unanswered + self.clients.values().filter(|c| !c.machine.is_completed()).count()
+        unanswered
+            + self
+                .clients
+                .values()
+                .filter(|c| !c.machine.is_completed())
+                .count()
     }
 
     /// Transactions still alive (server, client).
@@ -397,7 +405,13 @@ impl Endpoint {
         }
     }
 
-    fn reject_stateless(&mut self, req: &Request, status: u16, reason: Option<&str>, source: &Source) {
+    fn reject_stateless(
+        &mut self,
+        req: &Request,
+        status: u16,
+        reason: Option<&str>,
+        source: &Source,
+    ) {
         self.stats.rejected_stateless += 1;
         let mut resp = Response::for_request(req, status, reason);
         resp.set_to_tag(&random_token(10));
@@ -604,10 +618,10 @@ impl Endpoint {
                             Some(e) => e.machine.on_timer(now),
                             None => continue,
                         };
-                        self.stats.client_retransmissions += outs
-                            .iter()
-                            .filter(|o| matches!(o, TxOutput::Transmit(_)))
-                            .count() as u64;
+                        self.stats.client_retransmissions +=
+                            outs.iter()
+                                .filter(|o| matches!(o, TxOutput::Transmit(_)))
+                                .count() as u64;
                         self.apply_client_outputs(id, outs, None);
                     }
                 }

@@ -244,11 +244,9 @@ impl ServerInvite {
                     self.timer_g = Some((now + next, next));
                 }
             }
-            InviteState::Confirmed => {
-                if self.timer_i.is_some_and(|i| now >= i) {
-                    self.state = InviteState::Terminated;
-                    out.push(TxOutput::Terminated);
-                }
+            InviteState::Confirmed if self.timer_i.is_some_and(|i| now >= i) => {
+                self.state = InviteState::Terminated;
+                out.push(TxOutput::Terminated);
             }
             _ => {}
         }
@@ -415,14 +413,17 @@ mod tests {
     #[test]
     fn udp_client_retransmits_on_rfc3261_schedule_and_times_out_at_64_t1() {
         let t0 = Instant::now();
-        let (mut tx, first) = ClientNonInvite::start(b"NOTIFY".to_vec(), false, TimerConfig::default(), t0);
+        let (mut tx, first) =
+            ClientNonInvite::start(b"NOTIFY".to_vec(), false, TimerConfig::default(), t0);
         assert_eq!(first, vec![TxOutput::Transmit(b"NOTIFY".to_vec())]);
         let (sends, timeout) = run_client(&mut tx, t0);
         // Intervals 0.5, 1, 2, 4, 4, 4, ... s after each send (§17.1.2.2).
-        let expected: Vec<Duration> = [500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
-            .iter()
-            .map(|&m| ms(m))
-            .collect();
+        let expected: Vec<Duration> = [
+            500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
+        ]
+        .iter()
+        .map(|&m| ms(m))
+        .collect();
         assert_eq!(sends, expected);
         assert_eq!(timeout, Some(ms(32_000)));
         assert!(tx.is_terminated());
@@ -431,7 +432,8 @@ mod tests {
     #[test]
     fn tcp_client_never_retransmits_and_times_out_at_64_t1() {
         let t0 = Instant::now();
-        let (mut tx, _) = ClientNonInvite::start(b"NOTIFY".to_vec(), true, TimerConfig::default(), t0);
+        let (mut tx, _) =
+            ClientNonInvite::start(b"NOTIFY".to_vec(), true, TimerConfig::default(), t0);
         let (sends, timeout) = run_client(&mut tx, t0);
         assert!(sends.is_empty());
         assert_eq!(timeout, Some(ms(32_000)));
@@ -441,8 +443,14 @@ mod tests {
     fn provisional_response_moves_retransmissions_to_t2() {
         let t0 = Instant::now();
         let (mut tx, _) = ClientNonInvite::start(b"N".to_vec(), false, TimerConfig::default(), t0);
-        assert_eq!(tx.on_timer(t0 + ms(500)), vec![TxOutput::Transmit(b"N".to_vec())]);
-        assert_eq!(tx.on_response(100, t0 + ms(600)), vec![TxOutput::Provisional(100)]);
+        assert_eq!(
+            tx.on_timer(t0 + ms(500)),
+            vec![TxOutput::Transmit(b"N".to_vec())]
+        );
+        assert_eq!(
+            tx.on_response(100, t0 + ms(600)),
+            vec![TxOutput::Provisional(100)]
+        );
         // The already-armed E (at 1.5 s) fires, then every T2.
         assert_eq!(tx.on_timer(t0 + ms(1500)).len(), 1);
         assert_eq!(tx.deadline(), Some(t0 + ms(5500)));
@@ -452,7 +460,10 @@ mod tests {
     fn final_response_stops_retransmission_and_absorbs_retransmitted_finals_until_timer_k() {
         let t0 = Instant::now();
         let (mut tx, _) = ClientNonInvite::start(b"N".to_vec(), false, TimerConfig::default(), t0);
-        assert_eq!(tx.on_response(200, t0 + ms(100)), vec![TxOutput::Final(200)]);
+        assert_eq!(
+            tx.on_response(200, t0 + ms(100)),
+            vec![TxOutput::Final(200)]
+        );
         assert!(tx.on_response(200, t0 + ms(200)).is_empty());
         assert_eq!(tx.deadline(), Some(t0 + ms(5100)));
         assert_eq!(tx.on_timer(t0 + ms(5100)), vec![TxOutput::Terminated]);
@@ -462,7 +473,10 @@ mod tests {
     fn transport_error_reports_timeout_once() {
         let t0 = Instant::now();
         let (mut tx, _) = ClientNonInvite::start(b"N".to_vec(), true, TimerConfig::default(), t0);
-        assert_eq!(tx.on_transport_error(), vec![TxOutput::Timeout, TxOutput::Terminated]);
+        assert_eq!(
+            tx.on_transport_error(),
+            vec![TxOutput::Timeout, TxOutput::Terminated]
+        );
         assert!(tx.on_transport_error().is_empty());
         assert_eq!(tx.deadline(), None);
     }
@@ -474,7 +488,10 @@ mod tests {
         assert!(tx.on_request_retransmission().is_empty());
         let out = tx.send_response(200, b"200".to_vec(), t0);
         assert_eq!(out, vec![TxOutput::Transmit(b"200".to_vec())]);
-        assert_eq!(tx.on_request_retransmission(), vec![TxOutput::Transmit(b"200".to_vec())]);
+        assert_eq!(
+            tx.on_request_retransmission(),
+            vec![TxOutput::Transmit(b"200".to_vec())]
+        );
         assert!(tx.send_response(500, b"500".to_vec(), t0).is_empty());
         assert_eq!(tx.deadline(), Some(t0 + ms(32_000)));
         assert!(tx.on_timer(t0 + ms(31_999)).is_empty());
@@ -494,7 +511,10 @@ mod tests {
         let t0 = Instant::now();
         let mut tx = ServerInvite::new(false, TimerConfig::default());
         tx.send_response(405, b"405".to_vec(), t0);
-        assert_eq!(tx.on_timer(t0 + ms(500)), vec![TxOutput::Transmit(b"405".to_vec())]);
+        assert_eq!(
+            tx.on_timer(t0 + ms(500)),
+            vec![TxOutput::Transmit(b"405".to_vec())]
+        );
         assert_eq!(tx.deadline(), Some(t0 + ms(1500)));
         assert!(tx.on_ack(t0 + ms(600)).is_empty());
         assert_eq!(tx.deadline(), Some(t0 + ms(5600)));

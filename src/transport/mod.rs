@@ -153,7 +153,10 @@ impl SendHandle {
             .iter()
             .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()))
             .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no UDP socket for this address family")
+                std::io::Error::new(
+                    std::io::ErrorKind::AddrNotAvailable,
+                    "no UDP socket for this address family",
+                )
             })?;
         sock.send_to(bytes, to).await.map(|_| ())
     }

@@ -131,7 +131,9 @@ pub(super) async fn accept_loop(listener: smol::net::TcpListener, ctx: ConnConte
                     continue;
                 };
                 debug!("tcp: accepted {peer} as {id:?}");
-                ctx.ex.spawn(read_loop(stream, peer, id, ctx.clone())).detach();
+                ctx.ex
+                    .spawn(read_loop(stream, peer, id, ctx.clone()))
+                    .detach();
             }
             Some(Err(e)) => {
                 warn!("tcp:{local:?}: accept failed: {e}");
@@ -179,13 +181,20 @@ async fn read_loop(mut stream: TcpStream, peer: SocketAddr, id: ConnId, ctx: Con
             match framer.next_frame() {
                 Ok(Some(Frame::Message(bytes))) => {
                     let source = stream_source(peer, local, id);
-                    if ctx.events.send(Event::Message { bytes, source }).await.is_err() {
+                    if ctx
+                        .events
+                        .send(Event::Message { bytes, source })
+                        .await
+                        .is_err()
+                    {
                         break 'conn;
                     }
                 }
                 // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.
                 Ok(Some(Frame::Keepalive)) => {
-                    let Some(w) = ctx.conns.writer(id) else { break 'conn };
+                    let Some(w) = ctx.conns.writer(id) else {
+                        break 'conn;
+                    };
                     if w.lock().await.write_all(b"\r\n").await.is_err() {
                         break 'conn;
                     }

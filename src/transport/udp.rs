@@ -12,10 +12,7 @@ use crate::transport::Event;
 /// the core can answer 513 instead of parsing a truncated message.
 const DATAGRAM_BUFFER: usize = 65_536;
 
-pub(super) async fn receive_loop(
-    sock: Arc<smol::net::UdpSocket>,
-    events: Sender<Event>,
-) {
+pub(super) async fn receive_loop(sock: Arc<smol::net::UdpSocket>, events: Sender<Event>) {
     let Ok(local) = sock.local_addr() else {
         return;
     };

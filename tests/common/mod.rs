@@ -31,6 +31,23 @@ impl TestServer {
     pub fn tcp(&self) -> SocketAddr {
         self.handle.addr(TransportKind::Tcp).expect("tcp bound")
     }
+
+    /// Waits until the daemon has handled everything sent to it so far: one UDP
+    /// OPTIONS round trip through the same socket and the same in-order core loop.
+    /// Needed before moving a manual clock, so that (say) a 200 for a NOTIFY is seen
+    /// before its transaction's timers are.
+    pub fn settle(&self) {
+        let probe = UdpPeer::new(self.udp());
+        let branch = format!("settle{}", probe.port());
+        probe.send(&options("UDP", probe.port(), &branch));
+        assert_eq!(probe.recv_response().status, 200);
+    }
+
+    /// Moves the manual clock after letting the daemon catch up.
+    pub fn advance(&self, by: Duration) {
+        self.settle();
+        self.clock.as_ref().expect("a manual clock").advance(by);
+    }
 }
 
 /// A config listening on ephemeral loopback ports with a fresh database.
@@ -97,10 +114,15 @@ impl UdpPeer {
         let mut buf = vec![0u8; 70_000];
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            self.sock.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
             match self.sock.recv_from(&mut buf) {
                 Ok((n, _)) => return Some(buf[..n].to_vec()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
                     return None;
                 }
                 Err(_) => continue,
@@ -151,7 +173,9 @@ impl TcpPeer {
                 return Some(m);
             }
             let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
             match self.stream.read(&mut buf) {
                 Ok(0) => return None,
                 Ok(n) => self.framer.push(&buf[..n]),
@@ -177,11 +201,18 @@ impl TcpPeer {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return false;
             };
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
             match self.stream.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false;
+                }
                 Err(_) => return true,
             }
         }
@@ -189,7 +220,15 @@ impl TcpPeer {
 }
 
 /// A request in wire form with the given method, URI, transport and extra headers.
-pub fn request(method: &str, uri: &str, transport: &str, port: u16, branch: &str, extra: &str, body: &str) -> String {
+pub fn request(
+    method: &str,
+    uri: &str,
+    transport: &str,
+    port: u16,
+    branch: &str,
+    extra: &str,
+    body: &str,
+) -> String {
     format!(
         "{method} {uri} SIP/2.0\r\n\
          Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK{branch};rport\r\n\
@@ -205,7 +244,15 @@ pub fn request(method: &str, uri: &str, transport: &str, port: u16, branch: &str
 }
 
 pub fn options(transport: &str, port: u16, branch: &str) -> String {
-    request("OPTIONS", "sip:presence@127.0.0.1", transport, port, branch, "", "")
+    request(
+        "OPTIONS",
+        "sip:presence@127.0.0.1",
+        transport,
+        port,
+        branch,
+        "",
+        "",
+    )
 }
 
 /// A PIDF document with one tuple.
@@ -258,8 +305,21 @@ impl Ua {
     }
 
     /// Sends a PUBLISH and returns the final response.
-    pub fn publish(&mut self, to: &str, etag: Option<&str>, expires: Option<u32>, body: Option<&str>) -> Response {
-        self.publish_raw(to, "presence", etag, expires, body.map(|b| ("application/pidf+xml", b)), "")
+    pub fn publish(
+        &mut self,
+        to: &str,
+        etag: Option<&str>,
+        expires: Option<u32>,
+        body: Option<&str>,
+    ) -> Response {
+        self.publish_raw(
+            to,
+            "presence",
+            etag,
+            expires,
+            body.map(|b| ("application/pidf+xml", b)),
+            "",
+        )
     }
 
     pub fn publish_raw(
@@ -315,7 +375,13 @@ impl Ua {
     }
 
     /// Starts a subscription; returns the 200's subscription and the response.
-    pub fn subscribe(&mut self, to: &str, event: &str, expires: Option<u32>, extra: &str) -> (Response, Sub) {
+    pub fn subscribe(
+        &mut self,
+        to: &str,
+        event: &str,
+        expires: Option<u32>,
+        extra: &str,
+    ) -> (Response, Sub) {
         let n = self.next();
         let port = self.peer.port();
         let sub = Sub {
@@ -328,7 +394,12 @@ impl Ua {
         };
         let r = self.send_subscribe(&sub, expires, extra);
         let mut sub = sub;
-        if let Some(t) = r.headers.to().ok().and_then(|t| t.tag().map(str::to_string)) {
+        if let Some(t) = r
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string))
+        {
             sub.to_tag = t;
         }
         (r, sub)
@@ -338,8 +409,14 @@ impl Ua {
     pub fn send_subscribe(&mut self, sub: &Sub, expires: Option<u32>, extra: &str) -> Response {
         let n = self.next();
         let port = self.peer.port();
-        let to_tag = if sub.to_tag.is_empty() { String::new() } else { format!(";tag={}", sub.to_tag) };
-        let exp = expires.map(|e| format!("Expires: {e}\r\n")).unwrap_or_default();
+        let to_tag = if sub.to_tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={}", sub.to_tag)
+        };
+        let exp = expires
+            .map(|e| format!("Expires: {e}\r\n"))
+            .unwrap_or_default();
         let msg = format!(
             "SUBSCRIBE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKsub{n}{port};rport\r\n\
              Max-Forwards: 70\r\nFrom: <{aor}>;tag={ft}\r\nTo: <{target}>{to_tag}\r\nCall-ID: {cid}\r\n\
@@ -350,7 +427,12 @@ impl Ua {
             ft = sub.from_tag,
             cid = sub.call_id,
             cseq = sub.cseq,
-            user = self.aor.trim_start_matches("sip:").split('@').next().unwrap_or("u"),
+            user = self
+                .aor
+                .trim_start_matches("sip:")
+                .split('@')
+                .next()
+                .unwrap_or("u"),
             event = sub.event,
         );
         self.peer.send(&msg);
@@ -386,7 +468,10 @@ pub fn body_str(req: &Request) -> String {
 }
 
 pub fn sub_state(req: &Request) -> String {
-    req.headers.get("Subscription-State").unwrap_or_default().to_string()
+    req.headers
+        .get("Subscription-State")
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub fn cseq_of(req: &Request) -> u32 {
