@@ -14,7 +14,7 @@ use smol::future::FutureExt;
 use crate::clock::Clock;
 use crate::config::{Config, ListenAddr, SyncMode};
 use crate::dispatch::{Dispatcher, Route};
-use crate::events::package::Registry;
+use crate::events::package::{EventPackage, Registry};
 use crate::presence::{Engine, EngineConfig, Outgoing};
 use crate::sip::endpoint::{ClientTxId, Endpoint, EndpointConfig, Output, TransportKind};
 use crate::sip::message::{Method, Response};
@@ -91,11 +91,21 @@ impl Drop for Handle {
 
 /// Starts the daemon in the background and returns once its sockets are bound.
 pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Handle, DaemonError> {
+    start_with_packages(config, clock, Vec::new())
+}
+
+/// Like `start`, with extra event packages registered after the built-in ones: the
+/// engine learns a new event without any change of its own.
+pub fn start_with_packages(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    extra: Vec<Arc<dyn EventPackage>>,
+) -> Result<Handle, DaemonError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (shutdown_tx, shutdown_rx) = smol::channel::bounded::<()>(1);
     let thread = std::thread::Builder::new()
         .name("presenced".into())
-        .spawn(move || run_blocking(config, clock, shutdown_rx, ready_tx))
+        .spawn(move || run_blocking(config, clock, extra, shutdown_rx, ready_tx))
         .map_err(DaemonError::Bind)?;
     match ready_rx.recv() {
         Ok(Ok(addrs)) => Ok(Handle {
@@ -119,6 +129,7 @@ type Ready = std::sync::mpsc::Sender<Result<Vec<(TransportKind, SocketAddr)>, Da
 fn run_blocking(
     config: Config,
     clock: Arc<dyn Clock>,
+    extra: Vec<Arc<dyn EventPackage>>,
     shutdown: Receiver<()>,
     ready: Ready,
 ) -> Result<(), DaemonError> {
@@ -133,7 +144,7 @@ fn run_blocking(
             }))
         })
     };
-    let result = smol::block_on(ex.run(serve(config, clock, ex.clone(), shutdown, ready)));
+    let result = smol::block_on(ex.run(serve(config, clock, extra, ex.clone(), shutdown, ready)));
     let _ = stop_workers.try_send(());
     let _ = worker.join();
     result
@@ -142,6 +153,7 @@ fn run_blocking(
 async fn serve(
     config: Config,
     clock: Arc<dyn Clock>,
+    extra: Vec<Arc<dyn EventPackage>>,
     ex: Arc<smol::Executor<'static>>,
     shutdown: Receiver<()>,
     ready: Ready,
@@ -210,7 +222,10 @@ async fn serve(
         sent_by_tcp: sent_by(TransportKind::Tcp),
     });
     let local_hosts = addrs.iter().map(|(_, a)| a.ip().to_string()).collect();
-    let packages = registry(&config);
+    let mut packages = registry(&config);
+    for p in extra {
+        packages.register(p);
+    }
     let dispatcher = Dispatcher::new(&config.domains, local_hosts).with_engine(
         vec![Method::Publish, Method::Subscribe],
         packages.allow_events(),

@@ -46,6 +46,20 @@ pub trait EventPackage: Send + Sync {
     fn needs_authorization(&self) -> bool {
         false
     }
+
+    /// Whether only the resource's owner may subscribe (the watcher's AOR equals the
+    /// resource, e.g. message-summary, presence.winfo); others get 403.
+    fn owner_only(&self) -> bool {
+        false
+    }
+
+    /// The body one watcher receives, from the shared document computed once per
+    /// change. `version` counts this subscription's NOTIFYs from 0 (RFC 4235 §4.1
+    /// dialog-info `version`). `None` sends the shared body unchanged, which is the
+    /// common case and costs nothing.
+    fn watcher_body(&self, _shared: &[u8], _version: u32) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// The registered packages, looked up by Event header.

@@ -161,13 +161,8 @@ impl Engine {
             (None, status::ACTIVE) => SubState::Active,
             (None, _) => SubState::Pending,
         };
-        if terminal.is_none() {
-            // The local CSeq is persisted with every NOTIFY so it keeps rising across
-            // restarts (a NOTIFY CSeq going backwards confuses phones).
-            if let Err(e) = self.store.put_watcher_dialog(&dialog) {
-                warn!("store: {e}");
-            }
-        }
+        // The local CSeq (and the body version) is persisted with every NOTIFY, below,
+        // so it keeps rising across restarts (a CSeq going backwards confuses phones).
         let remaining = dialog.expires.saturating_sub(now);
         let request = build_notify(
             &dialog,
@@ -368,7 +363,9 @@ pub(super) fn build_notify(
     );
     if let Some(b) = body {
         h.push("Content-Type", package.notify_type());
-        req.body = b.to_vec();
+        req.body = package
+            .watcher_body(b, dialog.version)
+            .unwrap_or_else(|| b.to_vec());
     }
     req
 }

@@ -120,6 +120,9 @@ impl Engine {
             None => from.uri.to_string(),
         };
         let event = Registry::event_key(package.as_ref());
+        if package.owner_only() && watcher_uri != presentity {
+            return done(reply(403, Some("Forbidden - only the owner may subscribe")));
+        }
         let to_tag = format!("{}{}", self.config.to_tag_pref, random_token(10));
         let key = DialogKey {
             call_id: call_id.to_string(),
