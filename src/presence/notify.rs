@@ -171,6 +171,12 @@ impl Engine {
             &state,
             remaining,
         );
+        dialog.version = dialog.version.wrapping_add(1);
+        if terminal.is_none()
+            && let Err(e) = self.store.put_watcher_dialog(&dialog)
+        {
+            warn!("store: {e}");
+        }
         self.queues.entry(key.clone()).or_default().in_flight = true;
         self.stats.notifies_sent += 1;
         Some(Outgoing {
