@@ -225,7 +225,11 @@ enum StartLine {
 fn check_version(v: &str) -> Result<(), ParseError> {
     if v.eq_ignore_ascii_case("SIP/2.0") {
         Ok(())
-    } else if v.len() >= 4 && v[..4].eq_ignore_ascii_case("SIP/") {
+    } else if v
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         Err(ParseError::UnsupportedVersion)
     } else {
         Err(ParseError::BadStartLine)
@@ -442,14 +446,11 @@ fn write_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
         }
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
-        // A value with CR or LF would inject lines; it can only come from code, not
-        // from the parser, so flatten it.
+        // A CR or LF would end or inject lines (a stray CR can also arrive inside a
+        // received line): flatten to spaces and re-trim, as a parse would.
         if h.value.bytes().any(|b| b == b'\r' || b == b'\n') {
-            out.extend(
-                h.value
-                    .bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-            );
+            let flat = h.value.replace(['\r', '\n'], " ");
+            out.extend_from_slice(flat.trim_matches([' ', '\t']).as_bytes());
         } else {
             out.extend_from_slice(h.value.as_bytes());
         }
@@ -750,6 +751,10 @@ Content-Length: 0\r\n\
             Some(ParseError::UnsupportedVersion)
         );
         assert_eq!(p("GET / HTTP/1.1\r\n\r\n"), Some(ParseError::BadStartLine));
+        assert_eq!(
+            p("OPTIONS sip:a@b SIé/2.0\r\n\r\n"),
+            Some(ParseError::BadStartLine)
+        );
         assert_eq!(p("SIP/2.0 20 OK\r\n\r\n"), Some(ParseError::BadStartLine));
         assert_eq!(p("SIP/2.0 099 x\r\n\r\n"), Some(ParseError::BadStartLine));
         assert_eq!(p("OPTIONS\r\n\r\n"), Some(ParseError::BadStartLine));
