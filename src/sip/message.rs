@@ -156,12 +156,14 @@ pub fn reason_phrase(status: u16) -> &'static str {
         603 => "Decline",
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
-        100..=199 => "Provisional",
-        200..=299 => "Success",
-        300..=399 => "Redirection",
-        400..=499 => "Client Error",
-        500..=599 => "Server Error",
-        _ => "Global Failure",
+        _ => match status / 100 {
+            1 => "Provisional",
+            2 => "Success",
+            3 => "Redirection",
+            4 => "Client Error",
+            5 => "Server Error",
+            _ => "Global Failure",
+        },
     }
 }
 
@@ -622,11 +624,9 @@ impl Response {
     /// parse is left alone.
     pub fn set_to_tag(&mut self, tag: &str) {
         let needs_tag = matches!(self.headers.to(), Ok(to) if to.tag().is_none());
-        if needs_tag {
-            if let Some(h) = self.headers.first_mut("To") {
-                h.value.push_str(";tag=");
-                h.value.push_str(tag);
-            }
+        if needs_tag && let Some(h) = self.headers.first_mut("To") {
+            h.value.push_str(";tag=");
+            h.value.push_str(tag);
         }
     }
 
