@@ -52,13 +52,14 @@ impl TestServer {
 
 /// A config listening on ephemeral loopback ports with a fresh database.
 pub fn test_config(dir: &tempfile::TempDir) -> Config {
-    let mut c = Config::default();
-    c.listen = vec![
-        ListenAddr::Udp("127.0.0.1:0".parse().unwrap()),
-        ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()),
-    ];
-    c.db = dir.path().join("db");
-    c
+    Config {
+        listen: vec![
+            ListenAddr::Udp("127.0.0.1:0".parse().unwrap()),
+            ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()),
+        ],
+        db: dir.path().join("db"),
+        ..Config::default()
+    }
 }
 
 pub fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
