@@ -391,3 +391,28 @@ fn remove_line(msg: &str, prefix: &str) -> String {
         .collect::<Vec<_>>()
         .join("\r\n")
 }
+
+#[test]
+fn ipv6_listen_addresses_serve_options() {
+    let srv = start(|c| {
+        c.listen = vec![
+            "udp:[::1]:0".parse().unwrap(),
+            "tcp:[::1]:0".parse().unwrap(),
+        ]
+    });
+    let sock = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let msg = options("UDP", port, "v6").replace("127.0.0.1", "[::1]");
+    sock.send_to(msg.as_bytes(), srv.udp()).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let Ok(Message::Response(r)) = Message::parse(&buf[..n]) else {
+        panic!("no response")
+    };
+    assert_eq!(r.status, 200);
+    let mut tcp = TcpPeer::connect(srv.tcp());
+    let port = tcp.port();
+    tcp.send(&options("TCP", port, "v6t").replace("127.0.0.1", "[::1]"));
+    assert_eq!(tcp.recv_response().status, 200);
+}

@@ -21,6 +21,8 @@ use crate::sip::transaction::{
     ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig, TxOutput,
 };
 use crate::sip::uri::Host;
+#[cfg(test)]
+use crate::sip::uri::Uri;
 
 /// Magic cookie that marks an RFC 3261 branch (§8.1.1.7).
 const BRANCH_COOKIE: &str = "z9hG4bK";
@@ -747,4 +749,156 @@ pub fn random_token(len: usize) -> String {
     (0..len)
         .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(port: u16) -> Source {
+        Source {
+            peer: Peer {
+                kind: TransportKind::Udp,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                conn: None,
+            },
+            local: SocketAddr::from(([127, 0, 0, 1], 5060)),
+        }
+    }
+
+    fn req(via: &str, method: &str, branch: &str) -> Vec<u8> {
+        format!(
+            "{method} sip:p@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:p@example.com>\r\n\
+             Call-ID: {branch}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn take_request(ep: &mut Endpoint) -> (ServerTxId, Request) {
+        match ep.poll_output() {
+            Some(Output::Request { id, request, .. }) => (id, request),
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn via_gets_received_when_sent_by_differs_and_rport_is_filled() {
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        let now = Instant::now();
+        ep.handle_incoming(
+            &req("10.9.9.9:5070;rport", "OPTIONS", "a"),
+            source(4000),
+            now,
+        );
+        let (_, r) = take_request(&mut ep);
+        let via = r.headers.top_via().unwrap();
+        assert_eq!(via.received(), Some("127.0.0.1"));
+        assert_eq!(via.rport(), Some(Some(4000)));
+    }
+
+    #[test]
+    fn without_rport_the_response_goes_to_the_source_ip_and_the_via_port() {
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        let now = Instant::now();
+        ep.handle_incoming(&req("127.0.0.1:5070", "OPTIONS", "b"), source(4000), now);
+        let (id, r) = take_request(&mut ep);
+        ep.respond(id, Response::for_request(&r, 200, None), now);
+        match ep.poll_output() {
+            Some(Output::Transmit { to, .. }) => assert_eq!(to.addr.port(), 5070),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retransmission_is_absorbed_then_answered_from_the_cache() {
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        let now = Instant::now();
+        let bytes = req("127.0.0.1:4000;rport", "OPTIONS", "c");
+        ep.handle_incoming(&bytes, source(4000), now);
+        let (id, r) = take_request(&mut ep);
+        // Retransmission before the TU answered: absorbed silently.
+        ep.handle_incoming(&bytes, source(4000), now);
+        assert!(ep.poll_output().is_none());
+        ep.respond(id, Response::for_request(&r, 200, None), now);
+        let Some(Output::Transmit { bytes: first, .. }) = ep.poll_output() else {
+            panic!()
+        };
+        ep.handle_incoming(&bytes, source(4000), now);
+        let Some(Output::Transmit { bytes: again, .. }) = ep.poll_output() else {
+            panic!()
+        };
+        assert_eq!(first, again);
+        assert_eq!(ep.stats().requests_in, 1);
+    }
+
+    #[test]
+    fn cancel_for_an_unknown_transaction_gets_481() {
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        ep.handle_incoming(
+            &req("127.0.0.1:4000;rport", "CANCEL", "d"),
+            source(4000),
+            Instant::now(),
+        );
+        let Some(Output::Transmit { bytes, .. }) = ep.poll_output() else {
+            panic!()
+        };
+        let Ok(Message::Response(r)) = Message::parse(&bytes) else {
+            panic!()
+        };
+        assert_eq!(r.status, 481);
+    }
+
+    #[test]
+    fn stray_ack_is_absorbed() {
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        ep.handle_incoming(
+            &req("127.0.0.1:4000;rport", "ACK", "e"),
+            source(4000),
+            Instant::now(),
+        );
+        assert!(ep.poll_output().is_none());
+    }
+
+    #[test]
+    fn client_transaction_matches_its_response_and_reports_it_once() {
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        let now = Instant::now();
+        let mut notify = Request::new(Method::Notify, Uri::parse("sip:w@127.0.0.1:4000").unwrap());
+        notify.headers.push("CSeq", "1 NOTIFY");
+        notify.headers.push("Call-ID", "n1");
+        notify.headers.push("From", "<sip:p@x>;tag=a");
+        notify.headers.push("To", "<sip:w@x>;tag=b");
+        let to = source(4000).peer;
+        let id = ep.send_request(notify, to, now);
+        let Some(Output::Transmit { bytes, tx, .. }) = ep.poll_output() else {
+            panic!()
+        };
+        assert_eq!(tx, Some(id));
+        let Ok(Message::Request(sent)) = Message::parse(&bytes) else {
+            panic!()
+        };
+        assert!(
+            sent.headers
+                .top_via()
+                .unwrap()
+                .branch()
+                .unwrap()
+                .starts_with(BRANCH_COOKIE)
+        );
+        let resp = Response::for_request(&sent, 200, None).to_bytes();
+        ep.handle_incoming(&resp, source(4000), now);
+        match ep.poll_output() {
+            Some(Output::ClientResult {
+                id: got,
+                result: ClientResult::Response(r),
+            }) => {
+                assert_eq!(got, id);
+                assert_eq!(r.status, 200);
+            }
+            other => panic!("{other:?}"),
+        }
+        ep.handle_incoming(&resp, source(4000), now);
+        assert!(ep.poll_output().is_none(), "retransmitted final absorbed");
+    }
 }
