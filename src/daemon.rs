@@ -133,21 +133,11 @@ fn run_blocking(
     shutdown: Receiver<()>,
     ready: Ready,
 ) -> Result<(), DaemonError> {
+    // Everything async runs on this one thread: socket tasks and the core loop hand
+    // messages over without cross-thread wake-ups, which on a 2-core box are the cost
+    // that matters. Blocking work (sled flushes) goes to smol's blocking pool.
     let ex = Arc::new(smol::Executor::new());
-    // One helper thread for transport tasks; the core loop runs on this one.
-    let (stop_workers, workers_stopped) = smol::channel::bounded::<()>(1);
-    let worker = {
-        let ex = ex.clone();
-        std::thread::spawn(move || {
-            smol::block_on(ex.run(async {
-                let _ = workers_stopped.recv().await;
-            }))
-        })
-    };
-    let result = smol::block_on(ex.run(serve(config, clock, extra, ex.clone(), shutdown, ready)));
-    let _ = stop_workers.try_send(());
-    let _ = worker.join();
-    result
+    smol::block_on(ex.run(serve(config, clock, extra, ex.clone(), shutdown, ready)))
 }
 
 async fn serve(
@@ -325,10 +315,25 @@ async fn serve(
         .await;
         let now = clock.now();
         match step {
-            Step::Event(Event::Message { bytes, source }) => {
-                core.endpoint.handle_incoming(&bytes, source, now)
+            Step::Event(first) => {
+                // Take whatever else is already queued before the housekeeping above
+                // runs again: under load one wake-up handles a batch.
+                let mut next = Some(first);
+                let mut handled = 0;
+                while let Some(event) = next.take() {
+                    match event {
+                        Event::Message { bytes, source } => {
+                            core.endpoint.handle_incoming(&bytes, source, now)
+                        }
+                        Event::SendFailed { tx } => core.endpoint.transport_error(tx, now),
+                    }
+                    core.drain_outputs().await;
+                    handled += 1;
+                    if handled < EVENT_BATCH {
+                        next = events_rx.try_recv().ok();
+                    }
+                }
             }
-            Step::Event(Event::SendFailed { tx }) => core.endpoint.transport_error(tx, now),
             Step::Timer => {}
             Step::Shutdown => {
                 info!("shutting down: finishing in-flight transactions");
@@ -345,6 +350,11 @@ async fn serve(
         core.endpoint.handle_timeout(now);
         core.drain_outputs().await;
     }
+    info!(
+        "stats: {:?} {:?}",
+        core.endpoint.stats(),
+        core.engine.stats()
+    );
     let store = core.engine.store().clone();
     match smol::unblock(move || store.flush()).await {
         Ok(()) => {
@@ -354,6 +364,9 @@ async fn serve(
         Err(e) => Err(DaemonError::Database(format!("final flush: {e}"))),
     }
 }
+
+/// Events handled per wake-up before timers and sweeps get their turn.
+const EVENT_BATCH: usize = 256;
 
 enum Step {
     Event(Event),
