@@ -132,8 +132,7 @@ pub fn parse(body: &[u8]) -> Result<Element, DialogInfoError> {
 }
 
 fn dialogs(root: &Element) -> impl Iterator<Item = &Element> {
-    root.children()
-        .filter(|c| c.is("dialog", DIALOG_INFO_NS))
+    root.children().filter(|c| c.is("dialog", DIALOG_INFO_NS))
 }
 
 /// One `state="full"` document for `entity` holding every `<dialog>` of the publications,

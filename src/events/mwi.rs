@@ -304,7 +304,10 @@ mod tests {
         assert_eq!(bad("voice-message: 1"), Err(SummaryError::BadCounts));
         assert_eq!(bad("voice-message: -1/2"), Err(SummaryError::BadCounts));
         assert_eq!(bad("voice-message: 1/2 (3/4"), Err(SummaryError::BadCounts));
-        assert_eq!(bad("voice-message: 99999999999/0"), Err(SummaryError::BadCounts));
+        assert_eq!(
+            bad("voice-message: 99999999999/0"),
+            Err(SummaryError::BadCounts)
+        );
         assert_eq!(
             bad("voice-message: 1/2\r\nvoice-message: 0/0"),
             Err(SummaryError::DuplicateClass)
