@@ -216,10 +216,12 @@ fn is_absolute_uri(value: &str) -> bool {
         && !rest.contains(|c: char| c.is_whitespace())
 }
 
+/// New, old and the optional (new urgent, old urgent) counts of one summary line.
+type Counts = (u32, u32, Option<(u32, u32)>);
+
 /// `newmsgs SLASH oldmsgs [ LPAREN new-urgentmsgs SLASH old-urgentmsgs RPAREN ]`,
 /// with the optional whitespace SLASH and LPAREN/RPAREN allow.
-#[allow(clippy::type_complexity)]
-fn counts(value: &str) -> Option<(u32, u32, Option<(u32, u32)>)> {
+fn counts(value: &str) -> Option<Counts> {
     let (pair, urgent) = match value.split_once('(') {
         Some((pair, rest)) => {
             let inner = rest.trim_end().strip_suffix(')')?;
