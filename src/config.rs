@@ -52,6 +52,9 @@ pub struct Config {
     pub notify_closed_when_empty: bool,
     /// Aggregate XCAP pidf-manipulation documents into presence (RFC 4827). Default false.
     pub pidf_manipulation: bool,
+    /// Only the account owner may subscribe to message-summary (RFC 3842 §6); others get
+    /// 403. Default true.
+    pub mwi_owner_only: bool,
     /// XCAP documents arrive through presenced's own XCAP server (true) or are fetched
     /// from `xcap_server` (false). Default true.
     pub integrated_xcap_server: bool,
@@ -103,6 +106,7 @@ impl Default for Config {
             replace_stale_subscriptions: true,
             notify_closed_when_empty: true,
             pidf_manipulation: false,
+            mwi_owner_only: true,
             integrated_xcap_server: true,
             xcap_server: Vec::new(),
             sync: SyncMode::Periodic,
@@ -412,6 +416,7 @@ enum Key {
     ReplaceStaleSubscriptions,
     NotifyClosedWhenEmpty,
     PidfManipulation,
+    MwiOwnerOnly,
     IntegratedXcapServer,
     XcapServer,
     Sync,
@@ -429,7 +434,7 @@ enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 29] = [
+    const ALL: [Key; 30] = [
         Key::Listen,
         Key::Db,
         Key::Domains,
@@ -445,6 +450,7 @@ impl Key {
         Key::ReplaceStaleSubscriptions,
         Key::NotifyClosedWhenEmpty,
         Key::PidfManipulation,
+        Key::MwiOwnerOnly,
         Key::IntegratedXcapServer,
         Key::XcapServer,
         Key::Sync,
@@ -478,6 +484,7 @@ impl Key {
             Key::ReplaceStaleSubscriptions => "replace_stale_subscriptions",
             Key::NotifyClosedWhenEmpty => "notify_closed_when_empty",
             Key::PidfManipulation => "pidf_manipulation",
+            Key::MwiOwnerOnly => "mwi_owner_only",
             Key::IntegratedXcapServer => "integrated_xcap_server",
             Key::XcapServer => "xcap_server",
             Key::Sync => "sync",
@@ -698,6 +705,7 @@ impl Config {
             Key::ReplaceStaleSubscriptions => self.replace_stale_subscriptions = flag(v)?,
             Key::NotifyClosedWhenEmpty => self.notify_closed_when_empty = flag(v)?,
             Key::PidfManipulation => self.pidf_manipulation = flag(v)?,
+            Key::MwiOwnerOnly => self.mwi_owner_only = flag(v)?,
             Key::IntegratedXcapServer => self.integrated_xcap_server = flag(v)?,
             Key::XcapServer => {
                 let list = string_list(v)?;
@@ -848,6 +856,7 @@ impl Config {
             self.notify_closed_when_empty.to_string(),
         );
         line(Key::PidfManipulation, self.pidf_manipulation.to_string());
+        line(Key::MwiOwnerOnly, self.mwi_owner_only.to_string());
         line(
             Key::IntegratedXcapServer,
             self.integrated_xcap_server.to_string(),
@@ -1047,6 +1056,7 @@ mod tests {
         assert!(cfg.force_active && cfg.end_sub_on_timeout);
         assert!(cfg.replace_stale_subscriptions && cfg.notify_closed_when_empty);
         assert!(!cfg.pidf_manipulation && cfg.integrated_xcap_server);
+        assert!(cfg.mwi_owner_only);
         assert!(cfg.xcap_server.is_empty());
         assert_eq!((cfg.sync, cfg.sync_period_ms), (SyncMode::Periodic, 500));
         assert_eq!(cfg.cache_capacity, 16 * 1024 * 1024);
@@ -1076,6 +1086,7 @@ end_sub_on_timeout = false
 replace_stale_subscriptions = false
 notify_closed_when_empty = false
 pidf_manipulation = true
+mwi_owner_only = false
 integrated_xcap_server = false
 xcap_server = ["xcap.example.org"]
 sync = "always"
@@ -1114,6 +1125,7 @@ control_socket = "/run/presenced.sock"
             replace_stale_subscriptions: false,
             notify_closed_when_empty: false,
             pidf_manipulation: true,
+            mwi_owner_only: false,
             integrated_xcap_server: false,
             xcap_server: vec!["xcap.example.org".into()],
             sync: SyncMode::Always,
@@ -1532,7 +1544,7 @@ control_socket = "/run/presenced.sock"
             1u64..1 << 40,
             1..=MAX_SECS,
         );
-        let flags = prop::array::uniform7(any::<bool>());
+        let flags = prop::array::uniform8(any::<bool>());
         let text = (
             "[a-z0-9./_\\\\\"' -]{1,20}",
             "[a-z0-9.-]{1,12}",
@@ -1575,6 +1587,7 @@ control_socket = "/run/presenced.sock"
                         replace_stale_subscriptions: f[3],
                         notify_closed_when_empty: f[4],
                         pidf_manipulation: f[5],
+                        mwi_owner_only: f[7],
                         integrated_xcap_server: true,
                         xcap_server: if f[6] { vec![dom] } else { Vec::new() },
                         sync: if always {

@@ -375,13 +375,19 @@ enum Step {
     Closed,
 }
 
-/// The event packages this daemon serves.
+/// The event packages this daemon serves; Allow-Events lists them in this order.
 fn registry(config: &Config) -> Registry {
+    use crate::events::{dialog::DialogInfo, mwi::MessageSummary, presence::Presence};
     let mut r = Registry::new();
-    r.register(Arc::new(crate::events::presence::Presence {
+    r.register(Arc::new(Presence {
         closed_when_empty: config.notify_closed_when_empty,
         needs_authorization: true,
     }));
+    r.register(Arc::new(MessageSummary {
+        owner_only: config.mwi_owner_only,
+    }));
+    r.register(Arc::new(DialogInfo { sla: false }));
+    r.register(Arc::new(DialogInfo { sla: true }));
     r
 }
 

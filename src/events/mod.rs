@@ -3,6 +3,8 @@
 //! watcher is allowed to see. The subscription engine stays event-independent; each
 //! package lives in its own module here and plugs in through `package::EventPackage`.
 
+pub mod dialog;
+pub mod mwi;
 pub mod package;
 pub mod pidf;
 pub mod presence;

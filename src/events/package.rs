@@ -42,6 +42,12 @@ pub trait EventPackage: Send + Sync {
         3600
     }
 
+    /// The longest Expires this package grants, below the server-wide `max_expires`;
+    /// `None` leaves only the server-wide cap.
+    fn max_expires(&self) -> Option<u32> {
+        None
+    }
+
     /// Whether new subscriptions go through the authorization policy.
     fn needs_authorization(&self) -> bool {
         false

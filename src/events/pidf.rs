@@ -24,7 +24,7 @@ pub const DATA_MODEL_NS: &str = "urn:ietf:params:xml:ns:pidf:data-model";
 /// RFC 4480 §3: activities, mood, sphere, …
 pub const RPID_NS: &str = "urn:ietf:params:xml:ns:pidf:rpid";
 
-const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
+pub(crate) const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
 /// Real PIDF nests about five levels deep; the cap keeps recursion bounded on hostile input.
 const MAX_DEPTH: usize = 64;
 /// Tuple id of [`closed_document`]; constant so repeated NOTIFYs carry the same tuple.
@@ -253,7 +253,7 @@ fn parse_pidf(body: &[u8]) -> Result<Element, PidfError> {
 
 /// Parses one XML document into a tree, tolerating what rxml's restricted XML refuses
 /// but clients send: a byte order mark, comments and processing instructions.
-fn parse_xml(body: &[u8]) -> Result<Element, PidfError> {
+pub(crate) fn parse_xml(body: &[u8]) -> Result<Element, PidfError> {
     let text = std::str::from_utf8(body).map_err(|_| PidfError::NotUtf8)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let cleaned = strip_comments_and_pis(text.as_bytes());
@@ -427,12 +427,12 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 
 /// Namespace bindings in force while writing, innermost last.
 #[derive(Default)]
-struct Scope {
+pub(crate) struct Scope {
     bindings: Vec<(Option<String>, String)>,
 }
 
 impl Scope {
-    fn push(&mut self, prefix: Option<String>, uri: String) {
+    pub(crate) fn push(&mut self, prefix: Option<String>, uri: String) {
         self.bindings.push((prefix, uri));
     }
 
@@ -476,7 +476,7 @@ impl Scope {
 /// Writes `el` with whatever declarations make its names resolve in `scope`: its own
 /// declarations are kept, and any namespace it uses that is not in scope (because it was
 /// declared on the publication's root) is declared on it.
-fn write_element(out: &mut String, el: &Element, scope: &mut Scope) {
+pub(crate) fn write_element(out: &mut String, el: &Element, scope: &mut Scope) {
     let mark = scope.bindings.len();
     for (prefix, uri) in el.prefixes.declared_prefixes() {
         if is_sane_declaration(prefix, uri) && prefix.as_deref() != Some("xml") {
@@ -582,7 +582,7 @@ fn escape_text(out: &mut String, text: &str) {
     }
 }
 
-fn escape_attr(out: &mut String, value: &str) {
+pub(crate) fn escape_attr(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -599,7 +599,7 @@ fn escape_attr(out: &mut String, value: &str) {
 
 /// XML 1.0 §2.2: drops characters no XML document may contain, so a strange entity
 /// string from the caller cannot make our output unparseable.
-fn xml_chars_only(s: &str) -> Cow<'_, str> {
+pub(crate) fn xml_chars_only(s: &str) -> Cow<'_, str> {
     let allowed = |c: char| {
         matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
             || c >= '\u{10000}'

@@ -172,13 +172,21 @@ impl Engine {
         }
     }
 
-    /// Clamps a requested expiry to the configured range; `Err` carries the 423 answer.
-    fn clamp_expires(&self, requested: Option<u32>, default: u32) -> Result<u32, u32> {
-        let e = requested.unwrap_or(default);
+    /// Clamps a requested expiry to the configured range and the package's own cap;
+    /// `Err` carries the 423 answer.
+    fn clamp_expires(
+        &self,
+        requested: Option<u32>,
+        package: &dyn EventPackage,
+    ) -> Result<u32, u32> {
+        let e = requested.unwrap_or(package.default_expires());
         // RFC 3903 §6 step 5, RFC 6665 §4.2.1.1: too short → 423 with Min-Expires.
         if e != 0 && e < self.config.min_expires {
             return Err(self.config.min_expires);
         }
-        Ok(e.min(self.config.max_expires))
+        let max = package
+            .max_expires()
+            .map_or(self.config.max_expires, |m| m.min(self.config.max_expires));
+        Ok(e.min(max))
     }
 }

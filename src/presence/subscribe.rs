@@ -65,7 +65,7 @@ impl Engine {
             Ok(e) => e,
             Err(_) => return done(reply(400, Some("Bad Request - malformed Expires"))),
         };
-        let expires = match self.clamp_expires(requested, package.default_expires()) {
+        let expires = match self.clamp_expires(requested, package.as_ref()) {
             Ok(e) => e,
             Err(min) => {
                 let mut r = reply(423, None);
