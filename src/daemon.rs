@@ -3,6 +3,7 @@
 //! that spawns tasks. Shutdown is graceful: stop taking new work, let in-flight
 //! transactions finish for a bounded time, flush the database, return.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,9 @@ use crate::config::{Config, ListenAddr, SyncMode};
 use crate::dispatch::{Dispatcher, Route};
 use crate::events::package::{EventPackage, Registry};
 use crate::presence::{Engine, EngineConfig, Outgoing};
-use crate::sip::endpoint::{ClientTxId, Endpoint, EndpointConfig, Output, TransportKind};
+use crate::sip::endpoint::{
+    ClientTxId, ConnId, Endpoint, EndpointConfig, Output, Peer, TransportKind,
+};
 use crate::sip::message::{Method, Response};
 use crate::sip::transaction::TimerConfig;
 use crate::store::{Store, StoreOptions};
@@ -244,6 +247,7 @@ async fn serve(
         ex: ex.clone(),
         clock: clock.clone(),
         draining: false,
+        outboxes: HashMap::new(),
     };
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let mut drain_until: Option<Instant> = None;
@@ -264,6 +268,7 @@ async fn serve(
         if now >= next_sweep && drain_until.is_none() {
             let outgoing = core.engine.sweep(clock.unix_now());
             core.send_notifies(outgoing, now);
+            core.prune_outboxes(Duration::from_secs(config.tcp_idle_timeout));
             next_sweep = now + clean_period;
         }
         if now >= next_flush {
@@ -415,6 +420,20 @@ struct Core {
     ex: Arc<smol::Executor<'static>>,
     clock: Arc<dyn Clock>,
     draining: bool,
+    /// One ordered outbox per TCP peer: a slow connection never holds the loop, and a
+    /// 200 always leaves before the NOTIFY that follows it on the same connection.
+    outboxes: HashMap<OutboxKey, Outbox>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum OutboxKey {
+    Conn(ConnId),
+    Addr(SocketAddr),
+}
+
+struct Outbox {
+    queue: Sender<(Peer, Vec<u8>, Option<ClientTxId>)>,
+    last_used: Instant,
 }
 
 impl Core {
@@ -426,12 +445,7 @@ impl Core {
                     // A UDP send never blocks for long; do it in order, here.
                     TransportKind::Udp => self.sender.send(to, bytes, tx).await,
                     // A TCP send may connect or stall; never let one peer hold the loop.
-                    TransportKind::Tcp => {
-                        let sender = self.sender.clone();
-                        self.ex
-                            .spawn(async move { sender.send(to, bytes, tx).await })
-                            .detach();
-                    }
+                    TransportKind::Tcp => self.send_tcp(to, bytes, tx),
                 },
                 Output::Request {
                     id,
@@ -475,6 +489,38 @@ impl Core {
                 }
             }
         }
+    }
+
+    fn send_tcp(&mut self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
+        let key = match to.conn {
+            Some(c) => OutboxKey::Conn(c),
+            None => OutboxKey::Addr(to.addr),
+        };
+        let now = self.clock.now();
+        let outbox = self.outboxes.entry(key).or_insert_with(|| {
+            let (queue, rx) = smol::channel::unbounded::<(Peer, Vec<u8>, Option<ClientTxId>)>();
+            let sender = self.sender.clone();
+            self.ex
+                .spawn(async move {
+                    while let Ok((to, bytes, tx)) = rx.recv().await {
+                        sender.send(to, bytes, tx).await;
+                    }
+                })
+                .detach();
+            Outbox {
+                queue,
+                last_used: now,
+            }
+        });
+        outbox.last_used = now;
+        let _ = outbox.queue.try_send((to, bytes, tx));
+    }
+
+    /// Drops outboxes unused for `idle`; their tasks end once their queues are sent.
+    fn prune_outboxes(&mut self, idle: Duration) {
+        let now = self.clock.now();
+        self.outboxes
+            .retain(|_, o| now.saturating_duration_since(o.last_used) < idle);
     }
 
     /// Starts a client transaction for each NOTIFY and tells the engine its id.

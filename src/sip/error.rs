@@ -19,9 +19,10 @@ pub enum ParseError {
     DuplicateHeader(&'static str),
     /// Content-Length disagrees with the bytes that follow, or is malformed.
     BadContentLength,
-    /// The message is larger than the configured limit (→ 413 if answerable, else drop).
+    /// The message is larger than the configured limit (→ 513 Message Too Large if
+    /// answerable, else drop; RFC 3261 §21.5.9).
     TooLarge,
-    /// A header line or header section is too long (→ 513 / 400).
+    /// A header line or header section is too long (→ 513).
     HeaderTooLarge,
     /// The Request-URI scheme is not supported (→ 416).
     UnsupportedUriScheme,
