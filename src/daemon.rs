@@ -14,13 +14,12 @@ use smol::future::FutureExt;
 
 use crate::clock::Clock;
 use crate::config::{Config, ListenAddr, SyncMode};
-use crate::dispatch::{Dispatcher, Route};
+use crate::dispatch::Dispatcher;
 use crate::events::package::{EventPackage, Registry};
-use crate::presence::{Engine, EngineConfig, Outgoing};
-use crate::sip::endpoint::{
-    ClientTxId, ConnId, Endpoint, EndpointConfig, Output, Peer, TransportKind,
-};
-use crate::sip::message::{Method, Response};
+use crate::presence::{Engine, EngineConfig};
+use crate::server::{Server, Transmit};
+use crate::sip::endpoint::{ClientTxId, ConnId, Endpoint, EndpointConfig, Peer, TransportKind};
+use crate::sip::message::Method;
 use crate::sip::transaction::TimerConfig;
 use crate::store::{Store, StoreOptions};
 use crate::transport::{Event, SendHandle, Transport, TransportConfig};
@@ -240,13 +239,10 @@ async fn serve(
     let _ = ready.send(Ok(addrs.clone()));
 
     let mut core = Core {
-        endpoint,
-        dispatcher,
-        engine,
+        server: Server::new(endpoint, dispatcher, engine),
         sender,
         ex: ex.clone(),
         clock: clock.clone(),
-        draining: false,
         outboxes: HashMap::new(),
     };
     let grace = Duration::from_millis(config.shutdown_grace_ms);
@@ -261,20 +257,19 @@ async fn serve(
     loop {
         let now = clock.now();
         if let Some(until) = drain_until
-            && (core.endpoint.in_flight() == 0 || now >= until)
+            && (core.server.in_flight() == 0 || now >= until)
         {
             break;
         }
         if now >= next_sweep && drain_until.is_none() {
-            let outgoing = core.engine.sweep(clock.unix_now());
-            core.send_notifies(outgoing, now);
+            core.server.sweep(now, clock.unix_now());
             core.prune_outboxes(Duration::from_secs(config.tcp_idle_timeout));
             next_sweep = now + clean_period;
         }
         if now >= next_flush {
             // Periodic sync: flush off the reactor, one flush at a time.
             if !flushing.swap(true, std::sync::atomic::Ordering::AcqRel) {
-                let store = core.engine.store().clone();
+                let store = core.server.engine().store().clone();
                 let flag = flushing.clone();
                 ex.spawn(async move {
                     if let Err(e) = smol::unblock(move || store.flush()).await {
@@ -288,7 +283,7 @@ async fn serve(
         }
         core.drain_outputs().await;
         let mut wake = Some(next_sweep.min(next_flush));
-        if let Some(t) = core.endpoint.poll_timeout() {
+        if let Some(t) = core.server.poll_timeout() {
             wake = wake.map(|w| w.min(t));
         }
         if let Some(until) = drain_until {
@@ -328,9 +323,12 @@ async fn serve(
                 while let Some(event) = next.take() {
                     match event {
                         Event::Message { bytes, source } => {
-                            core.endpoint.handle_incoming(&bytes, source, now)
+                            core.server
+                                .handle_incoming(&bytes, source, now, clock.unix_now())
                         }
-                        Event::SendFailed { tx } => core.endpoint.transport_error(tx, now),
+                        Event::SendFailed { tx } => {
+                            core.server.transport_error(tx, now, clock.unix_now())
+                        }
                     }
                     core.drain_outputs().await;
                     handled += 1;
@@ -346,21 +344,21 @@ async fn serve(
                 // responses to our own requests still arrive while we drain.
                 let _ = stop_tx.try_send(());
                 stop_tx.close();
-                core.draining = true;
+                core.server.start_draining();
                 drain_until = Some(now + grace);
             }
             Step::Closed => break,
         }
         // Timers run after every step, so a busy socket cannot starve retransmissions.
-        core.endpoint.handle_timeout(now);
+        core.server.handle_timeout(now, clock.unix_now());
         core.drain_outputs().await;
     }
     info!(
         "stats: {:?} {:?}",
-        core.endpoint.stats(),
-        core.engine.stats()
+        core.server.endpoint().stats(),
+        core.server.engine().stats()
     );
-    let store = core.engine.store().clone();
+    let store = core.server.engine().store().clone();
     match smol::unblock(move || store.flush()).await {
         Ok(()) => {
             info!("presenced stopped");
@@ -411,15 +409,12 @@ fn engine_config(c: &Config) -> EngineConfig {
     }
 }
 
-/// The state the run loop owns.
+/// The state the run loop owns: the sans-I/O server and the I/O around it.
 struct Core {
-    endpoint: Endpoint,
-    dispatcher: Dispatcher,
-    engine: Engine,
+    server: Server,
     sender: SendHandle,
     ex: Arc<smol::Executor<'static>>,
     clock: Arc<dyn Clock>,
-    draining: bool,
     /// One ordered outbox per TCP peer: a slow connection never holds the loop, and a
     /// 200 always leaves before the NOTIFY that follows it on the same connection.
     outboxes: HashMap<OutboxKey, Outbox>,
@@ -437,56 +432,14 @@ struct Outbox {
 }
 
 impl Core {
+    /// Sends everything the server has queued.
     async fn drain_outputs(&mut self) {
-        let mut pending_notifies: Vec<Outgoing> = Vec::new();
-        while let Some(out) = self.endpoint.poll_output() {
-            match out {
-                Output::Transmit { to, bytes, tx } => match to.kind {
-                    // A UDP send never blocks for long; do it in order, here.
-                    TransportKind::Udp => self.sender.send(to, bytes, tx).await,
-                    // A TCP send may connect or stall; never let one peer hold the loop.
-                    TransportKind::Tcp => self.send_tcp(to, bytes, tx),
-                },
-                Output::Request {
-                    id,
-                    request,
-                    source,
-                } => {
-                    let now = self.clock.now();
-                    let response = if self.draining {
-                        let mut r = Response::for_request(&request, 503, Some("Shutting Down"));
-                        r.headers.push("Retry-After", "5");
-                        r
-                    } else {
-                        match self.dispatcher.route(&request) {
-                            Route::Respond(r) => r,
-                            Route::Engine => {
-                                let outcome = self.engine.handle_request(
-                                    &request,
-                                    &source,
-                                    self.clock.unix_now(),
-                                );
-                                pending_notifies.extend(outcome.notifies);
-                                outcome.response
-                            }
-                        }
-                    };
-                    let mut response = response;
-                    if response.status > 100 {
-                        response.set_to_tag(&crate::sip::endpoint::random_token(10));
-                    }
-                    self.endpoint.respond(id, response, now);
-                    // NOTIFYs go out after the response that created their dialog.
-                    let notifies = std::mem::take(&mut pending_notifies);
-                    self.send_notifies(notifies, now);
-                }
-                Output::ClientResult { id, result } => {
-                    let now = self.clock.now();
-                    let next = self
-                        .engine
-                        .notify_finished(id, &result, self.clock.unix_now());
-                    self.send_notifies(next, now);
-                }
+        while let Some(Transmit { to, bytes, tx }) = self.server.poll_transmit() {
+            match to.kind {
+                // A UDP send never blocks for long; do it in order, here.
+                TransportKind::Udp => self.sender.send(to, bytes, tx).await,
+                // A TCP send may connect or stall; never let one peer hold the loop.
+                TransportKind::Tcp => self.send_tcp(to, bytes, tx),
             }
         }
     }
@@ -521,13 +474,5 @@ impl Core {
         let now = self.clock.now();
         self.outboxes
             .retain(|_, o| now.saturating_duration_since(o.last_used) < idle);
-    }
-
-    /// Starts a client transaction for each NOTIFY and tells the engine its id.
-    fn send_notifies(&mut self, notifies: Vec<Outgoing>, now: Instant) {
-        for n in notifies {
-            let tx: ClientTxId = self.endpoint.send_request(n.request, n.to, now);
-            self.engine.notify_started(tx, n.dialog);
-        }
     }
 }

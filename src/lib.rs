@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod events;
 pub mod presence;
+pub mod server;
 pub mod sip;
 pub mod store;
 pub mod transport;

@@ -1,0 +1,143 @@
+//! The whole SIP server as one sans-I/O state machine: endpoint (transactions), dispatcher
+//! (server-wide policy) and presence engine wired together. Bytes, time and transport
+//! failures go in; datagrams and stream writes come out through `poll_transmit`. The
+//! daemon only moves bytes between this and the sockets, and benchmarks and tests can
+//! drive the complete server without any socket.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::dispatch::{Dispatcher, Route};
+use crate::presence::{Engine, Outgoing};
+use crate::sip::endpoint::{ClientTxId, Endpoint, Output, Peer, Source, random_token};
+use crate::sip::message::Response;
+
+/// Bytes for the transport.
+#[derive(Debug)]
+pub struct Transmit {
+    pub to: Peer,
+    pub bytes: Vec<u8>,
+    /// The client transaction to blame if delivery fails.
+    pub tx: Option<ClientTxId>,
+}
+
+/// Endpoint + dispatcher + engine.
+pub struct Server {
+    endpoint: Endpoint,
+    dispatcher: Dispatcher,
+    engine: Engine,
+    transmits: VecDeque<Transmit>,
+    draining: bool,
+}
+
+impl Server {
+    pub fn new(endpoint: Endpoint, dispatcher: Dispatcher, engine: Engine) -> Server {
+        Server {
+            endpoint,
+            dispatcher,
+            engine,
+            transmits: VecDeque::new(),
+            draining: false,
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// From now on new requests get 503; in-flight transactions finish.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// A datagram or framed stream message. `unix` is wall-clock seconds for expiry.
+    pub fn handle_incoming(&mut self, bytes: &[u8], source: Source, now: Instant, unix: u64) {
+        self.endpoint.handle_incoming(bytes, source, now);
+        self.process(now, unix);
+    }
+
+    /// Fires due transaction timers.
+    pub fn handle_timeout(&mut self, now: Instant, unix: u64) {
+        self.endpoint.handle_timeout(now);
+        self.process(now, unix);
+    }
+
+    /// The transport could not deliver a client transaction's request.
+    pub fn transport_error(&mut self, tx: ClientTxId, now: Instant, unix: u64) {
+        self.endpoint.transport_error(tx, now);
+        self.process(now, unix);
+    }
+
+    /// One clean_period sweep.
+    pub fn sweep(&mut self, now: Instant, unix: u64) {
+        let notifies = self.engine.sweep(unix);
+        self.send_notifies(notifies, now);
+        self.process(now, unix);
+    }
+
+    /// The next thing to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// When `handle_timeout` next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.endpoint.poll_timeout()
+    }
+
+    /// Work a graceful shutdown waits for.
+    pub fn in_flight(&self) -> usize {
+        self.endpoint.in_flight()
+    }
+
+    /// Runs the endpoint's outputs through the dispatcher and engine until quiet.
+    fn process(&mut self, now: Instant, unix: u64) {
+        while let Some(out) = self.endpoint.poll_output() {
+            match out {
+                Output::Transmit { to, bytes, tx } => {
+                    self.transmits.push_back(Transmit { to, bytes, tx })
+                }
+                Output::Request {
+                    id,
+                    request,
+                    source,
+                } => {
+                    let (mut response, notifies) = if self.draining {
+                        let mut r = Response::for_request(&request, 503, Some("Shutting Down"));
+                        r.headers.push("Retry-After", "5");
+                        (r, Vec::new())
+                    } else {
+                        match self.dispatcher.route(&request) {
+                            Route::Respond(r) => (r, Vec::new()),
+                            Route::Engine => {
+                                let outcome = self.engine.handle_request(&request, &source, unix);
+                                (outcome.response, outcome.notifies)
+                            }
+                        }
+                    };
+                    if response.status > 100 {
+                        response.set_to_tag(&random_token(10));
+                    }
+                    self.endpoint.respond(id, response, now);
+                    // NOTIFYs leave after the response that created their dialog.
+                    self.send_notifies(notifies, now);
+                }
+                Output::ClientResult { id, result } => {
+                    let next = self.engine.notify_finished(id, &result, unix);
+                    self.send_notifies(next, now);
+                }
+            }
+        }
+    }
+
+    fn send_notifies(&mut self, notifies: Vec<Outgoing>, now: Instant) {
+        for n in notifies {
+            let tx = self.endpoint.send_request(n.request, n.to, now);
+            self.engine.notify_started(tx, n.dialog);
+        }
+    }
+}
