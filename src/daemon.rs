@@ -13,14 +13,10 @@ use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
 use crate::clock::Clock;
-use crate::config::{Config, ListenAddr, SyncMode};
-use crate::dispatch::Dispatcher;
-use crate::events::package::{EventPackage, Registry};
-use crate::presence::{Engine, EngineConfig};
+use crate::config::{Config, ListenAddr};
+use crate::events::package::EventPackage;
 use crate::server::{Server, Transmit};
-use crate::sip::endpoint::{ClientTxId, ConnId, Endpoint, EndpointConfig, Peer, TransportKind};
-use crate::sip::message::Method;
-use crate::sip::transaction::TimerConfig;
+use crate::sip::endpoint::{ClientTxId, ConnId, Peer, TransportKind};
 use crate::store::{Store, StoreOptions};
 use crate::transport::{Event, SendHandle, Transport, TransportConfig};
 
@@ -195,35 +191,7 @@ async fn serve(
         }
     };
     let addrs = transport.local_addrs();
-    let sent_by = |kind| {
-        addrs
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .or(addrs.first())
-            .map(|(_, a)| a.to_string())
-            .unwrap_or_default()
-    };
-    let endpoint = Endpoint::new(EndpointConfig {
-        timers: TimerConfig {
-            t1: Duration::from_millis(config.timer_t1_ms),
-            t2: Duration::from_millis(config.timer_t2_ms),
-            t4: Duration::from_millis(config.timer_t4_ms),
-        },
-        max_message_size: config.max_message_size,
-        sent_by_udp: sent_by(TransportKind::Udp),
-        sent_by_tcp: sent_by(TransportKind::Tcp),
-    });
-    let local_hosts = addrs.iter().map(|(_, a)| a.ip().to_string()).collect();
-    let mut packages = registry(&config);
-    for p in extra {
-        packages.register(p);
-    }
-    let dispatcher = Dispatcher::new(&config.domains, local_hosts).with_engine(
-        vec![Method::Publish, Method::Subscribe],
-        packages.allow_events(),
-        packages.publish_types(),
-    );
-    let engine = Engine::new(store.clone(), packages, engine_config(&config));
+    let server = Server::from_config(&config, store.clone(), &addrs, extra);
 
     let (events_tx, events_rx) = smol::channel::bounded::<Event>(4096);
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
@@ -239,7 +207,7 @@ async fn serve(
     let _ = ready.send(Ok(addrs.clone()));
 
     let mut core = Core {
-        server: Server::new(endpoint, dispatcher, engine),
+        server,
         sender,
         ex: ex.clone(),
         clock: clock.clone(),
@@ -376,37 +344,6 @@ enum Step {
     Timer,
     Shutdown,
     Closed,
-}
-
-/// The event packages this daemon serves; Allow-Events lists them in this order.
-fn registry(config: &Config) -> Registry {
-    use crate::events::{dialog::DialogInfo, mwi::MessageSummary, presence::Presence};
-    let mut r = Registry::new();
-    r.register(Arc::new(Presence {
-        closed_when_empty: config.notify_closed_when_empty,
-        needs_authorization: true,
-    }));
-    r.register(Arc::new(MessageSummary {
-        owner_only: config.mwi_owner_only,
-    }));
-    r.register(Arc::new(DialogInfo { sla: false }));
-    r.register(Arc::new(DialogInfo { sla: true }));
-    r
-}
-
-fn engine_config(c: &Config) -> EngineConfig {
-    EngineConfig {
-        min_expires: c.min_expires,
-        max_expires: c.max_expires,
-        expires_offset: c.expires_offset,
-        to_tag_pref: c.to_tag_pref.clone(),
-        server_address: c.server_address.clone(),
-        force_active: c.force_active,
-        end_sub_on_timeout: c.end_sub_on_timeout,
-        replace_stale_subscriptions: c.replace_stale_subscriptions,
-        max_body_size: c.max_body_size,
-        sync_always: c.sync == SyncMode::Always,
-    }
 }
 
 /// The state the run loop owns: the sans-I/O server and the I/O around it.

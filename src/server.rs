@@ -5,12 +5,20 @@
 //! drive the complete server without any socket.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use crate::config::{Config, SyncMode};
 use crate::dispatch::{Dispatcher, Route};
-use crate::presence::{Engine, Outgoing};
-use crate::sip::endpoint::{ClientTxId, Endpoint, Output, Peer, Source, random_token};
-use crate::sip::message::Response;
+use crate::events::package::{EventPackage, Registry};
+use crate::presence::{Engine, EngineConfig, Outgoing};
+use crate::sip::endpoint::{
+    ClientTxId, Endpoint, EndpointConfig, Output, Peer, Source, TransportKind, random_token,
+};
+use crate::sip::message::{Method, Response};
+use crate::sip::transaction::TimerConfig;
+use crate::store::Store;
 
 /// Bytes for the transport.
 #[derive(Debug)]
@@ -39,6 +47,46 @@ impl Server {
             transmits: VecDeque::new(),
             draining: false,
         }
+    }
+
+    /// Builds the server a configuration describes, for sockets bound at `addrs`, with
+    /// `extra` event packages registered after the built-in ones.
+    pub fn from_config(
+        config: &Config,
+        store: Store,
+        addrs: &[(TransportKind, SocketAddr)],
+        extra: Vec<Arc<dyn EventPackage>>,
+    ) -> Server {
+        let sent_by = |kind| {
+            addrs
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .or(addrs.first())
+                .map(|(_, a)| a.to_string())
+                .unwrap_or_default()
+        };
+        let endpoint = Endpoint::new(EndpointConfig {
+            timers: TimerConfig {
+                t1: Duration::from_millis(config.timer_t1_ms),
+                t2: Duration::from_millis(config.timer_t2_ms),
+                t4: Duration::from_millis(config.timer_t4_ms),
+            },
+            max_message_size: config.max_message_size,
+            sent_by_udp: sent_by(TransportKind::Udp),
+            sent_by_tcp: sent_by(TransportKind::Tcp),
+        });
+        let local_hosts = addrs.iter().map(|(_, a)| a.ip().to_string()).collect();
+        let mut packages = registry(config);
+        for p in extra {
+            packages.register(p);
+        }
+        let dispatcher = Dispatcher::new(&config.domains, local_hosts).with_engine(
+            vec![Method::Publish, Method::Subscribe],
+            packages.allow_events(),
+            packages.publish_types(),
+        );
+        let engine = Engine::new(store, packages, engine_config(config));
+        Server::new(endpoint, dispatcher, engine)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -139,5 +187,36 @@ impl Server {
             let tx = self.endpoint.send_request(n.request, n.to, now);
             self.engine.notify_started(tx, n.dialog);
         }
+    }
+}
+
+/// The event packages this server offers, in Allow-Events order.
+fn registry(config: &Config) -> Registry {
+    use crate::events::{dialog::DialogInfo, mwi::MessageSummary, presence::Presence};
+    let mut r = Registry::new();
+    r.register(Arc::new(Presence {
+        closed_when_empty: config.notify_closed_when_empty,
+        needs_authorization: true,
+    }));
+    r.register(Arc::new(MessageSummary {
+        owner_only: config.mwi_owner_only,
+    }));
+    r.register(Arc::new(DialogInfo { sla: false }));
+    r.register(Arc::new(DialogInfo { sla: true }));
+    r
+}
+
+fn engine_config(c: &Config) -> EngineConfig {
+    EngineConfig {
+        min_expires: c.min_expires,
+        max_expires: c.max_expires,
+        expires_offset: c.expires_offset,
+        to_tag_pref: c.to_tag_pref.clone(),
+        server_address: c.server_address.clone(),
+        force_active: c.force_active,
+        end_sub_on_timeout: c.end_sub_on_timeout,
+        replace_stale_subscriptions: c.replace_stale_subscriptions,
+        max_body_size: c.max_body_size,
+        sync_always: c.sync == SyncMode::Always,
     }
 }
