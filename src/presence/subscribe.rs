@@ -318,7 +318,10 @@ impl Engine {
     /// A rebooted phone subscribes again from the same contact with a new Call-ID; its
     /// old dialog is dead, so drop it instead of letting stale rows pile up.
     fn replace_stale(&mut self, new: &ActiveWatcher) {
-        let Ok(existing) = self.store.dialogs_for(&new.presentity_uri, &new.event) else {
+        let Ok(existing) =
+            self.store
+                .dialogs_of_watcher(&new.presentity_uri, &new.event, &new.watcher_uri)
+        else {
             return;
         };
         for old in existing {

@@ -457,7 +457,7 @@ impl Headers {
         let canonical = canonical_name(name);
         let pos = {
             let m = Self::matches(name);
-            self.entries.iter().position(|h| m(h))
+            self.entries.iter().position(m)
         };
         self.remove(name);
         let mut value = value.into();

@@ -156,12 +156,14 @@ pub fn reason_phrase(status: u16) -> &'static str {
         603 => "Decline",
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
-        100..=199 => "Provisional",
-        200..=299 => "Success",
-        300..=399 => "Redirection",
-        400..=499 => "Client Error",
-        500..=599 => "Server Error",
-        _ => "Global Failure",
+        _ => match status / 100 {
+            1 => "Provisional",
+            2 => "Success",
+            3 => "Redirection",
+            4 => "Client Error",
+            5 => "Server Error",
+            _ => "Global Failure",
+        },
     }
 }
 
@@ -225,7 +227,11 @@ enum StartLine {
 fn check_version(v: &str) -> Result<(), ParseError> {
     if v.eq_ignore_ascii_case("SIP/2.0") {
         Ok(())
-    } else if v.len() >= 4 && v[..4].eq_ignore_ascii_case("SIP/") {
+    } else if v
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         Err(ParseError::UnsupportedVersion)
     } else {
         Err(ParseError::BadStartLine)
@@ -442,14 +448,11 @@ fn write_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
         }
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
-        // A value with CR or LF would inject lines; it can only come from code, not
-        // from the parser, so flatten it.
+        // A CR or LF would end or inject lines (a stray CR can also arrive inside a
+        // received line): flatten to spaces and re-trim, as a parse would.
         if h.value.bytes().any(|b| b == b'\r' || b == b'\n') {
-            out.extend(
-                h.value
-                    .bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-            );
+            let flat = h.value.replace(['\r', '\n'], " ");
+            out.extend_from_slice(flat.trim_matches([' ', '\t']).as_bytes());
         } else {
             out.extend_from_slice(h.value.as_bytes());
         }
@@ -621,11 +624,9 @@ impl Response {
     /// parse is left alone.
     pub fn set_to_tag(&mut self, tag: &str) {
         let needs_tag = matches!(self.headers.to(), Ok(to) if to.tag().is_none());
-        if needs_tag {
-            if let Some(h) = self.headers.first_mut("To") {
-                h.value.push_str(";tag=");
-                h.value.push_str(tag);
-            }
+        if needs_tag && let Some(h) = self.headers.first_mut("To") {
+            h.value.push_str(";tag=");
+            h.value.push_str(tag);
         }
     }
 
@@ -750,6 +751,10 @@ Content-Length: 0\r\n\
             Some(ParseError::UnsupportedVersion)
         );
         assert_eq!(p("GET / HTTP/1.1\r\n\r\n"), Some(ParseError::BadStartLine));
+        assert_eq!(
+            p("OPTIONS sip:a@b SIé/2.0\r\n\r\n"),
+            Some(ParseError::BadStartLine)
+        );
         assert_eq!(p("SIP/2.0 20 OK\r\n\r\n"), Some(ParseError::BadStartLine));
         assert_eq!(p("SIP/2.0 099 x\r\n\r\n"), Some(ParseError::BadStartLine));
         assert_eq!(p("OPTIONS\r\n\r\n"), Some(ParseError::BadStartLine));

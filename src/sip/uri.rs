@@ -269,18 +269,21 @@ fn allowed_raw(part: Part, b: u8) -> bool {
 }
 
 fn write_escaped(f: &mut fmt::Formatter<'_>, part: Part, s: &str) -> fmt::Result {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // Raw runs hold only allowed (ASCII) bytes, so they are always valid UTF-8 and
+    // never split a character.
+    fn raw(bytes: &[u8]) -> Result<&str, fmt::Error> {
+        std::str::from_utf8(bytes).map_err(|_| fmt::Error)
+    }
+    let b = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        if !allowed_raw(part, b) {
-            f.write_str(&s[start..i])?;
-            let esc = [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]];
-            // Only ASCII bytes were written into `esc`.
-            f.write_str(std::str::from_utf8(&esc).map_err(|_| fmt::Error)?)?;
+    for (i, &c) in b.iter().enumerate() {
+        if !allowed_raw(part, c) {
+            f.write_str(raw(&b[start..i])?)?;
+            write!(f, "%{c:02X}")?;
             start = i + 1;
         }
     }
-    f.write_str(&s[start..])
+    f.write_str(raw(&b[start..])?)
 }
 
 impl SipUri {
@@ -501,6 +504,13 @@ mod tests {
         let u = sip("sip:%75se%72@example.com");
         assert_eq!(u.user.as_deref(), Some("user"));
         assert_eq!(u.to_string(), "sip:user@example.com");
+    }
+
+    #[test]
+    fn non_ascii_user_is_escaped_per_utf8_byte() {
+        let u = sip("sip:%C3%A9l%C3%A8ve@h");
+        assert_eq!(u.user.as_deref(), Some("élève"));
+        assert_eq!(u.to_string(), "sip:%C3%A9l%C3%A8ve@h");
     }
 
     #[test]

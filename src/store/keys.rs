@@ -10,6 +10,9 @@ pub const ROW: u8 = b'r';
 pub const EXPIRY: u8 = b'x';
 /// A dialog index entry: `d | call-id 0x00 to-tag 0x00 from-tag` → row key.
 pub const DIALOG: u8 = b'd';
+/// A by-watcher index entry: `w | presentity 0x00 event 0x00 watcher 0x00 call-id 0x00
+/// to-tag 0x00 from-tag` → row key, so one watcher's dialogs are a prefix scan.
+pub const BY_WATCHER: u8 = b'w';
 
 const SEP: u8 = 0;
 

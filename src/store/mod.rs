@@ -142,6 +142,19 @@ impl Record for ActiveWatcher {
     fn dialog_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
         dialog_index_key(&self.call_id, &self.to_tag, &self.from_tag).map(Some)
     }
+    fn extra_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(vec![keys::key(
+            keys::BY_WATCHER,
+            &[
+                ("presentity_uri", &self.presentity_uri),
+                ("event", &self.event),
+                ("watcher_uri", &self.watcher_uri),
+                ("call_id", &self.call_id),
+                ("to_tag", &self.to_tag),
+                ("from_tag", &self.from_tag),
+            ],
+        )?])
+    }
 }
 
 impl Record for Watcher {
@@ -295,6 +308,33 @@ impl Store {
     pub fn dialogs_for(&self, uri: &str, event: &str) -> Result<Vec<ActiveWatcher>, StoreError> {
         let prefix = keys::prefix(ROW, &[("presentity_uri", uri), ("event", event)])?;
         self.inner.dialogs.collect(prefix)
+    }
+
+    /// One watcher's dialogs for a presentity and event, through the by-watcher index
+    /// (no scan of the presentity's other watchers).
+    pub fn dialogs_of_watcher(
+        &self,
+        uri: &str,
+        event: &str,
+        watcher_uri: &str,
+    ) -> Result<Vec<ActiveWatcher>, StoreError> {
+        let prefix = keys::prefix(
+            keys::BY_WATCHER,
+            &[
+                ("presentity_uri", uri),
+                ("event", event),
+                ("watcher_uri", watcher_uri),
+            ],
+        )?;
+        let mut out = Vec::new();
+        for row_key in self.inner.dialogs.pointed(prefix)? {
+            if let Some(d) = self.inner.dialogs.get::<ActiveWatcher>(&row_key)?
+                && d.watcher_uri == watcher_uri
+            {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 
     pub fn dialogs_count(&self) -> u64 {

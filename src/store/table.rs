@@ -8,7 +8,7 @@
 //! reads take no lock and see either the old or the new row with its index entries.
 
 use super::StoreError;
-use super::keys::{self, DIALOG, EXPIRY, ROW};
+use super::keys::{self, BY_WATCHER, DIALOG, EXPIRY, ROW};
 use super::records::{self, DecodeError};
 use log::{error, warn};
 use serde::{Serialize, de::DeserializeOwned};
@@ -28,6 +28,10 @@ pub(super) trait Record: Serialize + DeserializeOwned {
     fn dialog_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
     }
+    /// Further secondary keys whose entries point at the row key.
+    fn extra_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// An index entry: (entry key, value).
@@ -41,6 +45,9 @@ fn index_entries<R: Record>(rec: &R, row_key: &[u8]) -> Result<Vec<IndexEntry>, 
     }
     if let Some(dkey) = rec.dialog_key()? {
         out.push((dkey, row_key.to_vec()));
+    }
+    for k in rec.extra_keys()? {
+        out.push((k, row_key.to_vec()));
     }
     Ok(out)
 }
@@ -105,6 +112,15 @@ impl Table {
             Some(bytes) => self.decode(key, &bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The row keys that index entries under `prefix` point at.
+    pub fn pointed(&self, prefix: Vec<u8>) -> Result<Vec<IVec>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.tree.scan_prefix(prefix) {
+            out.push(entry?.1);
+        }
+        Ok(out)
     }
 
     /// The row key a dialog index entry points at.
@@ -272,7 +288,7 @@ impl Table {
                         report.unreadable += 1;
                     }
                 },
-                Some(&EXPIRY) | Some(&DIALOG) => {
+                Some(&EXPIRY) | Some(&DIALOG) | Some(&BY_WATCHER) => {
                     let row_key: &[u8] = match keys::parse_expiry(&key) {
                         Some((_, row_key)) => row_key,
                         None => &value,

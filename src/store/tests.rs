@@ -133,8 +133,8 @@ fn reput_with_new_expiry_leaves_no_stale_index_entry() {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].expires, 50);
     assert!(store.expired_dialogs(49, 10).unwrap().is_empty());
-    // Row, expiry entry, dialog index entry.
-    assert_eq!(store.inner.dialogs.raw_len(), 3);
+    // Row, expiry entry, dialog index entry, by-watcher index entry.
+    assert_eq!(store.inner.dialogs.raw_len(), 4);
 }
 
 #[test]
@@ -595,4 +595,33 @@ mod model {
             prop_assert!(store.repair(0, |_| false).unwrap().changed_nothing());
         }
     }
+}
+
+#[test]
+fn dialogs_of_watcher_finds_only_that_watchers_dialogs_and_follows_deletes() {
+    let (_dir, store) = open();
+    let mut a = dialog("sip:p@x", "presence", "c1", 100);
+    a.watcher_uri = "sip:w1@x".into();
+    let mut b = dialog("sip:p@x", "presence", "c2", 100);
+    b.watcher_uri = "sip:w2@x".into();
+    let mut c = dialog("sip:p@x", "presence", "c3", 100);
+    c.watcher_uri = "sip:w1@xy".into();
+    for d in [&a, &b, &c] {
+        store.put_watcher_dialog(d).unwrap();
+    }
+    let found = store
+        .dialogs_of_watcher("sip:p@x", "presence", "sip:w1@x")
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].call_id, "c1");
+    store
+        .delete_dialog(&a.call_id, &a.to_tag, &a.from_tag)
+        .unwrap();
+    assert!(
+        store
+            .dialogs_of_watcher("sip:p@x", "presence", "sip:w1@x")
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.repair(0, |_| false).unwrap().changed_nothing());
 }

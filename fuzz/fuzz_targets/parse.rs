@@ -1,0 +1,37 @@
+//! Fuzzes the network edge: datagram parsing, request checks, serialization and the
+//! stream framer must never panic, and serialization must be a fixed point.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use presenced::sip::framing::{Frame, StreamFramer};
+use presenced::sip::message::{Message, Request};
+
+fuzz_target!(|data: &[u8]| {
+    match Message::parse(data) {
+        Ok(msg) => {
+            if let Message::Request(r) = &msg {
+                let _ = r.check();
+                let _ = (r.headers.vias(), r.headers.contacts(), r.headers.event());
+            }
+            let bytes = msg.to_bytes();
+            let again = Message::parse(&bytes).expect("serialized message parses");
+            assert_eq!(again.to_bytes(), bytes, "serialization is a fixed point");
+        }
+        Err(e) => {
+            let _ = e.response_status();
+            let _ = Request::salvage(data);
+        }
+    }
+
+    // Feed the same bytes as a stream, split in two at a data-dependent point.
+    let split = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));
+    let mut framer = StreamFramer::new(8 * 1024);
+    for chunk in [&data[..split], &data[split..]] {
+        framer.push(chunk);
+        while let Ok(Some(frame)) = framer.next_frame() {
+            if let Frame::Message(m) = frame {
+                let _ = Message::parse(&m);
+            }
+        }
+    }
+});
