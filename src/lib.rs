@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod dispatch;
 pub mod events;
+pub mod policy;
 pub mod presence;
 pub mod sip;
 pub mod store;
