@@ -6,3 +6,4 @@
 pub mod package;
 pub mod pidf;
 pub mod presence;
+pub mod winfo;

@@ -11,7 +11,7 @@ pub fn parse_date_time(s: &str) -> Option<u64> {
     let month: i64 = num(d.next()?, 2)?;
     let day: i64 = num(d.next()?, 2)?;
     let time_len = rest
-        .find(|c: char| c == 'Z' || c == 'z' || c == '+' || c == '-')
+        .find(['Z', 'z', '+', '-'])
         .unwrap_or(rest.len());
     let (time, zone) = rest.split_at(time_len);
     let time = time.split('.').next()?;
