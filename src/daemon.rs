@@ -369,6 +369,7 @@ fn registry(config: &Config) -> Registry {
         closed_when_empty: config.notify_closed_when_empty,
         needs_authorization: true,
     }));
+    r.register(Arc::new(crate::events::winfo::PresenceWinfo));
     r
 }
 
@@ -384,6 +385,9 @@ fn engine_config(c: &Config) -> EngineConfig {
         replace_stale_subscriptions: c.replace_stale_subscriptions,
         max_body_size: c.max_body_size,
         sync_always: c.sync == SyncMode::Always,
+        pidf_manipulation: c.pidf_manipulation,
+        fetch_rules: !c.integrated_xcap_server,
+        watchers_retention: None,
     }
 }
 

@@ -10,9 +10,7 @@ pub fn parse_date_time(s: &str) -> Option<u64> {
     let year: i64 = num(d.next()?, 4)?;
     let month: i64 = num(d.next()?, 2)?;
     let day: i64 = num(d.next()?, 2)?;
-    let time_len = rest
-        .find(['Z', 'z', '+', '-'])
-        .unwrap_or(rest.len());
+    let time_len = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
     let (time, zone) = rest.split_at(time_len);
     let time = time.split('.').next()?;
     let mut t = time.splitn(3, ':');
