@@ -387,7 +387,8 @@ fn engine_config(c: &Config) -> EngineConfig {
         sync_always: c.sync == SyncMode::Always,
         pidf_manipulation: c.pidf_manipulation,
         fetch_rules: !c.integrated_xcap_server,
-        watchers_retention: None,
+        watchers_retention: (c.watchers_retention_days > 0)
+            .then(|| c.watchers_retention_days.saturating_mul(86_400)),
     }
 }
 
