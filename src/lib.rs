@@ -16,3 +16,4 @@ pub mod presence;
 pub mod sip;
 pub mod store;
 pub mod transport;
+pub mod xcap;
