@@ -546,10 +546,17 @@ impl Core {
 /// Requests for the core loop from outside the SIP path.
 #[derive(Debug)]
 pub enum Control {
-    /// An XCAP document was written, replaced or removed.
-    XcapChanged(crate::xcap::Changed),
-    RefreshWatchers { presentity: String, event: String },
-    RefreshXcapDoc { doc_uri: String, port: u32 },
+    /// An XCAP document was written, replaced or removed; the sender, if any, hears
+    /// when the watchers were re-evaluated.
+    XcapChanged(crate::xcap::Notice),
+    RefreshWatchers {
+        presentity: String,
+        event: String,
+    },
+    RefreshXcapDoc {
+        doc_uri: String,
+        port: u32,
+    },
 }
 
 /// What the fetcher task is asked to do.
@@ -581,7 +588,7 @@ async fn start_xcap(
             fetch: None,
         });
     }
-    let (changes_tx, changes_rx) = smol::channel::bounded::<crate::xcap::Changed>(256);
+    let (changes_tx, changes_rx) = smol::channel::bounded::<crate::xcap::Notice>(256);
     {
         let control = control.clone();
         ex.spawn(async move {
@@ -649,7 +656,7 @@ async fn start_xcap(
                 }
             };
             for c in changed {
-                let _ = changes_tx.send(c).await;
+                let _ = changes_tx.send((c, None)).await;
             }
         }
     })
@@ -664,7 +671,13 @@ impl XcapSide {
     /// Carries out one control request on the engine; the NOTIFYs to send.
     fn handle(&self, engine: &mut Engine, c: Control, now: u64) -> Vec<Outgoing> {
         match c {
-            Control::XcapChanged(c) => engine.xcap_changed(&c.username, &c.domain, c.doc_type, now),
+            Control::XcapChanged((c, done)) => {
+                let out = engine.xcap_changed(&c.username, &c.domain, c.doc_type, now);
+                if let Some(done) = done {
+                    let _ = done.try_send(());
+                }
+                out
+            }
             Control::RefreshWatchers { presentity, event } => {
                 engine.refresh_watchers(&presentity, &event, now)
             }

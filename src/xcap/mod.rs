@@ -89,6 +89,10 @@ pub struct Changed {
     pub doc_type: u8,
 }
 
+/// A [`Changed`] on its way to the engine, with whom to tell once it was applied (the
+/// XCAP server answers a write only after its watchers were re-evaluated).
+pub type Notice = (Changed, Option<smol::channel::Sender<()>>);
+
 /// A parsed XCAP document URI path (below the root).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum XcapPath {

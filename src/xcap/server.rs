@@ -14,7 +14,7 @@ use smol::channel::Sender;
 use smol::net::{TcpListener, TcpStream};
 
 use super::http::{self, ReadError, Request};
-use super::{Changed, DocError, Precondition, XcapPath};
+use super::{Changed, DocError, Notice, Precondition, XcapPath};
 use crate::store::xcap::source;
 use crate::store::{Store, Xcap};
 
@@ -22,6 +22,11 @@ use crate::store::{Store, Xcap};
 pub const ROOT: &str = "/xcap-root";
 /// A connection idle this long between requests is closed.
 const IDLE: Duration = Duration::from_secs(30);
+/// How long a write's answer waits for the engine to apply it.
+const APPLY_WAIT: Duration = Duration::from_secs(2);
+/// What is read and dropped after a refused request, so closing does not reset the
+/// connection before the client has read our answer.
+const DRAIN_LIMIT: usize = 1 << 20;
 const MAX_HEAD: usize = 16 * 1024;
 
 #[derive(Debug, Clone)]
@@ -196,7 +201,7 @@ pub async fn serve(
     listener: TcpListener,
     store: Store,
     cfg: ServerConfig,
-    changes: Sender<Changed>,
+    changes: Sender<Notice>,
     ex: Arc<smol::Executor<'static>>,
 ) {
     if let Ok(a) = listener.local_addr() {
@@ -225,7 +230,7 @@ async fn connection(
     mut stream: TcpStream,
     store: Store,
     cfg: ServerConfig,
-    changes: Sender<Changed>,
+    changes: Sender<Notice>,
 ) -> Result<(), ReadError> {
     let mut buf = Vec::new();
     loop {
@@ -246,6 +251,7 @@ async fn connection(
                 };
                 let wire = http::response_bytes(status, &[("Connection", "close".into())], b"");
                 let _ = stream.write_all(&wire).await;
+                drain(&mut stream).await;
                 return Err(e);
             }
         };
@@ -256,8 +262,19 @@ async fn connection(
         let (reply, changed) = smol::unblock(move || handle(&s2, &c2, &req)).await;
         debug!("xcap: {method} {path} -> {}", reply.status);
         if let Some(c) = changed {
-            // Queued before the answer leaves, so the engine hears of it first.
-            let _ = changes.send(c).await;
+            // Answer once the watchers were re-evaluated, so a client that acts on the
+            // answer never races its own change.
+            let (done_tx, done_rx) = smol::channel::bounded(1);
+            if changes.send((c, Some(done_tx))).await.is_ok() {
+                let applied = async { done_rx.recv().await.is_ok() };
+                let late = async {
+                    smol::Timer::after(APPLY_WAIT).await;
+                    false
+                };
+                if !applied.or(late).await {
+                    debug!("xcap: {path}: engine did not confirm the change in time");
+                }
+            }
         }
         let mut headers = reply.headers;
         if !keep {
@@ -269,4 +286,24 @@ async fn connection(
             return Ok(());
         }
     }
+}
+
+/// Reads and drops what the client still sends, for a bounded time and amount.
+async fn drain(stream: &mut TcpStream) {
+    use futures_lite::AsyncReadExt;
+    let mut left = DRAIN_LIMIT;
+    let mut chunk = [0u8; 8192];
+    let reading = async {
+        while left > 0 {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    reading
+        .or(async {
+            smol::Timer::after(Duration::from_secs(1)).await;
+        })
+        .await;
 }
