@@ -189,14 +189,16 @@ fn fetch_mode_daemon_fetches_rules_when_a_watcher_needs_them() {
                <cr:actions><pr:sub-handling>allow</pr:sub-handling></cr:actions></cr:rule></cr:ruleset>";
     let (base, _) = server(vec![Answer::Doc(doc, "r1")]);
     let dir = tempfile::tempdir().unwrap();
-    let mut c = presenced::config::Config::default();
-    c.listen = vec![presenced::config::ListenAddr::Udp(
-        "127.0.0.1:0".parse().unwrap(),
-    )];
-    c.db = dir.path().join("db");
-    c.force_active = false;
-    c.integrated_xcap_server = false;
-    c.xcap_server = vec![base];
+    let c = presenced::config::Config {
+        listen: vec![presenced::config::ListenAddr::Udp(
+            "127.0.0.1:0".parse().unwrap(),
+        )],
+        db: dir.path().join("db"),
+        force_active: false,
+        integrated_xcap_server: false,
+        xcap_server: vec![base],
+        ..Default::default()
+    };
     let handle = presenced::daemon::start(c, Arc::new(presenced::clock::SystemClock)).unwrap();
     let udp = handle
         .addr(presenced::sip::endpoint::TransportKind::Udp)
