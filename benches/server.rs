@@ -35,7 +35,12 @@ fn server(dir: &tempfile::TempDir) -> Server {
         },
     )
     .unwrap();
-    Server::from_config(&config, store, &[(TransportKind::Udp, SERVER.parse().unwrap())], Vec::new())
+    Server::from_config(
+        &config,
+        store,
+        &[(TransportKind::Udp, SERVER.parse().unwrap())],
+        Vec::new(),
+    )
 }
 
 fn pidf(note: &str) -> String {
@@ -49,7 +54,9 @@ fn pidf(note: &str) -> String {
 }
 
 fn publish(n: u64, etag: Option<&str>, body: &str) -> Vec<u8> {
-    let ifm = etag.map(|e| format!("SIP-If-Match: {e}\r\n")).unwrap_or_default();
+    let ifm = etag
+        .map(|e| format!("SIP-If-Match: {e}\r\n"))
+        .unwrap_or_default();
     format!(
         "PUBLISH sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:7000;branch=z9hG4bKp{n};rport\r\n\
          Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a{n}\r\nTo: <sip:alice@example.com>\r\n\
@@ -86,7 +93,10 @@ fn pump(s: &mut Server, now: Instant) -> (Option<String>, usize) {
                 }
                 Ok(Message::Request(r)) if r.method == Method::Notify => {
                     notifies += 1;
-                    answers.push((Response::for_request(&r, 200, None).to_bytes(), t.to.addr.port()));
+                    answers.push((
+                        Response::for_request(&r, 200, None).to_bytes(),
+                        t.to.addr.port(),
+                    ));
                 }
                 _ => {}
             }
@@ -107,13 +117,23 @@ fn benches(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     let mut s = server(&dir);
-    s.handle_incoming(&publish(0, None, &pidf("start")), source(7000), now, 1_000_000);
+    s.handle_incoming(
+        &publish(0, None, &pidf("start")),
+        source(7000),
+        now,
+        1_000_000,
+    );
     let mut etag = pump(&mut s, now).0.unwrap();
     let mut n = 1u64;
     g.bench_function("publish_modify", |b| {
         b.iter(|| {
             n += 1;
-            s.handle_incoming(&publish(n, Some(&etag), &pidf("busy")), source(7000), now, 1_000_000);
+            s.handle_incoming(
+                &publish(n, Some(&etag), &pidf("busy")),
+                source(7000),
+                now,
+                1_000_000,
+            );
             etag = pump(&mut s, now).0.unwrap();
         })
     });
@@ -132,10 +152,20 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = server(&dir);
     for w in 0..10 {
-        s.handle_incoming(&subscribe(w, 9000 + w as u16), source(9000 + w as u16), now, 1_000_000);
+        s.handle_incoming(
+            &subscribe(w, 9000 + w as u16),
+            source(9000 + w as u16),
+            now,
+            1_000_000,
+        );
         pump(&mut s, now);
     }
-    s.handle_incoming(&publish(0, None, &pidf("start")), source(7000), now, 1_000_000);
+    s.handle_incoming(
+        &publish(0, None, &pidf("start")),
+        source(7000),
+        now,
+        1_000_000,
+    );
     let mut etag = pump(&mut s, now).0.unwrap();
     let mut n = 1u64;
     g.throughput(Throughput::Elements(10));
@@ -144,7 +174,12 @@ fn benches(c: &mut Criterion) {
             || (),
             |_| {
                 n += 1;
-                s.handle_incoming(&publish(n, Some(&etag), &pidf(&format!("n{n}"))), source(7000), now, 1_000_000);
+                s.handle_incoming(
+                    &publish(n, Some(&etag), &pidf(&format!("n{n}"))),
+                    source(7000),
+                    now,
+                    1_000_000,
+                );
                 let (e, notifies) = pump(&mut s, now);
                 assert_eq!(notifies, 10);
                 etag = e.unwrap();

@@ -60,6 +60,19 @@ pub struct Config {
     pub integrated_xcap_server: bool,
     /// Trusted external XCAP server roots to fetch documents from. Default empty.
     pub xcap_server: Vec<String>,
+    /// Address of the built-in XCAP server (started when `integrated_xcap_server` is on
+    /// and `force_active` off or `pidf_manipulation` on). Default `127.0.0.1:5080`:
+    /// loopback only until the XCAP server authenticates its clients.
+    pub xcap_listen: SocketAddr,
+    /// Largest XCAP document accepted or fetched, in bytes. Default 65536.
+    pub xcap_max_document_size: usize,
+    /// Re-fetch documents from `xcap_server` periodically (xcap_client). Default true.
+    pub periodical_query: bool,
+    /// Seconds between re-fetches when `periodical_query` is on. Default 100.
+    pub query_period: u64,
+    /// Days that pending, waiting and terminated watchers records are kept; 0 keeps
+    /// them for ever. Default 3.
+    pub watchers_retention_days: u64,
     /// When the database is flushed to disk. Default [`SyncMode::Periodic`].
     pub sync: SyncMode,
     /// Milliseconds between flushes in periodic mode. Default 500.
@@ -109,6 +122,11 @@ impl Default for Config {
             mwi_owner_only: true,
             integrated_xcap_server: true,
             xcap_server: Vec::new(),
+            xcap_listen: SocketAddr::from(([127, 0, 0, 1], 5080)),
+            xcap_max_document_size: 65536,
+            periodical_query: true,
+            query_period: 100,
+            watchers_retention_days: 3,
             sync: SyncMode::Periodic,
             sync_period_ms: 500,
             cache_capacity: 16 * 1024 * 1024,
@@ -419,6 +437,11 @@ enum Key {
     MwiOwnerOnly,
     IntegratedXcapServer,
     XcapServer,
+    XcapListen,
+    XcapMaxDocumentSize,
+    PeriodicalQuery,
+    QueryPeriod,
+    WatchersRetentionDays,
     Sync,
     SyncPeriodMs,
     CacheCapacity,
@@ -434,7 +457,7 @@ enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 30] = [
+    const ALL: [Key; 35] = [
         Key::Listen,
         Key::Db,
         Key::Domains,
@@ -453,6 +476,11 @@ impl Key {
         Key::MwiOwnerOnly,
         Key::IntegratedXcapServer,
         Key::XcapServer,
+        Key::XcapListen,
+        Key::XcapMaxDocumentSize,
+        Key::PeriodicalQuery,
+        Key::QueryPeriod,
+        Key::WatchersRetentionDays,
         Key::Sync,
         Key::SyncPeriodMs,
         Key::CacheCapacity,
@@ -487,6 +515,11 @@ impl Key {
             Key::MwiOwnerOnly => "mwi_owner_only",
             Key::IntegratedXcapServer => "integrated_xcap_server",
             Key::XcapServer => "xcap_server",
+            Key::XcapListen => "xcap_listen",
+            Key::XcapMaxDocumentSize => "xcap_max_document_size",
+            Key::PeriodicalQuery => "periodical_query",
+            Key::QueryPeriod => "query_period",
+            Key::WatchersRetentionDays => "watchers_retention_days",
             Key::Sync => "sync",
             Key::SyncPeriodMs => "sync_period_ms",
             Key::CacheCapacity => "cache_capacity",
@@ -519,6 +552,8 @@ const ALIASES: &[(&str, Key)] = &[
     // OpenSER/OpenSIPS tm module retransmission timers.
     ("T1_timer", Key::TimerT1Ms),
     ("T2_timer", Key::TimerT2Ms),
+    // OpenSIPS presence: days to keep pending/waiting watchers records.
+    ("waiting_subs_daysno", Key::WatchersRetentionDays),
 ];
 
 fn lookup(name: &str) -> Option<Key> {
@@ -714,6 +749,17 @@ impl Config {
                 }
                 self.xcap_server = list;
             }
+            Key::XcapListen => {
+                self.xcap_listen = string(v)?
+                    .parse()
+                    .map_err(|_| "expected HOST:PORT with an IP address".to_owned())?
+            }
+            Key::XcapMaxDocumentSize => {
+                self.xcap_max_document_size = int_in(v, 256, MAX_MESSAGE_SIZE)?
+            }
+            Key::PeriodicalQuery => self.periodical_query = flag(v)?,
+            Key::QueryPeriod => self.query_period = int_in(v, 1, MAX_SECS)?,
+            Key::WatchersRetentionDays => self.watchers_retention_days = int_in(v, 0, 36_500)?,
             Key::Sync => self.sync = string(v)?.parse()?,
             Key::SyncPeriodMs => self.sync_period_ms = int_in(v, 1, MAX_TIMER_MS)?,
             Key::CacheCapacity => self.cache_capacity = int_in(v, 1, TOML_INT_MAX)?,
@@ -862,6 +908,17 @@ impl Config {
             self.integrated_xcap_server.to_string(),
         );
         line(Key::XcapServer, list(self.xcap_server.clone()));
+        line(Key::XcapListen, str_v(&self.xcap_listen.to_string()));
+        line(
+            Key::XcapMaxDocumentSize,
+            self.xcap_max_document_size.to_string(),
+        );
+        line(Key::PeriodicalQuery, self.periodical_query.to_string());
+        line(Key::QueryPeriod, self.query_period.to_string());
+        line(
+            Key::WatchersRetentionDays,
+            self.watchers_retention_days.to_string(),
+        );
         line(Key::Sync, str_v(self.sync.as_str()));
         line(Key::SyncPeriodMs, self.sync_period_ms.to_string());
         line(Key::CacheCapacity, self.cache_capacity.to_string());
@@ -1089,6 +1146,11 @@ pidf_manipulation = true
 mwi_owner_only = false
 integrated_xcap_server = false
 xcap_server = ["xcap.example.org"]
+xcap_listen = "[::1]:8080"
+xcap_max_document_size = 4096
+periodical_query = false
+query_period = 30
+watchers_retention_days = 7
 sync = "always"
 sync_period_ms = 50
 cache_capacity = 1048576
@@ -1128,6 +1190,11 @@ control_socket = "/run/presenced.sock"
             mwi_owner_only: false,
             integrated_xcap_server: false,
             xcap_server: vec!["xcap.example.org".into()],
+            xcap_listen: "[::1]:8080".parse().unwrap(),
+            xcap_max_document_size: 4096,
+            periodical_query: false,
+            query_period: 30,
+            watchers_retention_days: 7,
             sync: SyncMode::Always,
             sync_period_ms: 50,
             cache_capacity: 1 << 20,
@@ -1163,6 +1230,7 @@ control_socket = "/run/presenced.sock"
             ("tcp_max_connections", "2048"),
             ("T1_timer", "700"),
             ("T2_timer", "8000"),
+            ("waiting_subs_daysno", "10"),
         ];
         for (alias, value) in cases {
             let key = lookup(alias).unwrap();
@@ -1590,6 +1658,11 @@ control_socket = "/run/presenced.sock"
                         mwi_owner_only: f[7],
                         integrated_xcap_server: true,
                         xcap_server: if f[6] { vec![dom] } else { Vec::new() },
+                        xcap_listen: SocketAddr::from(([127, 0, 0, 1], (clean % 65_536) as u16)),
+                        xcap_max_document_size: 256 + (cache % 65_536) as usize,
+                        periodical_query: always,
+                        query_period: clean,
+                        watchers_retention_days: clean % 36_500,
                         sync: if always {
                             SyncMode::Always
                         } else {

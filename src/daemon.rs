@@ -15,6 +15,7 @@ use smol::future::FutureExt;
 use crate::clock::Clock;
 use crate::config::{Config, ListenAddr};
 use crate::events::package::EventPackage;
+use crate::presence::{Engine, Outgoing};
 use crate::server::{Server, Transmit};
 use crate::sip::endpoint::{ClientTxId, ConnId, Peer, TransportKind};
 use crate::store::{Store, StoreOptions};
@@ -41,6 +42,8 @@ impl std::error::Error for DaemonError {}
 /// A daemon running on its own threads; used by `presenced run` and by tests.
 pub struct Handle {
     addrs: Vec<(TransportKind, SocketAddr)>,
+    xcap: Option<SocketAddr>,
+    control: Sender<Control>,
     shutdown: Sender<()>,
     thread: Option<std::thread::JoinHandle<Result<(), DaemonError>>>,
 }
@@ -54,6 +57,33 @@ impl Handle {
     /// The first bound address of `kind`.
     pub fn addr(&self, kind: TransportKind) -> Option<SocketAddr> {
         self.addrs.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
+    }
+
+    /// The built-in XCAP server's address, when it runs.
+    pub fn xcap_addr(&self) -> Option<SocketAddr> {
+        self.xcap
+    }
+
+    /// OpenSIPS `refreshWatchers <presentity_uri> <event>`: re-evaluate that
+    /// presentity's watchers now. False if the daemon is not taking commands.
+    pub fn refresh_watchers(&self, presentity: &str, event: &str) -> bool {
+        self.control
+            .try_send(Control::RefreshWatchers {
+                presentity: presentity.to_owned(),
+                event: event.to_owned(),
+            })
+            .is_ok()
+    }
+
+    /// OpenSIPS `refreshXcapDoc <doc_uri> <port>`: fetch that document again (or, with
+    /// the built-in server, re-read it) and re-evaluate its user's watchers.
+    pub fn refresh_xcap_doc(&self, doc_uri: &str, port: u32) -> bool {
+        self.control
+            .try_send(Control::RefreshXcapDoc {
+                doc_uri: doc_uri.to_owned(),
+                port,
+            })
+            .is_ok()
     }
 
     /// Asks the daemon to stop gracefully.
@@ -101,13 +131,17 @@ pub fn start_with_packages(
 ) -> Result<Handle, DaemonError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (shutdown_tx, shutdown_rx) = smol::channel::bounded::<()>(1);
+    let (control_tx, control_rx) = smol::channel::bounded::<Control>(1024);
+    let control = (control_tx.clone(), control_rx);
     let thread = std::thread::Builder::new()
         .name("presenced".into())
-        .spawn(move || run_blocking(config, clock, extra, shutdown_rx, ready_tx))
+        .spawn(move || run_blocking(config, clock, extra, shutdown_rx, control, ready_tx))
         .map_err(DaemonError::Bind)?;
     match ready_rx.recv() {
-        Ok(Ok(addrs)) => Ok(Handle {
+        Ok(Ok((addrs, xcap))) => Ok(Handle {
             addrs,
+            xcap,
+            control: control_tx,
             shutdown: shutdown_tx,
             thread: Some(thread),
         }),
@@ -122,20 +156,32 @@ pub fn start_with_packages(
     }
 }
 
-type Ready = std::sync::mpsc::Sender<Result<Vec<(TransportKind, SocketAddr)>, DaemonError>>;
+type Ready = std::sync::mpsc::Sender<
+    Result<(Vec<(TransportKind, SocketAddr)>, Option<SocketAddr>), DaemonError>,
+>;
+type ControlChannel = (Sender<Control>, Receiver<Control>);
 
 fn run_blocking(
     config: Config,
     clock: Arc<dyn Clock>,
     extra: Vec<Arc<dyn EventPackage>>,
     shutdown: Receiver<()>,
+    control: ControlChannel,
     ready: Ready,
 ) -> Result<(), DaemonError> {
     // Everything async runs on this one thread: socket tasks and the core loop hand
     // messages over without cross-thread wake-ups, which on a 2-core box are the cost
     // that matters. Blocking work (sled flushes) goes to smol's blocking pool.
     let ex = Arc::new(smol::Executor::new());
-    smol::block_on(ex.run(serve(config, clock, extra, ex.clone(), shutdown, ready)))
+    smol::block_on(ex.run(serve(
+        config,
+        clock,
+        extra,
+        ex.clone(),
+        shutdown,
+        control,
+        ready,
+    )))
 }
 
 async fn serve(
@@ -144,6 +190,7 @@ async fn serve(
     extra: Vec<Arc<dyn EventPackage>>,
     ex: Arc<smol::Executor<'static>>,
     shutdown: Receiver<()>,
+    (control_tx, control_rx): ControlChannel,
     ready: Ready,
 ) -> Result<(), DaemonError> {
     let store = match Store::open(
@@ -204,7 +251,17 @@ async fn serve(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let _ = ready.send(Ok(addrs.clone()));
+    let xcap = match start_xcap(&config, &store, &ex, control_tx).await {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ready.send(Err(DaemonError::Bind(std::io::Error::new(
+                e.kind(),
+                e.to_string(),
+            ))));
+            return Err(DaemonError::Bind(e));
+        }
+    };
+    let _ = ready.send(Ok((addrs.clone(), xcap.addr)));
 
     let mut core = Core {
         server,
@@ -280,6 +337,12 @@ async fn serve(
             let _ = shutdown.recv().await;
             Step::Shutdown
         })
+        .or(async {
+            match control_rx.recv().await {
+                Ok(c) => Step::Control(c),
+                Err(_) => std::future::pending().await,
+            }
+        })
         .await;
         let now = clock.now();
         match step {
@@ -306,6 +369,11 @@ async fn serve(
                 }
             }
             Step::Timer => {}
+            Step::Control(c) => {
+                let unix = clock.unix_now();
+                core.server
+                    .with_engine(now, unix, |engine| xcap.handle(engine, c, unix));
+            }
             Step::Shutdown => {
                 info!("shutting down: finishing in-flight transactions");
                 // Stop accepting connections; sockets keep answering (503) so that
@@ -320,6 +388,7 @@ async fn serve(
         // Timers run after every step, so a busy socket cannot starve retransmissions.
         core.server.handle_timeout(now, clock.unix_now());
         core.drain_outputs().await;
+        xcap.request_fetches(core.server.engine_mut());
     }
     info!(
         "stats: {:?} {:?}",
@@ -341,6 +410,7 @@ const EVENT_BATCH: usize = 256;
 
 enum Step {
     Event(Event),
+    Control(Control),
     Timer,
     Shutdown,
     Closed,
@@ -411,5 +481,182 @@ impl Core {
         let now = self.clock.now();
         self.outboxes
             .retain(|_, o| now.saturating_duration_since(o.last_used) < idle);
+    }
+}
+
+// --- XCAP wiring (issue 5): the built-in server and the fetcher run on their own tasks
+// and talk to the core loop only through the control channel. ---------------------------
+
+/// Requests for the core loop from outside the SIP path.
+#[derive(Debug)]
+pub enum Control {
+    /// An XCAP document was written, replaced or removed; the sender, if any, hears
+    /// when the watchers were re-evaluated.
+    XcapChanged(crate::xcap::Notice),
+    RefreshWatchers {
+        presentity: String,
+        event: String,
+    },
+    RefreshXcapDoc {
+        doc_uri: String,
+        port: u32,
+    },
+}
+
+/// What the fetcher task is asked to do.
+enum FetchJob {
+    User(String, String),
+    Doc(String, u32),
+}
+
+/// The XCAP side of a running daemon.
+struct XcapSide {
+    addr: Option<SocketAddr>,
+    /// `None` when documents come from the built-in server.
+    fetch: Option<Sender<FetchJob>>,
+}
+
+/// Binds the built-in XCAP server when privacy rules or pidf-manipulation need it, or
+/// starts the fetcher when documents live on external servers.
+async fn start_xcap(
+    config: &Config,
+    store: &Store,
+    ex: &Arc<smol::Executor<'static>>,
+    control: Sender<Control>,
+) -> std::io::Result<XcapSide> {
+    use crate::xcap::{fetch, server};
+    let wanted = !config.force_active || config.pidf_manipulation;
+    if !wanted {
+        return Ok(XcapSide {
+            addr: None,
+            fetch: None,
+        });
+    }
+    let (changes_tx, changes_rx) = smol::channel::bounded::<crate::xcap::Notice>(256);
+    {
+        let control = control.clone();
+        ex.spawn(async move {
+            while let Ok(c) = changes_rx.recv().await {
+                if control.send(Control::XcapChanged(c)).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .detach();
+    }
+    if config.integrated_xcap_server {
+        let listener = smol::net::TcpListener::bind(config.xcap_listen).await?;
+        let addr = listener.local_addr()?;
+        let cfg = server::ServerConfig {
+            max_document_size: config.xcap_max_document_size,
+            port: u32::from(addr.port()),
+        };
+        ex.spawn(server::serve(
+            listener,
+            store.clone(),
+            cfg,
+            changes_tx,
+            ex.clone(),
+        ))
+        .detach();
+        return Ok(XcapSide {
+            addr: Some(addr),
+            fetch: None,
+        });
+    }
+    let fetcher = fetch::Fetcher::new(
+        store.clone(),
+        &config.xcap_server,
+        fetch::FetchConfig {
+            max_size: config.xcap_max_document_size,
+            ..Default::default()
+        },
+        config.pidf_manipulation,
+    );
+    let (jobs_tx, jobs_rx) = smol::channel::bounded::<FetchJob>(1024);
+    let period = config
+        .periodical_query
+        .then(|| Duration::from_secs(config.query_period.max(1)));
+    ex.spawn(async move {
+        // A deadline, not a fresh timer per wait, so a stream of jobs cannot starve it.
+        let mut next_query = period.map(|p| Instant::now() + p);
+        loop {
+            let job = async { jobs_rx.recv().await.ok() }
+                .or(async {
+                    match next_query {
+                        Some(at) => smol::Timer::at(at).await,
+                        None => std::future::pending().await,
+                    };
+                    None
+                })
+                .await;
+            let changed = match job {
+                Some(FetchJob::User(u, d)) => fetcher.fetch_user(&u, &d).await,
+                Some(FetchJob::Doc(uri, port)) => fetcher.refresh_doc(&uri, port).await,
+                None if jobs_rx.is_closed() => break,
+                None => {
+                    next_query = period.map(|p| Instant::now() + p);
+                    fetcher.refresh_all().await
+                }
+            };
+            for c in changed {
+                let _ = changes_tx.send((c, None)).await;
+            }
+        }
+    })
+    .detach();
+    Ok(XcapSide {
+        addr: None,
+        fetch: Some(jobs_tx),
+    })
+}
+
+impl XcapSide {
+    /// Carries out one control request on the engine; the NOTIFYs to send.
+    fn handle(&self, engine: &mut Engine, c: Control, now: u64) -> Vec<Outgoing> {
+        match c {
+            Control::XcapChanged((c, done)) => {
+                let out = engine.xcap_changed(&c.username, &c.domain, c.doc_type, now);
+                if let Some(done) = done {
+                    let _ = done.try_send(());
+                }
+                out
+            }
+            Control::RefreshWatchers { presentity, event } => {
+                engine.refresh_watchers(&presentity, &event, now)
+            }
+            Control::RefreshXcapDoc { doc_uri, port } => {
+                if let Some(jobs) = &self.fetch {
+                    if jobs.try_send(FetchJob::Doc(doc_uri, port)).is_err() {
+                        warn!("refreshXcapDoc: fetcher busy, request dropped");
+                    }
+                    return Vec::new();
+                }
+                // Built-in server: the stored document is current; re-evaluate its user.
+                let docs: Vec<_> = engine
+                    .store()
+                    .iter_xcap()
+                    .filter_map(Result::ok)
+                    .filter(|x| x.doc_uri == doc_uri && (port == 0 || x.port == port))
+                    .collect();
+                let mut out = Vec::new();
+                for x in docs {
+                    out.extend(engine.xcap_changed(&x.username, &x.domain, x.doc_type, now));
+                }
+                out
+            }
+        }
+    }
+
+    /// Hands users whose rules were missing to the fetcher.
+    fn request_fetches(&self, engine: &mut Engine) {
+        let wanted = engine.take_fetch_requests();
+        if let Some(jobs) = &self.fetch {
+            for (user, domain) in wanted {
+                if jobs.try_send(FetchJob::User(user, domain)).is_err() {
+                    debug!("fetcher busy; rules fetch deferred");
+                }
+            }
+        }
     }
 }

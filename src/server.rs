@@ -93,6 +93,24 @@ impl Server {
         &self.engine
     }
 
+    /// For engine work that sends nothing (e.g. collecting fetch requests).
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// Runs `f` on the engine (a control command, a rules change) and sends the NOTIFYs
+    /// it returns.
+    pub fn with_engine(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        f: impl FnOnce(&mut Engine) -> Vec<Outgoing>,
+    ) {
+        let notifies = f(&mut self.engine);
+        self.send_notifies(notifies, now);
+        self.process(now, unix);
+    }
+
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
@@ -203,6 +221,7 @@ fn registry(config: &Config) -> Registry {
     }));
     r.register(Arc::new(DialogInfo { sla: false }));
     r.register(Arc::new(DialogInfo { sla: true }));
+    r.register(Arc::new(crate::events::winfo::PresenceWinfo));
     r
 }
 
@@ -218,5 +237,9 @@ fn engine_config(c: &Config) -> EngineConfig {
         replace_stale_subscriptions: c.replace_stale_subscriptions,
         max_body_size: c.max_body_size,
         sync_always: c.sync == SyncMode::Always,
+        pidf_manipulation: c.pidf_manipulation,
+        fetch_rules: !c.integrated_xcap_server,
+        watchers_retention: (c.watchers_retention_days > 0)
+            .then(|| c.watchers_retention_days.saturating_mul(86_400)),
     }
 }

@@ -16,7 +16,13 @@ use presenced::sip::message::Request;
 const ALICE: &str = "sip:alice@example.com";
 const MWI: &str = "application/simple-message-summary";
 const DIALOG: &str = "application/dialog-info+xml";
-const REGISTERED: [&str; 4] = ["presence", "message-summary", "dialog", "dialog;sla"];
+const REGISTERED: [&str; 5] = [
+    "presence",
+    "message-summary",
+    "dialog",
+    "dialog;sla",
+    "presence.winfo",
+];
 
 fn content_type(req: &Request) -> String {
     req.headers.content_type().unwrap().unwrap().essence()

@@ -8,3 +8,4 @@ pub mod mwi;
 pub mod package;
 pub mod pidf;
 pub mod presence;
+pub mod winfo;

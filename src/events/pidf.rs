@@ -252,7 +252,8 @@ fn parse_pidf(body: &[u8]) -> Result<Element, PidfError> {
 }
 
 /// Parses one XML document into a tree, tolerating what rxml's restricted XML refuses
-/// but clients send: a byte order mark, comments and processing instructions.
+/// but clients send: a byte order mark, comments and processing instructions. Shared
+/// with `policy` and `xcap`, which read other XML documents the same careful way.
 pub(crate) fn parse_xml(body: &[u8]) -> Result<Element, PidfError> {
     let text = std::str::from_utf8(body).map_err(|_| PidfError::NotUtf8)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -554,6 +555,17 @@ pub(crate) fn write_element(out: &mut String, el: &Element, scope: &mut Scope) {
         out.push('>');
     }
     scope.bindings.truncate(mark);
+}
+
+/// Serializes a whole document (declaration + `root`) with the namespace-safe writer;
+/// used by `policy` to emit a PIDF document it filtered.
+pub(crate) fn write_document(root: &Element) -> Vec<u8> {
+    let mut out = String::with_capacity(512);
+    out.push_str(XML_DECLARATION);
+    out.push('\n');
+    write_element(&mut out, root, &mut Scope::default());
+    out.push('\n');
+    out.into_bytes()
 }
 
 fn write_declaration(out: &mut String, prefix: &Option<String>, uri: &str) {

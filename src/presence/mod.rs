@@ -6,12 +6,14 @@
 //! It runs on the daemon's single core loop, so the publications of one presentity are
 //! handled strictly one after another.
 
+mod authz;
 mod notify;
 mod publish;
 mod subscribe;
 mod sweep;
+mod watchers;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::events::package::{EventPackage, Registry};
@@ -19,6 +21,7 @@ use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Source};
 use crate::sip::message::{Request, Response};
 use crate::store::Store;
 
+pub use authz::split_aor;
 pub use notify::DialogKey;
 
 /// OpenSIPS status integers, kept in the store and in dumps.
@@ -44,6 +47,15 @@ pub struct EngineConfig {
     pub max_body_size: usize,
     /// Flush the store before a response leaves.
     pub sync_always: bool,
+    /// Aggregate each user's pidf-manipulation document as a permanent publication
+    /// (RFC 4827).
+    pub pidf_manipulation: bool,
+    /// pres-rules live on external XCAP servers: report missing ones through
+    /// [`Engine::take_fetch_requests`].
+    pub fetch_rules: bool,
+    /// Seconds that pending, waiting and terminated watchers rows are kept; `None`
+    /// keeps them for ever.
+    pub watchers_retention: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +71,9 @@ impl Default for EngineConfig {
             replace_stale_subscriptions: true,
             max_body_size: 32 * 1024,
             sync_always: false,
+            pidf_manipulation: false,
+            fetch_rules: false,
+            watchers_retention: Some(3 * 86_400),
         }
     }
 }
@@ -99,6 +114,11 @@ pub struct Engine {
     /// TCP connections subscriptions arrived on, reused for their NOTIFYs.
     conns: HashMap<DialogKey, ConnId>,
     stats: EngineStats,
+    /// NOTIFYs produced on the side (winfo reports of watcher changes), handed out with
+    /// the outputs of the public call that caused them.
+    pending_out: Vec<Outgoing>,
+    /// Users whose pres-rules should be fetched (see `take_fetch_requests`).
+    fetch_wanted: BTreeSet<(String, String)>,
 }
 
 impl Engine {
@@ -111,6 +131,8 @@ impl Engine {
             in_flight: HashMap::new(),
             conns: HashMap::new(),
             stats: EngineStats::default(),
+            pending_out: Vec::new(),
+            fetch_wanted: BTreeSet::new(),
         }
     }
 
@@ -128,10 +150,11 @@ impl Engine {
 
     /// Handles a PUBLISH or SUBSCRIBE that passed the dispatcher's checks.
     pub fn handle_request(&mut self, req: &Request, source: &Source, now: u64) -> Outcome {
-        let outcome = match req.method {
+        let mut outcome = match req.method {
             crate::sip::message::Method::Publish => self.publish(req, now),
             _ => self.subscribe(req, source, now),
         };
+        outcome.notifies.append(&mut self.pending_out);
         if outcome.response.status < 300 {
             self.durable();
         }

@@ -66,8 +66,17 @@ impl Engine {
         now: u64,
     ) -> Vec<Outgoing> {
         let key = DialogKey::of(&dialog);
-        let q = self.queues.entry(key).or_default();
+        let q = self.queues.entry(key.clone()).or_default();
         if q.in_flight {
+            let mut body = body;
+            if q.next.as_ref().is_some_and(|p| p.terminal.is_none())
+                && let Some(watched) = Self::winfo_of(package)
+            {
+                // Two partial winfo documents cannot replace each other without losing
+                // a change: the one that waits becomes the full list (RFC 3858 §4.4).
+                body = Some(Arc::new(self.winfo_full(&dialog.presentity_uri, &watched)));
+            }
+            let q = self.queues.entry(key).or_default();
             if q.next.as_ref().is_none_or(|p| p.terminal.is_none()) {
                 q.next = Some(Pending {
                     terminal: None,
@@ -193,6 +202,17 @@ impl Engine {
         result: &ClientResult,
         now: u64,
     ) -> Vec<Outgoing> {
+        let mut out = self.notify_finished_inner(tx, result, now);
+        out.append(&mut self.pending_out);
+        out
+    }
+
+    fn notify_finished_inner(
+        &mut self,
+        tx: ClientTxId,
+        result: &ClientResult,
+        now: u64,
+    ) -> Vec<Outgoing> {
         let Some(key) = self.in_flight.remove(&tx) else {
             return Vec::new();
         };
@@ -259,24 +279,22 @@ impl Engine {
         }
     }
 
-    /// Removes a dialog and marks its watchers row terminated.
-    pub(super) fn forget_dialog(&mut self, dialog: &ActiveWatcher, reason: &str, _now: u64) {
+    /// Removes a dialog and marks its watchers row terminated, or waiting when a
+    /// subscription still pending consent timed out (RFC 3857 §3.3: the presentity may
+    /// still approve it). The winfo subscribers hear of it.
+    pub(super) fn forget_dialog(&mut self, dialog: &ActiveWatcher, reason: &str, now: u64) {
         if let Err(e) = self
             .store
             .delete_dialog(&dialog.call_id, &dialog.to_tag, &dialog.from_tag)
         {
             warn!("store: {e}");
         }
-        if let Ok(Some(mut w)) =
-            self.store
-                .get_watcher(&dialog.presentity_uri, &dialog.event, &dialog.watcher_uri)
-        {
-            w.status = status::TERMINATED;
-            w.reason = Some(reason.to_string());
-            if let Err(e) = self.store.put_watcher(&w) {
-                warn!("store: {e}");
-            }
-        }
+        let new_status = if dialog.status == status::PENDING && reason == "timeout" {
+            status::WAITING
+        } else {
+            status::TERMINATED
+        };
+        self.set_watcher_status(dialog, new_status, reason, now);
     }
 
     /// Where a dialog's NOTIFYs go: the first Route if there is a route set, else the

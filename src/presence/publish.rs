@@ -170,13 +170,19 @@ impl Engine {
     }
 
     /// The newest-first aggregate of a presentity's live publications, or the package's
-    /// empty body. Computed once per change and shared by every watcher.
+    /// empty body. Computed once per change and shared by every watcher. A winfo package
+    /// gets the full watcher list instead; with pidf_manipulation, the user's
+    /// pidf-manipulation document joins presence as the oldest, permanent publication
+    /// (RFC 4827), so a user with no device online still shows a state.
     pub(super) fn current_state(
         &mut self,
         presentity: &str,
         package: &dyn EventPackage,
         now: u64,
     ) -> Option<Arc<Vec<u8>>> {
+        if let Some(watched) = Self::winfo_of(package) {
+            return Some(Arc::new(self.winfo_full(presentity, &watched)));
+        }
         let event = Registry::event_key(package);
         let mut rows: Vec<Presentity> = match self.store.presentities_for(&event, presentity) {
             Ok(rows) => rows.into_iter().filter(|p| p.expires > now).collect(),
@@ -185,39 +191,55 @@ impl Engine {
                 Vec::new()
             }
         };
+        let permanent = self.permanent_documents(presentity, package);
         self.stats.aggregations += 1;
-        if rows.is_empty() {
+        if rows.is_empty() && permanent.is_empty() {
             return package.empty_body(presentity).map(Arc::new);
         }
         rows.sort_by_key(|p| std::cmp::Reverse(p.priority));
-        let bodies: Vec<&[u8]> = rows.iter().map(|p| p.body.as_slice()).collect();
+        let bodies: Vec<&[u8]> = rows
+            .iter()
+            .map(|p| p.body.as_slice())
+            .chain(permanent.iter().map(Vec::as_slice))
+            .collect();
         Some(Arc::new(package.aggregate(presentity, &bodies)))
     }
 
-    /// Sends every active watcher of `presentity` the new state.
+    /// RFC 4827: the user's pidf-manipulation documents, for packages carrying PIDF.
+    fn permanent_documents(&self, presentity: &str, package: &dyn EventPackage) -> Vec<Vec<u8>> {
+        let pidf = package.publish_types().contains(&"application/pidf+xml");
+        if !self.config.pidf_manipulation || !pidf {
+            return Vec::new();
+        }
+        let Some((user, domain)) = super::split_aor(presentity) else {
+            return Vec::new();
+        };
+        let docs = self.store.xcap_for_user(
+            user,
+            domain,
+            Some(crate::store::xcap::doc_type::PIDF_MANIPULATION),
+        );
+        match docs {
+            Ok(docs) => docs
+                .into_iter()
+                .filter(|d| package.validate(&d.doc).is_ok())
+                .map(|d| d.doc)
+                .collect(),
+            Err(e) => {
+                warn!("store: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Sends every watcher of `presentity` the new state, as its rules let it see it.
     pub(super) fn state_changed(
         &mut self,
         presentity: &str,
         package: &dyn EventPackage,
         now: u64,
     ) -> Vec<Outgoing> {
-        let body = self.current_state(presentity, package, now);
-        let event = Registry::event_key(package);
-        let dialogs = match self.store.dialogs_for(presentity, &event) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!("store: {e}");
-                return Vec::new();
-            }
-        };
-        let mut out = Vec::new();
-        for d in dialogs {
-            if d.status != super::status::ACTIVE || d.expires <= now {
-                continue;
-            }
-            out.extend(self.queue_notify(d, package, body.clone(), now));
-        }
-        out
+        self.fan_out(presentity, package, now)
     }
 
     /// Publication order: later publications sort first in the aggregate.

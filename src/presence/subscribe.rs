@@ -1,6 +1,6 @@
 //! SUBSCRIBE (RFC 6665 §4.2.1): new subscriptions create a dialog, in-dialog requests
 //! refresh or end it, out-of-dialog Expires: 0 is a fetch. Authorization is one function,
-//! `authorize`, so privacy rules can replace force_active without touching the rest.
+//! `authorize`: force_active, or the presentity's pres-rules (RFC 5025) through `policy`.
 
 use std::sync::Arc;
 
@@ -129,7 +129,22 @@ impl Engine {
             to_tag: to_tag.clone(),
             from_tag,
         };
-        let sub_status = self.authorize(&watcher_uri, &presentity, package.as_ref());
+        let state = self.current_state(&presentity, package.as_ref(), now);
+        let decision = self.authorize(&watcher_uri, &presentity, package.as_ref(), &state, now);
+        let sub_status = super::authz::status_of(&decision);
+        if sub_status == status::TERMINATED {
+            // RFC 5025 §3.2.1 block; the presentity's winfo still learns of the attempt.
+            let row = Watcher {
+                presentity_uri: presentity.clone(),
+                watcher_uri,
+                event,
+                status: status::TERMINATED,
+                reason: Some("rejected".into()),
+                inserted_time: now,
+            };
+            self.put_watcher_row(row, now);
+            return done(reply(403, None));
+        }
         let local_contact = self.local_contact(source);
         let mut dialog = ActiveWatcher {
             presentity_uri: presentity.clone(),
@@ -169,10 +184,15 @@ impl Engine {
         r.headers.push("Expires", expires.to_string());
         r.headers.push("Contact", local_contact);
 
-        let state = self.current_state(&presentity, package.as_ref(), now);
+        let mut cache = super::authz::BodyCache::new();
+        let body = if sub_status == status::ACTIVE {
+            self.view_body(&state, &presentity, &decision.view, &mut cache)
+        } else {
+            None
+        };
         if expires == 0 {
             // RFC 6665 §4.4.3: a fetch gets one NOTIFY and leaves nothing behind.
-            let notify = self.fetch_notify(&mut dialog, package.as_ref(), state, source);
+            let notify = self.fetch_notify(&mut dialog, package.as_ref(), body, source);
             return Outcome {
                 response: r,
                 notifies: notify.into_iter().collect(),
@@ -193,23 +213,16 @@ impl Engine {
             watcher_uri,
             event,
             status: sub_status,
-            reason: None,
+            reason: Some("subscribe".into()),
             inserted_time: now,
         };
-        if let Err(e) = self.store.put_watcher(&watcher) {
-            warn!("store: {e}");
-        }
+        self.put_watcher_row(watcher, now);
         if source.peer.kind == TransportKind::Tcp
             && let Some(conn) = source.peer.conn
         {
             self.conns.insert(key.clone(), conn);
         }
         self.stats.subscribes += 1;
-        let body = if sub_status == status::ACTIVE {
-            state
-        } else {
-            None
-        };
         let notifies = self.queue_notify(dialog, package.as_ref(), body, now);
         Outcome {
             response: r,
@@ -265,11 +278,23 @@ impl Engine {
         r.headers.push("Expires", expires.to_string());
         r.headers.push("Contact", dialog.local_contact.clone());
         let state = self.current_state(&dialog.presentity_uri, package.as_ref(), now);
+        // The rules may have changed (validity, sphere) since the last look.
+        let decision = self.authorize(
+            &dialog.watcher_uri,
+            &dialog.presentity_uri,
+            package.as_ref(),
+            &state,
+            now,
+        );
+        let mut cache = super::authz::BodyCache::new();
         if expires == 0 {
             // Unsubscribe: final NOTIFY, then the dialog goes (RFC 6665 §4.2.1.4).
             dialog.expires = now;
-            let presentity = dialog.presentity_uri.clone();
-            let body = (dialog.status == status::ACTIVE).then_some(state).flatten();
+            let body = if dialog.status == status::ACTIVE {
+                self.view_body(&state, &dialog.presentity_uri, &decision.view, &mut cache)
+            } else {
+                None
+            };
             let notifies = self.terminate(
                 dialog,
                 package.as_ref(),
@@ -277,7 +302,6 @@ impl Engine {
                 body,
                 now,
             );
-            let _ = presentity;
             return Outcome {
                 response: r,
                 notifies,
@@ -288,31 +312,35 @@ impl Engine {
             warn!("store: {e}");
             return done(reply(500, Some("Server Internal Error - store")));
         }
-        let body = if dialog.status == status::ACTIVE {
-            state
-        } else {
-            None
-        };
-        let notifies = self.queue_notify(dialog, package.as_ref(), body, now);
+        let notifies = self.apply_decision(
+            dialog,
+            package.as_ref(),
+            &decision,
+            &state,
+            &mut cache,
+            true,
+            now,
+        );
         Outcome {
             response: r,
             notifies,
         }
     }
 
-    /// The single authorization decision for a new subscription. With force_active every
-    /// watcher is allowed; otherwise it waits for the presentity's consent (pending).
+    /// The single authorization decision for a subscription. With force_active (or a
+    /// package that needs none) every watcher sees everything; otherwise the
+    /// presentity's pres-rules decide, and without a matching rule it waits for the
+    /// presentity's consent (pending).
     pub(super) fn authorize(
-        &self,
-        _watcher: &str,
-        _presentity: &str,
+        &mut self,
+        watcher: &str,
+        presentity: &str,
         package: &dyn EventPackage,
-    ) -> u8 {
-        if self.config.force_active || !package.needs_authorization() {
-            status::ACTIVE
-        } else {
-            status::PENDING
-        }
+        state: &Option<Arc<Vec<u8>>>,
+        now: u64,
+    ) -> crate::policy::Decision {
+        let policy = self.policy_for(presentity, package, state.as_deref().map(|b| b.as_slice()));
+        self.decide(&policy, watcher, now)
     }
 
     /// A rebooted phone subscribes again from the same contact with a new Call-ID; its

@@ -80,6 +80,8 @@ impl Engine {
                 break;
             }
         }
+        self.sweep_watchers(now);
+        out.append(&mut self.pending_out);
         if publications + subscriptions > 0 {
             self.durable();
             info!(

@@ -3,7 +3,7 @@
 //! that names sled. It never reads the clock: expiry questions take `now` (unix seconds).
 //! Callers on the reactor run it through `smol::unblock`.
 //!
-//! Layout: one tree per table (`presentity`, `active_watchers`, `watchers`); inside each,
+//! Layout: one tree per table (`presentity`, `active_watchers`, `watchers`, `xcap`); inside each,
 //! rows under tag `r`, the expiry index under `x` and the dialog index under `d` (see
 //! [`keys`]). A row and its index entries are written in one batch, so they agree after
 //! any crash.
@@ -36,10 +36,12 @@ pub mod keys;
 pub mod records;
 mod repair;
 mod table;
+pub mod xcap;
 
 pub use error::StoreError;
 pub use records::{ActiveWatcher, Presentity, Watcher, status};
 pub use repair::RepairReport;
+pub use xcap::Xcap;
 
 use keys::{DIALOG, ROW};
 use std::path::Path;
@@ -75,6 +77,7 @@ struct Inner {
     presentity: Table,
     dialogs: Table,
     watchers: Table,
+    xcap: Table,
     sync_always: bool,
 }
 
@@ -170,6 +173,7 @@ impl Store {
             presentity: Table::open(&db, "presentity")?,
             dialogs: Table::open(&db, "active_watchers")?,
             watchers: Table::open(&db, "watchers")?,
+            xcap: Table::open(&db, "xcap")?,
             db,
             sync_always: opts.sync_always,
         };

@@ -43,6 +43,7 @@ impl Store {
             self.inner.presentity.reindex::<super::Presentity>()?,
             self.inner.dialogs.reindex::<ActiveWatcher>()?,
             self.inner.watchers.reindex::<Watcher>()?,
+            self.inner.xcap.reindex::<super::Xcap>()?,
         ] {
             report.index_entries_removed += idx.removed;
             report.index_entries_added += idx.added;
