@@ -257,7 +257,8 @@ fn parse_pidf(body: &[u8]) -> Result<Element, PidfError> {
 pub(crate) fn parse_xml(body: &[u8]) -> Result<Element, PidfError> {
     let text = std::str::from_utf8(body).map_err(|_| PidfError::NotUtf8)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let cleaned = strip_comments_and_pis(text.as_bytes());
+    let declared = drop_standalone_no(text);
+    let cleaned = strip_comments_and_pis(declared.as_bytes());
 
     let options = rxml::Options {
         comments: CommentMode::Discard,
@@ -340,6 +341,30 @@ fn is_sane_declaration(prefix: &Option<String>, uri: &str) -> bool {
         Some(_) if uri.is_empty() => false,
         _ => uri != rxml::XMLNS_XML && uri != rxml::XMLNS_XMLNS,
     }
+}
+
+/// Removes `standalone="no"` from the XML declaration. baresip and other stacks write it;
+/// rxml accepts only `yes` or nothing, and without a DTD (which we refuse anyway) the
+/// flag has no meaning (XML 1.0 §2.9).
+fn drop_standalone_no(text: &str) -> Cow<'_, str> {
+    let Some(decl_end) = text.strip_prefix("<?xml").and(text.find("?>")) else {
+        return Cow::Borrowed(text);
+    };
+    let decl = &text[..decl_end];
+    let Some(at) = decl.find("standalone") else {
+        return Cow::Borrowed(text);
+    };
+    let value = decl[at + "standalone".len()..].trim_start();
+    let Some(value) = value.strip_prefix('=') else {
+        return Cow::Borrowed(text);
+    };
+    let value = value.trim_start();
+    if !(value.starts_with("\"no\"") || value.starts_with("'no'")) {
+        return Cow::Borrowed(text);
+    }
+    let start = decl[..at].trim_end().len();
+    let end = decl_end - value.len() + 4;
+    Cow::Owned(format!("{}{}", &text[..start], &text[end..]))
 }
 
 /// Drops comments and processing instructions (other than the XML declaration): rxml
@@ -631,6 +656,26 @@ mod tests {
     const ALICE: &str = "sip:alice@example.com";
 
     /// What pjsua publishes: tuple plus an RPID person, prefixes declared on the root.
+    #[test]
+    fn standalone_no_declaration_is_accepted_and_other_flags_are_judged_by_the_parser() {
+        let doc = |decl: &str| {
+            format!(
+                "{decl}\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:a@b\">\
+                 <tuple id=\"t\"><status><basic>open</basic></status></tuple></presence>"
+            )
+        };
+        for ok in [
+            r#"<?xml version="1.0" encoding="UTF-8" standalone="no"?>"#,
+            r#"<?xml version='1.0' encoding='UTF-8' standalone='no' ?>"#,
+            r#"<?xml version="1.0" encoding="utf-8" standalone="yes"?>"#,
+        ] {
+            assert_eq!(validate_pidf(doc(ok).as_bytes()), Ok(()), "{ok}");
+        }
+        assert!(
+            validate_pidf(doc(r#"<?xml version="1.0" standalone="maybe"?>"#).as_bytes()).is_err()
+        );
+    }
+
     const PJSUA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" entity="sip:alice@example.com">
  <tuple id="pj1">
