@@ -202,11 +202,21 @@ impl Engine {
         if self.config.replace_stale_subscriptions {
             self.replace_stale(&dialog);
         }
+        if source.peer.kind == TransportKind::Tcp
+            && let Some(conn) = source.peer.conn
+        {
+            self.conns.insert(key.clone(), conn);
+        }
+        // Sending the first NOTIFY writes the dialog (with its CSeq) in one store write.
         // Dialog first, watchers row second: a crash in between leaves a dialog whose
         // watchers row the store's repair re-derives at open.
-        if let Err(e) = self.store.put_watcher_dialog(&dialog) {
-            warn!("store: {e}");
-            return done(reply(500, Some("Server Internal Error - store")));
+        let notifies = self.queue_notify(dialog, package.as_ref(), body, now);
+        if notifies.is_empty() {
+            // No usable target: nothing was stored, and refreshes will get 481.
+            return Outcome {
+                response: r,
+                notifies,
+            };
         }
         let watcher = Watcher {
             presentity_uri: presentity.clone(),
@@ -217,13 +227,7 @@ impl Engine {
             inserted_time: now,
         };
         self.put_watcher_row(watcher, now);
-        if source.peer.kind == TransportKind::Tcp
-            && let Some(conn) = source.peer.conn
-        {
-            self.conns.insert(key.clone(), conn);
-        }
         self.stats.subscribes += 1;
-        let notifies = self.queue_notify(dialog, package.as_ref(), body, now);
         Outcome {
             response: r,
             notifies,

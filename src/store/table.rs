@@ -162,11 +162,24 @@ impl Table {
         // Removals go in first: a batch is a map, so a later insert of the same key wins.
         let mut batch = Batch::default();
         let existed = self.tree.get(&key)?;
-        if let Some(bytes) = &existed {
+        // The common rewrite (a NOTIFY's CSeq, a refresh at the same expiry) leaves every
+        // index entry as it was: then only the row is written.
+        let unchanged = match &existed {
+            Some(bytes) => match self.decode::<R>(&key, bytes) {
+                Ok(old) => index_entries(&old, &key)? == entries,
+                Err(_) => false,
+            },
+            None => false,
+        };
+        if let Some(bytes) = &existed
+            && !unchanged
+        {
             self.unindex::<R>(&key, bytes, &mut batch)?;
         }
         let mut displaced = None;
-        if let Some(dkey) = rec.dialog_key()?
+        // A row rewritten under its own key keeps its dialog key (the key contains it).
+        if existed.is_none()
+            && let Some(dkey) = rec.dialog_key()?
             && let Some(prev) = self.tree.get(&dkey)?
             && prev != key
             && let Some(bytes) = self.tree.get(&prev)?
@@ -175,8 +188,10 @@ impl Table {
             batch.remove(prev.clone());
             displaced = Some(prev);
         }
-        for (entry, v) in entries {
-            batch.insert(entry, v);
+        if !unchanged {
+            for (entry, v) in entries {
+                batch.insert(entry, v);
+            }
         }
         batch.insert(key, value);
         self.tree.apply_batch(batch)?;
