@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ListenAddr, SyncMode};
 use crate::dispatch::{Dispatcher, Route};
 use crate::events::package::{EventPackage, Registry};
+use crate::mgmt::{self, server::CoreRequest};
 use crate::presence::{Engine, EngineConfig, Outgoing};
 use crate::sip::endpoint::{ClientTxId, Endpoint, EndpointConfig, Output, TransportKind};
 use crate::sip::message::{Method, Response};
@@ -233,6 +234,23 @@ async fn serve(
     );
     let engine = Engine::new(store.clone(), packages, engine_config(&config));
 
+    // --- control channel (mgmt): dump/restore/status from `presenced` commands ---
+    let (ctl_tx, ctl_rx) = smol::channel::bounded::<CoreRequest>(16);
+    let ctl_path = crate::mgmt::socket_path(&config.db, config.control_socket.as_deref());
+    match mgmt::server::bind(&ctl_path) {
+        Ok(listener) => {
+            ex.spawn(mgmt::server::serve(
+                listener,
+                ctl_path.clone(),
+                store.clone(),
+                ctl_tx,
+                clock.clone(),
+            ))
+            .detach();
+        }
+        Err(e) => warn!("control socket {}: {e}", ctl_path.display()),
+    }
+
     let (events_tx, events_rx) = smol::channel::bounded::<Event>(4096);
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let sender = transport.start(&ex, events_tx, stop_rx);
@@ -316,6 +334,12 @@ async fn serve(
             }
         })
         .or(async {
+            match ctl_rx.recv().await {
+                Ok(req) => Step::Control(req),
+                Err(_) => std::future::pending().await,
+            }
+        })
+        .or(async {
             if drain_until.is_some() {
                 std::future::pending::<()>().await;
             }
@@ -330,6 +354,7 @@ async fn serve(
             }
             Step::Event(Event::SendFailed { tx }) => core.endpoint.transport_error(tx, now),
             Step::Timer => {}
+            Step::Control(req) => core.control(req, now),
             Step::Shutdown => {
                 info!("shutting down: finishing in-flight transactions");
                 // Stop accepting connections; sockets keep answering (503) so that
@@ -358,6 +383,7 @@ async fn serve(
 enum Step {
     Event(Event),
     Timer,
+    Control(CoreRequest),
     Shutdown,
     Closed,
 }
@@ -454,6 +480,38 @@ impl Core {
                         .notify_finished(id, &result, self.clock.unix_now());
                     self.send_notifies(next, now);
                 }
+            }
+        }
+    }
+
+    /// Control-channel work that must be ordered with SIP processing (see mgmt::server).
+    fn control(&mut self, req: CoreRequest, now: Instant) {
+        match req {
+            CoreRequest::Barrier(done) => {
+                let _ = done.try_send(());
+            }
+            CoreRequest::Commit {
+                staging,
+                replace,
+                reply,
+            } => {
+                let result = staging.commit(replace).map_err(|e| e.to_string());
+                if result.is_ok() {
+                    let notifies = self.engine.notify_all(self.clock.unix_now());
+                    self.send_notifies(notifies, now);
+                }
+                let _ = reply.try_send(result);
+            }
+            CoreRequest::Status(reply) => {
+                let s = self.engine.stats();
+                let _ = reply.try_send(serde_json::json!({
+                    "publishes": s.publishes,
+                    "subscribes": s.subscribes,
+                    "notifies_sent": s.notifies_sent,
+                    "notify_failures": s.notify_failures,
+                    "aggregations": s.aggregations,
+                    "notify_transactions_in_flight": self.endpoint.in_flight(),
+                }));
             }
         }
     }

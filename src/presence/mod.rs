@@ -8,6 +8,7 @@
 
 mod notify;
 mod publish;
+mod restore;
 mod subscribe;
 mod sweep;
 
