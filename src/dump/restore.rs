@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use super::Dialect;
 use super::read::{self, InsertHeader, Lit, ReadError, Reader};
 use super::spec::{self, Field, Row, RowError, Table, Type};
-use crate::store::{Staged, Staging, Store, StoreError, TableCounts};
+use crate::store::{
+    ActiveWatcher, BulkLoad, Presentity, Staged, Staging, Store, StoreError, TableCounts,
+    Watcher, Xcap,
+};
 
 /// How to restore.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,18 +159,69 @@ pub fn stage<R: Read>(
     }
 }
 
-/// [`stage`] then commit: the whole restore for a database no daemon holds.
+/// The whole restore for a database no daemon holds: straight into the tables when
+/// they are empty ([`BulkLoad`]), else [`stage`] then commit.
 pub fn restore<R: Read>(
     store: &Store,
     input: R,
     opts: &RestoreOptions,
     now: u64,
 ) -> Result<RestoreReport, RestoreError> {
-    let (staging, mut report) = stage(store, input, opts, now)?;
-    report.restored = staging.commit(opts.replace)?;
-    store.flush()?;
-    Ok(report)
+    let Some(bulk) = store.bulk_load()? else {
+        let (staging, mut report) = stage(store, input, opts, now)?;
+        report.restored = staging.commit(opts.replace)?;
+        store.flush()?;
+        return Ok(report);
+    };
+    let mut bulk = bulk;
+    let mut report = RestoreReport::default();
+    match stage_into(&mut bulk, input, opts, now, &mut report) {
+        Ok(()) => {
+            report.restored = bulk.finish()?;
+            Ok(report)
+        }
+        Err(e) => {
+            if let Err(d) = bulk.abort() {
+                log::warn!("emptying the tables after a failed restore: {d}");
+            }
+            Err(e)
+        }
+    }
 }
+
+/// Where checked rows go: a staging tree, or the empty live tables.
+trait Sink {
+    fn presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError>;
+    fn dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError>;
+    fn watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError>;
+    fn xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError>;
+    fn counts(&self) -> TableCounts;
+}
+
+macro_rules! sink {
+    ($t:ty) => {
+        impl Sink for $t {
+            fn presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
+                self.add_presentity(p)
+            }
+            fn dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError> {
+                self.add_dialog(d)
+            }
+            fn watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError> {
+                self.add_watcher(w)
+            }
+            fn xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError> {
+                self.add_xcap(x)
+            }
+            fn counts(&self) -> TableCounts {
+                <$t>::counts(self)
+            }
+        }
+    };
+}
+
+sink!(Staging);
+sink!(BulkLoad);
 
 /// Where each input column goes.
 #[derive(Clone, Copy)]
@@ -176,8 +230,8 @@ enum Slot {
     Ignored,
 }
 
-fn stage_into<R: Read>(
-    staging: &mut Staging,
+fn stage_into<R: Read, S: Sink>(
+    staging: &mut S,
     input: R,
     opts: &RestoreOptions,
     now: u64,
@@ -237,7 +291,7 @@ fn stage_into<R: Read>(
                         report.skipped_expired += 1;
                         continue;
                     }
-                    staging.add_presentity(&p)
+                    staging.presentity(&p)
                 }
                 Table::ActiveWatchers => {
                     let d = spec::dialog_from(row).map_err(bad)?;
@@ -245,10 +299,10 @@ fn stage_into<R: Read>(
                         report.skipped_expired += 1;
                         continue;
                     }
-                    staging.add_dialog(&d)
+                    staging.dialog(&d)
                 }
-                Table::Watchers => staging.add_watcher(&spec::watcher_from(row).map_err(bad)?),
-                Table::Xcap => staging.add_xcap(&spec::xcap_from(row).map_err(bad)?),
+                Table::Watchers => staging.watcher(&spec::watcher_from(row).map_err(bad)?),
+                Table::Xcap => staging.xcap(&spec::xcap_from(row).map_err(bad)?),
             };
             match staged {
                 Ok(Staged::Added) => {}

@@ -5,6 +5,11 @@
 //!
 //! Memory stays flat: rows go to sled as they arrive, and sled's page cache is bounded
 //! by `cache_capacity`.
+//!
+//! [`BulkLoad`] is the fast path for a database nobody else is using and that holds no
+//! rows (a restore into a fresh presenced, offline): rows and their index entries go
+//! straight into the live trees in large batches, with no staging copy. "As it was"
+//! after a failure is then "empty", which is what abort restores.
 
 use serde::{Deserialize, Serialize};
 
@@ -221,6 +226,173 @@ impl Staging {
     }
 }
 
+/// Rows written per batch by [`BulkLoad`].
+const BATCH_ROWS: usize = 2048;
+
+struct Pending {
+    tree: sled::Tree,
+    batch: sled::Batch,
+    /// Keys in `batch`, to find duplicates before the batch is applied.
+    keys: std::collections::HashSet<Vec<u8>>,
+}
+
+impl Pending {
+    fn new(tree: sled::Tree) -> Pending {
+        Pending {
+            tree,
+            batch: sled::Batch::default(),
+            keys: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Queues `key → value` unless the key exists (live or queued).
+    fn add(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<Staged, StoreError> {
+        if self.keys.contains(&key) || self.tree.contains_key(&key)? {
+            return Ok(Staged::Duplicate);
+        }
+        self.batch.insert(key.clone(), value);
+        self.keys.insert(key);
+        Ok(Staged::Added)
+    }
+
+    fn apply(&mut self) -> Result<(), StoreError> {
+        if !self.keys.is_empty() {
+            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+            self.keys.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Straight-to-the-tables loading into an empty, otherwise unused database. The
+/// store's row counters are not updated (they are recounted at the next open), so use
+/// it only where no daemon shares the [`Store`].
+pub struct BulkLoad {
+    store: Store,
+    presentity: Pending,
+    dialogs: Pending,
+    watchers: Pending,
+    xcap: Pending,
+    counts: TableCounts,
+    queued: usize,
+}
+
+impl Store {
+    /// A [`BulkLoad`] if all four tables are empty, else `None` (use [`Store::staging`]).
+    pub fn bulk_load(&self) -> Result<Option<BulkLoad>, StoreError> {
+        if self.counts()?.total() != 0 {
+            return Ok(None);
+        }
+        let db = &self.inner.db;
+        Ok(Some(BulkLoad {
+            store: self.clone(),
+            presentity: Pending::new(db.open_tree("presentity")?),
+            dialogs: Pending::new(db.open_tree("active_watchers")?),
+            watchers: Pending::new(db.open_tree("watchers")?),
+            xcap: Pending::new(self.xcap_tree()?),
+            counts: TableCounts::default(),
+            queued: 0,
+        }))
+    }
+}
+
+/// A record's row and the index entries it owns, as the table writes them: an expiry
+/// entry (empty value) and a dialog entry pointing at the row key.
+fn queue<R: Record>(p: &mut Pending, rec: &R) -> Result<Staged, StoreError> {
+    let key = rec.row_key()?;
+    let value = records::encode(rec).map_err(StoreError::Encode)?;
+    let dialog = rec.dialog_key()?;
+    if let Some(d) = &dialog
+        && (p.keys.contains(d) || p.tree.contains_key(d)?)
+    {
+        return Ok(Staged::Duplicate);
+    }
+    if p.add(key.clone(), value)? == Staged::Duplicate {
+        return Ok(Staged::Duplicate);
+    }
+    if let Some(when) = rec.expires() {
+        p.batch.insert(keys::expiry(when, &key), Vec::new());
+    }
+    if let Some(d) = dialog {
+        p.batch.insert(d.clone(), key);
+        p.keys.insert(d);
+    }
+    Ok(Staged::Added)
+}
+
+impl BulkLoad {
+    fn added(&mut self, r: Staged, count: fn(&mut TableCounts) -> &mut u64) -> Result<Staged, StoreError> {
+        if r == Staged::Added {
+            *count(&mut self.counts) += 1;
+            self.queued += 1;
+            if self.queued >= BATCH_ROWS {
+                self.apply()?;
+            }
+        }
+        Ok(r)
+    }
+
+    fn apply(&mut self) -> Result<(), StoreError> {
+        // Dialogs before watchers: the store's cross-table write order.
+        self.presentity.apply()?;
+        self.dialogs.apply()?;
+        self.watchers.apply()?;
+        self.xcap.apply()?;
+        self.queued = 0;
+        Ok(())
+    }
+
+    pub fn add_presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
+        let r = queue(&mut self.presentity, p)?;
+        self.added(r, |c| &mut c.presentity)
+    }
+
+    pub fn add_dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError> {
+        let r = queue(&mut self.dialogs, d)?;
+        self.added(r, |c| &mut c.active_watchers)
+    }
+
+    pub fn add_watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError> {
+        let r = queue(&mut self.watchers, w)?;
+        self.added(r, |c| &mut c.watchers)
+    }
+
+    pub fn add_xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError> {
+        let key = keys::key(
+            ROW,
+            &[
+                ("username", &x.username),
+                ("domain", &x.domain),
+                ("doc_type", &x.doc_type.to_string()),
+                ("doc_uri", &x.doc_uri),
+            ],
+        )?;
+        let value = records::encode(x).map_err(StoreError::Encode)?;
+        let r = self.xcap.add(key, value)?;
+        self.added(r, |c| &mut c.xcap)
+    }
+
+    pub fn counts(&self) -> TableCounts {
+        self.counts
+    }
+
+    /// Writes what is queued and flushes.
+    pub fn finish(mut self) -> Result<TableCounts, StoreError> {
+        self.apply()?;
+        self.store.flush()?;
+        Ok(self.counts)
+    }
+
+    /// Empties the four trees again: the database was empty before.
+    pub fn abort(self) -> Result<(), StoreError> {
+        for p in [&self.presentity, &self.dialogs, &self.watchers, &self.xcap] {
+            p.tree.clear()?;
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
 fn decode<R: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<R, StoreError> {
     records::decode(bytes).map_err(|why| StoreError::Corrupt {
         tree: TREE,
@@ -282,6 +454,37 @@ mod tests {
         let mut other = d.clone();
         other.presentity_uri = "sip:z@b".into();
         assert_eq!(st.add_dialog(&other).unwrap(), Staged::Duplicate);
+    }
+
+    #[test]
+    fn a_bulk_load_writes_rows_with_their_index_entries() {
+        let (dir, s) = open();
+        let mut bl = s.bulk_load().unwrap().unwrap();
+        for i in 0..(BATCH_ROWS + 10) {
+            let d = dialog("sip:a@b", "presence", &format!("c{i}"), 5);
+            assert_eq!(bl.add_dialog(&d).unwrap(), Staged::Added);
+        }
+        let d = dialog("sip:a@b", "presence", "c3", 5);
+        assert_eq!(bl.add_dialog(&d).unwrap(), Staged::Duplicate);
+        assert_eq!(bl.finish().unwrap().active_watchers, BATCH_ROWS as u64 + 10);
+        assert!(s.get_dialog("c7", "tt", "ft").unwrap().is_some());
+        assert_eq!(s.expired_dialogs(5, usize::MAX).unwrap().len(), BATCH_ROWS + 10);
+        // Nothing for repair to fix: the index entries are exactly the table's own.
+        drop(s);
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert!(s.repair(0, |_| false).unwrap().changed_nothing());
+        assert_eq!(s.dialogs_count(), BATCH_ROWS as u64 + 10);
+    }
+
+    #[test]
+    fn a_bulk_load_is_only_offered_for_an_empty_store_and_abort_empties_it() {
+        let (_d, s) = open();
+        let mut bl = s.bulk_load().unwrap().unwrap();
+        bl.add_watcher(&watcher("sip:a@b", "presence", "sip:c@d")).unwrap();
+        bl.abort().unwrap();
+        assert_eq!(s.iter_watchers().count(), 0);
+        s.put_watcher(&watcher("sip:a@b", "presence", "sip:c@d")).unwrap();
+        assert!(s.bulk_load().unwrap().is_none());
     }
 
     #[test]

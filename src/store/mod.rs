@@ -39,7 +39,7 @@ mod repair;
 mod table;
 mod xcap;
 
-pub use bulk::{Staged, Staging, TableCounts};
+pub use bulk::{BulkLoad, Staged, Staging, TableCounts};
 pub use error::StoreError;
 pub use records::{ActiveWatcher, Presentity, Watcher, status};
 pub use repair::RepairReport;
