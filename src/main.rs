@@ -197,14 +197,18 @@ fn locate(
     config: Option<&PathBuf>,
     db: Option<PathBuf>,
     socket: Option<PathBuf>,
-) -> Result<(PathBuf, PathBuf), String> {
+) -> Result<(PathBuf, PathBuf, StoreOptions), String> {
     let cfg = match config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
     let db = db.unwrap_or(cfg.db);
     let socket = socket.unwrap_or_else(|| mgmt::socket_path(&db, cfg.control_socket.as_deref()));
-    Ok((db, socket))
+    let opts = StoreOptions {
+        cache_capacity: cfg.cache_capacity,
+        sync_always: false,
+    };
+    Ok((db, socket, opts))
 }
 
 /// A connection to the daemon if one answers at `socket`.
@@ -214,11 +218,15 @@ fn daemon(socket: &std::path::Path) -> Option<Client> {
 
 /// Opens the database directly (no daemon running). sled refuses a second process, so a
 /// failure here while a daemon runs means its control socket is elsewhere.
-fn open_direct(db: &std::path::Path, socket: &std::path::Path) -> Result<Store, String> {
+fn open_direct(
+    db: &std::path::Path,
+    socket: &std::path::Path,
+    opts: StoreOptions,
+) -> Result<Store, String> {
     if !db.is_dir() {
         return Err(format!("{}: no such database", db.display()));
     }
-    Store::open(db, StoreOptions::default()).map_err(|e| {
+    Store::open(db, opts).map_err(|e| {
         format!(
             "{}: {e} (if a daemon holds it, its control socket {} did not answer)",
             db.display(),
@@ -239,7 +247,7 @@ fn counts_line(c: &TableCounts) -> String {
 }
 
 fn dump(args: DumpArgs) -> ExitCode {
-    let (db, socket) = match locate(args.config.as_ref(), args.db, None) {
+    let (db, socket, store_opts) = match locate(args.config.as_ref(), args.db, None) {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
@@ -257,8 +265,18 @@ fn dump(args: DumpArgs) -> ExitCode {
         opensips: args.opensips,
     };
     // A file is written under a temporary name and renamed once complete, so a failed
-    // dump never leaves a plausible-looking backup behind.
+    // dump never leaves a plausible-looking backup behind. Anything that exists and is
+    // not a regular file (/dev/null, a pipe) is written in place, never replaced.
+    let special = args
+        .output
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| !m.is_file());
     let (mut out, partial): (Box<dyn std::io::Write>, Option<PathBuf>) = match &args.output {
+        Some(path) if special => match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(f) => (Box::new(f), None),
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        },
         Some(path) => {
             let mut tmp = path.clone().into_os_string();
             tmp.push(".partial");
@@ -272,7 +290,7 @@ fn dump(args: DumpArgs) -> ExitCode {
     };
     let result = match daemon(&socket) {
         Some(client) => client.dump(&opts, &mut out).map_err(|e| e.to_string()),
-        None => open_direct(&db, &socket).and_then(|store| {
+        None => open_direct(&db, &socket, store_opts).and_then(|store| {
             presenced::dump::write_dump(&store, &mut out, &opts, &mut || Ok(()))
                 .map_err(|e| e.to_string())
         }),
@@ -301,7 +319,7 @@ fn dump(args: DumpArgs) -> ExitCode {
 }
 
 fn restore(args: RestoreArgs) -> ExitCode {
-    let (db, socket) = match locate(args.config.as_ref(), args.db, None) {
+    let (db, socket, store_opts) = match locate(args.config.as_ref(), args.db, None) {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
@@ -330,7 +348,7 @@ fn restore(args: RestoreArgs) -> ExitCode {
         }
         None => {
             let now = SystemClock.unix_now();
-            open_direct_or_create(&db).and_then(|store| {
+            open_direct_or_create(&db, store_opts).and_then(|store| {
                 presenced::dump::restore::restore(&store, input, &opts, now)
                     .map_err(|e| e.to_string())
             })
@@ -350,8 +368,8 @@ fn restore(args: RestoreArgs) -> ExitCode {
 }
 
 /// Restore may create a fresh database (moving a backup to a new box).
-fn open_direct_or_create(db: &std::path::Path) -> Result<Store, String> {
-    Store::open(db, StoreOptions::default()).map_err(|e| {
+fn open_direct_or_create(db: &std::path::Path, opts: StoreOptions) -> Result<Store, String> {
+    Store::open(db, opts).map_err(|e| {
         format!(
             "{}: {e} (is a daemon holding it with its control socket elsewhere?)",
             db.display()
@@ -360,7 +378,7 @@ fn open_direct_or_create(db: &std::path::Path) -> Result<Store, String> {
 }
 
 fn ctl(args: CtlArgs) -> ExitCode {
-    let (_, socket) = match locate(args.config.as_ref(), args.db, args.socket) {
+    let (_, socket, _) = match locate(args.config.as_ref(), args.db, args.socket) {
         Ok(l) => l,
         Err(e) => return fail(e),
     };

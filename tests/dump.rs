@@ -411,14 +411,14 @@ fn a_truncated_dump_restores_nothing() {
     // Cut inside the third row.
     let cut = good.find("'new2'").unwrap() + 3;
     let line = line_of(&good, "'new2'");
-    match assert_rejected(good[..cut].as_bytes(), line) {
+    match assert_rejected(&good.as_bytes()[..cut], line) {
         RestoreErrorKind::Read(ReadErrorKind::Eof(_)) => {}
         k => panic!("{k:?}"),
     }
     // Cut after a complete statement: the closing COMMIT and comment are missing.
     let cut = good.find("COMMIT;").unwrap();
     let lines = good[..cut].matches('\n').count() as u64 + 1;
-    match assert_rejected(good[..cut].as_bytes(), lines) {
+    match assert_rejected(&good.as_bytes()[..cut], lines) {
         RestoreErrorKind::Read(ReadErrorKind::Truncated(_)) => {}
         k => panic!("{k:?}"),
     }
@@ -526,10 +526,11 @@ fn mysqldump_shaped_input_with_other_versions_columns_restores() {
 // --- through a running daemon ---------------------------------------------------------
 
 fn daemon_config(db: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.db = db.to_path_buf();
-    c.listen = vec![ListenAddr::Udp("127.0.0.1:0".parse().unwrap())];
-    c
+    Config {
+        db: db.to_path_buf(),
+        listen: vec![ListenAddr::Udp("127.0.0.1:0".parse().unwrap())],
+        ..Config::default()
+    }
 }
 
 #[test]

@@ -325,9 +325,9 @@ impl<R: Read> Reader<R> {
         } else if text.starts_with("MySQL dump") || text.starts_with("MariaDB dump") {
             self.producer = Some(Producer::MySql);
             self.detect(Dialect::Mysql);
-        } else if text.starts_with("Dump completed") && self.producer == Some(Producer::MySql) {
-            self.completed = true;
-        } else if text.starts_with("PostgreSQL database dump complete") {
+        } else if (text.starts_with("Dump completed") && self.producer == Some(Producer::MySql))
+            || text.starts_with("PostgreSQL database dump complete")
+        {
             self.completed = true;
         } else if text.starts_with("PostgreSQL database dump") {
             self.producer = Some(Producer::Postgres);
@@ -1007,7 +1007,7 @@ fn hex_val(h: u8) -> u8 {
 
 /// Hex digits → bytes; odd length or a non-hex digit is an error.
 pub fn hex_decode(s: &[u8], line: u64) -> Result<Vec<u8>, ReadError> {
-    if s.len() % 2 != 0 || !s.iter().all(u8::is_ascii_hexdigit) {
+    if !s.len().is_multiple_of(2) || !s.iter().all(u8::is_ascii_hexdigit) {
         return err(
             line,
             ReadErrorKind::BadEscape(format!(

@@ -17,8 +17,8 @@ use super::Dialect;
 use super::read::{self, InsertHeader, Lit, ReadError, Reader};
 use super::spec::{self, Field, Row, RowError, Table, Type};
 use crate::store::{
-    ActiveWatcher, BulkLoad, Presentity, Staged, Staging, Store, StoreError, TableCounts,
-    Watcher, Xcap,
+    ActiveWatcher, BulkLoad, Presentity, Staged, Staging, Store, StoreError, TableCounts, Watcher,
+    Xcap,
 };
 
 /// How to restore.

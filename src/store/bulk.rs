@@ -321,7 +321,11 @@ fn queue<R: Record>(p: &mut Pending, rec: &R) -> Result<Staged, StoreError> {
 }
 
 impl BulkLoad {
-    fn added(&mut self, r: Staged, count: fn(&mut TableCounts) -> &mut u64) -> Result<Staged, StoreError> {
+    fn added(
+        &mut self,
+        r: Staged,
+        count: fn(&mut TableCounts) -> &mut u64,
+    ) -> Result<Staged, StoreError> {
         if r == Staged::Added {
             *count(&mut self.counts) += 1;
             self.queued += 1;
@@ -468,7 +472,10 @@ mod tests {
         assert_eq!(bl.add_dialog(&d).unwrap(), Staged::Duplicate);
         assert_eq!(bl.finish().unwrap().active_watchers, BATCH_ROWS as u64 + 10);
         assert!(s.get_dialog("c7", "tt", "ft").unwrap().is_some());
-        assert_eq!(s.expired_dialogs(5, usize::MAX).unwrap().len(), BATCH_ROWS + 10);
+        assert_eq!(
+            s.expired_dialogs(5, usize::MAX).unwrap().len(),
+            BATCH_ROWS + 10
+        );
         // Nothing for repair to fix: the index entries are exactly the table's own.
         drop(s);
         let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
@@ -480,10 +487,12 @@ mod tests {
     fn a_bulk_load_is_only_offered_for_an_empty_store_and_abort_empties_it() {
         let (_d, s) = open();
         let mut bl = s.bulk_load().unwrap().unwrap();
-        bl.add_watcher(&watcher("sip:a@b", "presence", "sip:c@d")).unwrap();
+        bl.add_watcher(&watcher("sip:a@b", "presence", "sip:c@d"))
+            .unwrap();
         bl.abort().unwrap();
         assert_eq!(s.iter_watchers().count(), 0);
-        s.put_watcher(&watcher("sip:a@b", "presence", "sip:c@d")).unwrap();
+        s.put_watcher(&watcher("sip:a@b", "presence", "sip:c@d"))
+            .unwrap();
         assert!(s.bulk_load().unwrap().is_none());
     }
 
