@@ -15,6 +15,7 @@ use smol::future::FutureExt;
 use crate::clock::Clock;
 use crate::config::{Config, ListenAddr};
 use crate::events::package::EventPackage;
+use crate::mgmt::{self, server::CoreRequest};
 use crate::presence::{Engine, Outgoing};
 use crate::server::{Server, Transmit};
 use crate::sip::endpoint::{ClientTxId, ConnId, Peer, TransportKind};
@@ -240,6 +241,23 @@ async fn serve(
     let addrs = transport.local_addrs();
     let server = Server::from_config(&config, store.clone(), &addrs, extra);
 
+    // --- control channel (mgmt): dump/restore/status from `presenced` commands ---
+    let (ctl_tx, ctl_rx) = smol::channel::bounded::<CoreRequest>(16);
+    let ctl_path = crate::mgmt::socket_path(&config.db, config.control_socket.as_deref());
+    match mgmt::server::bind(&ctl_path) {
+        Ok(listener) => {
+            ex.spawn(mgmt::server::serve(
+                listener,
+                ctl_path.clone(),
+                store.clone(),
+                ctl_tx,
+                clock.clone(),
+            ))
+            .detach();
+        }
+        Err(e) => warn!("control socket {}: {e}", ctl_path.display()),
+    }
+
     let (events_tx, events_rx) = smol::channel::bounded::<Event>(4096);
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let sender = transport.start(&ex, events_tx, stop_rx);
@@ -343,6 +361,12 @@ async fn serve(
                 Err(_) => std::future::pending().await,
             }
         })
+        .or(async {
+            match ctl_rx.recv().await {
+                Ok(req) => Step::Mgmt(req),
+                Err(_) => std::future::pending().await,
+            }
+        })
         .await;
         let now = clock.now();
         match step {
@@ -369,6 +393,7 @@ async fn serve(
                 }
             }
             Step::Timer => {}
+            Step::Mgmt(req) => core.mgmt(req, now, clock.unix_now()),
             Step::Control(c) => {
                 let unix = clock.unix_now();
                 core.server
@@ -411,6 +436,8 @@ const EVENT_BATCH: usize = 256;
 enum Step {
     Event(Event),
     Control(Control),
+    /// A request from the control socket that must be ordered with SIP processing.
+    Mgmt(CoreRequest),
     Timer,
     Shutdown,
     Closed,
@@ -439,6 +466,39 @@ struct Outbox {
 }
 
 impl Core {
+    /// Control-socket work that must be ordered with SIP processing (see mgmt::server).
+    fn mgmt(&mut self, req: CoreRequest, now: Instant, unix: u64) {
+        match req {
+            CoreRequest::Barrier(done) => {
+                let _ = done.try_send(());
+            }
+            CoreRequest::Commit {
+                staging,
+                replace,
+                reply,
+            } => {
+                let result = staging.commit(replace).map_err(|e| e.to_string());
+                if result.is_ok() {
+                    // Restored subscriptions hear the current state at once.
+                    self.server
+                        .with_engine(now, unix, |engine| engine.notify_all(unix));
+                }
+                let _ = reply.try_send(result);
+            }
+            CoreRequest::Status(reply) => {
+                let s = self.server.engine().stats();
+                let _ = reply.try_send(serde_json::json!({
+                    "publishes": s.publishes,
+                    "subscribes": s.subscribes,
+                    "notifies_sent": s.notifies_sent,
+                    "notify_failures": s.notify_failures,
+                    "aggregations": s.aggregations,
+                    "transactions_in_flight": self.server.in_flight(),
+                }));
+            }
+        }
+    }
+
     /// Sends everything the server has queued.
     async fn drain_outputs(&mut self) {
         while let Some(Transmit { to, bytes, tx }) = self.server.poll_transmit() {

@@ -1,5 +1,7 @@
 //! The `presenced` command line: `run` starts the daemon, `check-config` validates a
-//! configuration file. Every subcommand that touches data takes the same `--db`.
+//! configuration file, `dump`/`restore` move the tables to and from SQL, `ctl` talks to
+//! a running daemon. Every subcommand that touches data takes the same `--db`; while a
+//! daemon holds the database, `dump` and `restore` go through its control socket.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,8 +10,11 @@ use std::sync::Arc;
 use argh::FromArgs;
 use futures_lite::StreamExt;
 
-use presenced::clock::SystemClock;
+use presenced::clock::{Clock, SystemClock};
 use presenced::config::{Config, ListenAddr};
+use presenced::dump::{Dialect, DumpOptions, RestoreOptions, RestoreReport, Table};
+use presenced::mgmt::{self, client::Client};
+use presenced::store::{Store, StoreOptions, TableCounts};
 
 /// presenced: a SIP presence server with an embedded database.
 #[derive(FromArgs)]
@@ -23,6 +28,79 @@ struct Cli {
 enum Command {
     Run(RunArgs),
     CheckConfig(CheckConfigArgs),
+    Dump(DumpArgs),
+    Restore(RestoreArgs),
+    Ctl(CtlArgs),
+}
+
+/// Write the tables as SQL (one consistent snapshot; through the daemon if it runs).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "dump")]
+struct DumpArgs {
+    /// database directory (default: presenced.db, or the configuration's)
+    #[argh(option)]
+    db: Option<PathBuf>,
+    /// configuration file, for `db` and `control_socket`
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// SQL dialect: mysql (default), postgres or sqlite
+    #[argh(option, default = "Dialect::Mysql")]
+    dialect: Dialect,
+    /// write CREATE TABLE statements (schema/<dialect>.sql) first
+    #[argh(switch)]
+    schema: bool,
+    /// tables to dump, comma-separated or repeated (default: presentity, active_watchers,
+    /// watchers, xcap)
+    #[argh(option)]
+    tables: Vec<String>,
+    /// only OpenSIPS 3.x's columns, for OpenSIPS's own schema (drops presenced's extras)
+    #[argh(switch)]
+    opensips: bool,
+    /// output file (default: standard output); written whole or not at all
+    #[argh(option, short = 'o')]
+    output: Option<PathBuf>,
+}
+
+/// Load a SQL dump (ours, mysqldump, sqlite3 .dump, pg_dump --inserts), all or nothing.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "restore")]
+struct RestoreArgs {
+    /// database directory (default: presenced.db, or the configuration's)
+    #[argh(option)]
+    db: Option<PathBuf>,
+    /// configuration file, for `db` and `control_socket`
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// the dump's dialect (default: told from the dump itself)
+    #[argh(option)]
+    dialect: Option<Dialect>,
+    /// empty the four tables first (default: merge, dump rows replace same-key rows)
+    #[argh(switch)]
+    replace: bool,
+    /// keep publications and subscriptions that have already expired (default: skip)
+    #[argh(switch)]
+    keep_expired: bool,
+    /// the dump file, or - for standard input
+    #[argh(positional)]
+    input: String,
+}
+
+/// Talk to the running daemon: `status` or `ping`.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ctl")]
+struct CtlArgs {
+    /// database directory whose daemon to talk to (its socket is <db>/control.sock)
+    #[argh(option)]
+    db: Option<PathBuf>,
+    /// configuration file, for `db` and `control_socket`
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// control socket path (overrides --db and the configuration)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+    /// the command: status | ping
+    #[argh(positional)]
+    command: String,
 }
 
 /// Run the presence server.
@@ -56,6 +134,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::CheckConfig(args) => check_config(args),
+        Command::Dump(args) => dump(args),
+        Command::Restore(args) => restore(args),
+        Command::Ctl(args) => ctl(args),
     }
 }
 
@@ -105,6 +186,219 @@ fn check_config(args: CheckConfigArgs) -> ExitCode {
     match Config::load(&args.file) {
         Ok(c) => {
             print!("{}", c.to_toml_string());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// The database and control socket a data command addresses.
+fn locate(
+    config: Option<&PathBuf>,
+    db: Option<PathBuf>,
+    socket: Option<PathBuf>,
+) -> Result<(PathBuf, PathBuf, StoreOptions), String> {
+    let cfg = match config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let db = db.unwrap_or(cfg.db);
+    let socket = socket.unwrap_or_else(|| mgmt::socket_path(&db, cfg.control_socket.as_deref()));
+    let opts = StoreOptions {
+        cache_capacity: cfg.cache_capacity,
+        sync_always: false,
+    };
+    Ok((db, socket, opts))
+}
+
+/// A connection to the daemon if one answers at `socket`.
+fn daemon(socket: &std::path::Path) -> Option<Client> {
+    Client::connect(socket).ok()
+}
+
+/// Opens the database directly (no daemon running). sled refuses a second process, so a
+/// failure here while a daemon runs means its control socket is elsewhere.
+fn open_direct(
+    db: &std::path::Path,
+    socket: &std::path::Path,
+    opts: StoreOptions,
+) -> Result<Store, String> {
+    if !db.is_dir() {
+        return Err(format!("{}: no such database", db.display()));
+    }
+    Store::open(db, opts).map_err(|e| {
+        format!(
+            "{}: {e} (if a daemon holds it, its control socket {} did not answer)",
+            db.display(),
+            socket.display()
+        )
+    })
+}
+
+fn counts_line(c: &TableCounts) -> String {
+    format!(
+        "{} rows (presentity {}, active_watchers {}, watchers {}, xcap {})",
+        c.total(),
+        c.presentity,
+        c.active_watchers,
+        c.watchers,
+        c.xcap
+    )
+}
+
+fn dump(args: DumpArgs) -> ExitCode {
+    let (db, socket, store_opts) = match locate(args.config.as_ref(), args.db, None) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let mut tables = Vec::new();
+    for name in args.tables.iter().flat_map(|t| t.split(',')) {
+        match Table::from_name(name.trim()) {
+            Some(t) => tables.push(t),
+            None => return fail(format!("unknown table {name:?}")),
+        }
+    }
+    let opts = DumpOptions {
+        dialect: args.dialect,
+        schema: args.schema,
+        tables,
+        opensips: args.opensips,
+    };
+    // A file is written under a temporary name and renamed once complete, so a failed
+    // dump never leaves a plausible-looking backup behind. Anything that exists and is
+    // not a regular file (/dev/null, a pipe) is written in place, never replaced.
+    let special = args
+        .output
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| !m.is_file());
+    let (mut out, partial): (Box<dyn std::io::Write>, Option<PathBuf>) = match &args.output {
+        Some(path) if special => match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(f) => (Box::new(f), None),
+            Err(e) => return fail(format!("{}: {e}", path.display())),
+        },
+        Some(path) => {
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".partial");
+            let tmp = PathBuf::from(tmp);
+            match std::fs::File::create(&tmp) {
+                Ok(f) => (Box::new(f), Some(tmp)),
+                Err(e) => return fail(format!("{}: {e}", tmp.display())),
+            }
+        }
+        None => (Box::new(std::io::stdout().lock()), None),
+    };
+    let result = match daemon(&socket) {
+        Some(client) => client.dump(&opts, &mut out).map_err(|e| e.to_string()),
+        None => open_direct(&db, &socket, store_opts).and_then(|store| {
+            presenced::dump::write_dump(&store, &mut out, &opts, &mut || Ok(()))
+                .map_err(|e| e.to_string())
+        }),
+    };
+    let result = result.and_then(|c| out.flush().map(|()| c).map_err(|e| e.to_string()));
+    drop(out);
+    match (result, partial, &args.output) {
+        (Ok(c), Some(tmp), Some(path)) => match std::fs::rename(&tmp, path) {
+            Ok(()) => {
+                eprintln!("presenced: dumped {}", counts_line(&c));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("{}: {e}", path.display())),
+        },
+        (Ok(c), _, _) => {
+            eprintln!("presenced: dumped {}", counts_line(&c));
+            ExitCode::SUCCESS
+        }
+        (Err(e), partial, _) => {
+            if let Some(tmp) = partial {
+                let _ = std::fs::remove_file(tmp);
+            }
+            fail(format!("dump failed: {e}"))
+        }
+    }
+}
+
+fn restore(args: RestoreArgs) -> ExitCode {
+    let (db, socket, store_opts) = match locate(args.config.as_ref(), args.db, None) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let opts = RestoreOptions {
+        dialect: args.dialect,
+        replace: args.replace,
+        keep_expired: args.keep_expired,
+    };
+    let mut input: Box<dyn std::io::Read> = if args.input == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(&args.input) {
+            Ok(f) => Box::new(f),
+            Err(e) => return fail(format!("{}: {e}", args.input)),
+        }
+    };
+    let result: Result<RestoreReport, String> = match daemon(&socket) {
+        Some(client) => {
+            let r = client.restore(&opts, &mut input).map_err(|e| e.to_string());
+            if let Ok(report) = &r {
+                for w in &report.warnings {
+                    eprintln!("presenced: warning: {w}");
+                }
+            }
+            r
+        }
+        None => {
+            let now = SystemClock.unix_now();
+            open_direct_or_create(&db, store_opts).and_then(|store| {
+                presenced::dump::restore::restore(&store, input, &opts, now)
+                    .map_err(|e| e.to_string())
+            })
+        }
+    };
+    match result {
+        Ok(r) => {
+            eprintln!(
+                "presenced: restored {}; {} expired rows skipped",
+                counts_line(&r.restored),
+                r.skipped_expired
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("{}: {e}", args.input)),
+    }
+}
+
+/// Restore may create a fresh database (moving a backup to a new box).
+fn open_direct_or_create(db: &std::path::Path, opts: StoreOptions) -> Result<Store, String> {
+    Store::open(db, opts).map_err(|e| {
+        format!(
+            "{}: {e} (is a daemon holding it with its control socket elsewhere?)",
+            db.display()
+        )
+    })
+}
+
+fn ctl(args: CtlArgs) -> ExitCode {
+    let (_, socket, _) = match locate(args.config.as_ref(), args.db, args.socket) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let client = match Client::connect(&socket) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(format!(
+                "{}: {e} (is the daemon running?)",
+                socket.display()
+            ));
+        }
+    };
+    let answer = match args.command.as_str() {
+        "status" => client.status(),
+        "ping" => client.ping().map(serde_json::Value::String),
+        other => return fail(format!("unknown ctl command {other:?} (status, ping)")),
+    };
+    match answer {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),

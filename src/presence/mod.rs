@@ -9,6 +9,7 @@
 mod authz;
 mod notify;
 mod publish;
+mod restore;
 mod subscribe;
 mod sweep;
 mod watchers;

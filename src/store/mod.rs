@@ -31,6 +31,7 @@
 //! consistency. Ordering between writes to the same row (e.g. one presentity's
 //! PUBLISHes, RFC 3903 §6) is still the caller's job.
 
+mod bulk;
 mod error;
 pub mod keys;
 pub mod records;
@@ -38,10 +39,11 @@ mod repair;
 mod table;
 pub mod xcap;
 
+pub use bulk::{BulkLoad, Staged, Staging, TableCounts};
 pub use error::StoreError;
 pub use records::{ActiveWatcher, Presentity, Watcher, status};
 pub use repair::RepairReport;
-pub use xcap::Xcap;
+pub use xcap::{Xcap, doc_type as xcap_doc_type};
 
 use keys::{DIALOG, ROW};
 use std::path::Path;

@@ -38,7 +38,10 @@ pub(super) trait Record: Serialize + DeserializeOwned {
 type IndexEntry = (Vec<u8>, Vec<u8>);
 
 /// The index entries a record owns.
-fn index_entries<R: Record>(rec: &R, row_key: &[u8]) -> Result<Vec<IndexEntry>, StoreError> {
+pub(super) fn index_entries<R: Record>(
+    rec: &R,
+    row_key: &[u8],
+) -> Result<Vec<IndexEntry>, StoreError> {
     let mut out = Vec::with_capacity(2);
     if let Some(when) = rec.expires() {
         out.push((keys::expiry(when, row_key), Vec::new()));
@@ -81,6 +84,11 @@ impl Table {
             writes: Mutex::new(()),
             rows: AtomicU64::new(rows),
         })
+    }
+
+    /// The tree itself, for bulk loading (which keeps the same key layout).
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
     }
 
     pub fn len(&self) -> u64 {

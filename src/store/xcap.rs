@@ -64,6 +64,11 @@ impl Record for Xcap {
 }
 
 impl Store {
+    /// The xcap tree, for bulk loading.
+    pub(super) fn xcap_tree(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.inner.xcap.tree().clone())
+    }
+
     /// Inserts or replaces one document.
     pub fn put_xcap(&self, x: &Xcap) -> Result<(), StoreError> {
         self.inner.xcap.put(x)?;

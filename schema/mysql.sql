@@ -1,0 +1,99 @@
+-- presenced: the OpenSIPS 3.x presence tables (presentity, active_watchers, watchers,
+-- xcap) for MySQL/MariaDB, with their `version` rows, so `presenced dump --dialect mysql`
+-- loads into them and a database OpenSIPS filled can be restored into presenced.
+--
+-- Columns, types and unique keys are OpenSIPS 3.x's. The columns after the
+-- "presenced extensions" marker in each table are ours: they hold what presenced needs
+-- to resume a subscription exactly (and what a full SIP URI cannot be rebuilt from
+-- username@domain); they are nullable or defaulted, so OpenSIPS's own INSERTs load
+-- unchanged. `presenced dump --opensips` leaves them out, for OpenSIPS's own schema.
+-- Status integers: 1 active, 2 pending, 3 terminated, 4 waiting.
+
+CREATE TABLE IF NOT EXISTS version (
+    table_name CHAR(32) NOT NULL,
+    table_version INT UNSIGNED DEFAULT 0 NOT NULL,
+    CONSTRAINT t_name_idx UNIQUE (table_name)
+) ENGINE=InnoDB;
+
+INSERT INTO version (table_name, table_version) VALUES ('presentity', '5');
+CREATE TABLE presentity (
+    id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
+    username CHAR(64) NOT NULL,
+    domain CHAR(64) NOT NULL,
+    event CHAR(64) NOT NULL,
+    etag CHAR(64) NOT NULL,
+    expires INT(11) NOT NULL,
+    received_time INT(11) NOT NULL,
+    body BLOB DEFAULT NULL,
+    extra_hdrs BLOB DEFAULT NULL,
+    sender CHAR(255) DEFAULT NULL,
+    -- presenced extensions
+    presentity_uri CHAR(255) DEFAULT NULL,
+    content_type CHAR(128) DEFAULT NULL,
+    priority BIGINT UNSIGNED DEFAULT 0 NOT NULL,
+    CONSTRAINT presentity_idx UNIQUE (username, domain, event, etag)
+) ENGINE=InnoDB;
+
+INSERT INTO version (table_name, table_version) VALUES ('active_watchers', '12');
+CREATE TABLE active_watchers (
+    id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
+    presentity_uri CHAR(255) NOT NULL,
+    watcher_username CHAR(64) NOT NULL,
+    watcher_domain CHAR(64) NOT NULL,
+    to_user CHAR(64) NOT NULL,
+    to_domain CHAR(64) NOT NULL,
+    event CHAR(64) DEFAULT 'presence' NOT NULL,
+    event_id CHAR(64),
+    to_tag CHAR(64) NOT NULL,
+    from_tag CHAR(64) NOT NULL,
+    callid CHAR(64) NOT NULL,
+    local_cseq INT(11) NOT NULL,
+    remote_cseq INT(11) NOT NULL,
+    contact CHAR(255) NOT NULL,
+    record_route TEXT,
+    expires INT(11) NOT NULL,
+    status INT(11) DEFAULT 2 NOT NULL,
+    reason CHAR(64),
+    version INT(11) DEFAULT 0 NOT NULL,
+    socket_info CHAR(64) NOT NULL,
+    local_contact CHAR(255) NOT NULL,
+    sharing_tag CHAR(32) DEFAULT NULL,
+    -- presenced extensions
+    watcher_uri CHAR(255) DEFAULT NULL,
+    to_uri CHAR(255) DEFAULT NULL,
+    transport_peer CHAR(128) DEFAULT NULL,
+    user_agent CHAR(255) DEFAULT NULL,
+    accept TEXT,
+    CONSTRAINT active_watchers_idx UNIQUE (presentity_uri, callid, to_tag, from_tag)
+) ENGINE=InnoDB;
+
+INSERT INTO version (table_name, table_version) VALUES ('watchers', '4');
+CREATE TABLE watchers (
+    id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
+    presentity_uri CHAR(255) NOT NULL,
+    watcher_username CHAR(64) NOT NULL,
+    watcher_domain CHAR(64) NOT NULL,
+    event CHAR(64) DEFAULT 'presence' NOT NULL,
+    status INT(11) NOT NULL,
+    reason CHAR(64),
+    inserted_time INT(11) NOT NULL,
+    -- presenced extensions
+    watcher_uri CHAR(255) DEFAULT NULL,
+    CONSTRAINT watcher_idx UNIQUE (presentity_uri, watcher_username, watcher_domain, event)
+) ENGINE=InnoDB;
+
+INSERT INTO version (table_name, table_version) VALUES ('xcap', '4');
+CREATE TABLE xcap (
+    id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL,
+    username CHAR(64) NOT NULL,
+    domain CHAR(64) NOT NULL,
+    doc LONGBLOB NOT NULL,
+    doc_type INT(11) NOT NULL,
+    etag CHAR(64) NOT NULL,
+    source INT(11) NOT NULL,
+    doc_uri CHAR(255) NOT NULL,
+    port INT(11) NOT NULL,
+    CONSTRAINT account_doc_type_idx UNIQUE (username, domain, doc_type, doc_uri)
+) ENGINE=InnoDB;
+
+CREATE INDEX source_idx ON xcap (source);

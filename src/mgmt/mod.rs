@@ -1,0 +1,22 @@
+//! The control channel to a running daemon: a Unix stream socket next to the database
+//! (`<db>/control.sock`, or `control_socket` in the configuration). sled lets one
+//! process open a database, so every command that needs the data while the daemon runs
+//! (`dump`, `restore`, `ctl status`) goes through it.
+//!
+//! - [`protocol`]: frames and requests.
+//! - [`server`]: the daemon side; hands core-loop work over as [`server::CoreRequest`].
+//! - [`client`]: the command-line side.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+
+use std::path::{Path, PathBuf};
+
+/// Where the control socket of the daemon using `db` lives.
+pub fn socket_path(db: &Path, configured: Option<&Path>) -> PathBuf {
+    match configured {
+        Some(p) => p.to_path_buf(),
+        None => db.join("control.sock"),
+    }
+}

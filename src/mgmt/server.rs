@@ -1,0 +1,188 @@
+//! The control socket's server side, inside the daemon. Each connection is served on
+//! a blocking thread (`smol::unblock`): dumps and restores are long, sequential I/O over
+//! the store, which is `Sync`, so they never run on the core loop. Only what must be
+//! ordered with SIP processing goes to the core loop as a [`CoreRequest`]: the dump's
+//! barrier between dialogs and watchers, and a restore's commit (the engine owns the
+//! NOTIFY state, and the restored subscriptions get their NOTIFYs from it).
+
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use log::{debug, info, warn};
+use serde::Serialize;
+use smol::Async;
+use smol::channel::Sender;
+
+use super::protocol::{self, ERROR, FrameReader, FrameWriter, OK, REQUEST, Request};
+use crate::clock::Clock;
+use crate::dump::{self, DumpError};
+use crate::store::{Staging, Store, TableCounts};
+
+/// Work only the core loop may do, with where to send the answer.
+pub enum CoreRequest {
+    /// Answered when the core loop reaches it: every step queued before has finished.
+    Barrier(Sender<()>),
+    /// Apply a staged restore, then NOTIFY every active subscription.
+    Commit {
+        staging: Staging,
+        replace: bool,
+        reply: Sender<Result<TableCounts, String>>,
+    },
+    /// Engine counters for `status`.
+    Status(Sender<serde_json::Value>),
+}
+
+/// Binds the control socket at `path`. A file left there by a daemon that died is
+/// removed first: the caller already holds the database, so no live daemon owns it.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
+}
+
+/// Accepts connections until the executor drops this task; removes the socket file
+/// when dropped.
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    store: Store,
+    core: Sender<CoreRequest>,
+    clock: Arc<dyn Clock>,
+) {
+    let _remove = RemoveOnDrop(path);
+    let listener = match Async::new(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("control socket: {e}");
+            return;
+        }
+    };
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                warn!("control socket accept: {e}");
+                continue;
+            }
+        };
+        let (store, core, clock) = (store.clone(), core.clone(), clock.clone());
+        smol::spawn(async move {
+            let stream = match stream.into_inner() {
+                Ok(s) => s,
+                Err(e) => return warn!("control connection: {e}"),
+            };
+            smol::unblock(move || {
+                if let Err(e) = stream
+                    .set_nonblocking(false)
+                    .and_then(|()| handle(stream, &store, &core, clock.as_ref()))
+                {
+                    debug!("control connection ended: {e}");
+                }
+            })
+            .await
+        })
+        .detach();
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn ok<T: Serialize>(w: &mut impl Write, v: &T) -> io::Result<()> {
+    let json = serde_json::to_vec(v).map_err(io::Error::other)?;
+    protocol::write_frame(w, OK, &json)?;
+    w.flush()
+}
+
+fn fail(w: &mut impl Write, msg: &str) -> io::Result<()> {
+    protocol::write_frame(w, ERROR, msg.as_bytes())?;
+    w.flush()
+}
+
+/// One request, one answer.
+fn handle(
+    stream: UnixStream,
+    store: &Store,
+    core: &Sender<CoreRequest>,
+    clock: &dyn Clock,
+) -> io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = BufWriter::new(stream);
+    let req: Request = match protocol::read_frame(&mut reader)? {
+        Some((REQUEST, body)) => match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return fail(&mut out, &format!("bad request: {e}")),
+        },
+        Some(_) => return fail(&mut out, "expected a request frame"),
+        None => return Ok(()),
+    };
+    match req {
+        Request::Ping => ok(&mut out, &"pong"),
+        Request::Status => {
+            let (tx, rx) = smol::channel::bounded(1);
+            let engine = match core.send_blocking(CoreRequest::Status(tx)) {
+                Ok(()) => rx.recv_blocking().unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            };
+            let tables = store.counts().ok();
+            let disk = store.size_on_disk().ok();
+            ok(
+                &mut out,
+                &serde_json::json!({ "tables": tables, "size_on_disk": disk, "engine": engine }),
+            )
+        }
+        Request::Dump(opts) => {
+            let mut frames = FrameWriter::new(&mut out);
+            let mut barrier = || {
+                let (tx, rx) = smol::channel::bounded(1);
+                core.send_blocking(CoreRequest::Barrier(tx))
+                    .map_err(|_| DumpError::Aborted("the daemon is stopping".into()))?;
+                rx.recv_blocking()
+                    .map_err(|_| DumpError::Aborted("the daemon is stopping".into()))
+            };
+            let result = dump::write_dump(store, &mut frames, &opts, &mut barrier);
+            frames.into_inner()?;
+            match result {
+                Ok(counts) => {
+                    info!("dump over the control socket: {} rows", counts.total());
+                    ok(&mut out, &counts)
+                }
+                Err(e) => fail(&mut out, &e.to_string()),
+            }
+        }
+        Request::Restore(opts) => {
+            let mut input = FrameReader::new(&mut reader);
+            let staged = dump::restore::stage(store, &mut input, &opts, clock.unix_now());
+            let (staging, mut report) = match staged {
+                Ok(s) => s,
+                Err(e) => return fail(&mut out, &e.to_string()),
+            };
+            let (tx, rx) = smol::channel::bounded(1);
+            let commit = CoreRequest::Commit {
+                staging,
+                replace: opts.replace,
+                reply: tx,
+            };
+            if core.send_blocking(commit).is_err() {
+                return fail(&mut out, "the daemon is stopping; nothing was restored");
+            }
+            match rx.recv_blocking() {
+                Ok(Ok(counts)) => {
+                    report.restored = counts;
+                    info!("restore over the control socket: {} rows", counts.total());
+                    ok(&mut out, &report)
+                }
+                Ok(Err(e)) => fail(&mut out, &e),
+                Err(_) => fail(&mut out, "the daemon stopped during the restore"),
+            }
+        }
+    }
+}

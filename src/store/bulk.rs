@@ -1,0 +1,502 @@
+//! Bulk loading for `presenced restore`: a staging tree that collects a restore's rows
+//! (and finds duplicate keys) before any live table changes, then applies them in the
+//! store's cross-table write order. A restore that fails while staging leaves the live
+//! tables untouched: the staging tree is dropped and nothing else was written.
+//!
+//! Memory stays flat: rows go to sled as they arrive, and sled's page cache is bounded
+//! by `cache_capacity`.
+//!
+//! [`BulkLoad`] is the fast path for a database nobody else is using and that holds no
+//! rows (a restore into a fresh presenced, offline): rows and their index entries go
+//! straight into the live trees in large batches, with no staging copy. "As it was"
+//! after a failure is then "empty", which is what abort restores.
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, ROW};
+use super::records::{self, ActiveWatcher, Presentity, Watcher};
+use super::table::Record;
+use super::xcap::Xcap;
+use super::{Store, StoreError};
+
+/// The staging tree's name; a leftover from a crash mid-restore is dropped on reuse.
+const TREE: &str = "restore-staging";
+
+// Tags in the staging tree; their order is the order rows are applied in.
+const PRESENTITY: u8 = b'1';
+const DIALOG: u8 = b'2';
+const WATCHER: u8 = b'3';
+const XCAP: u8 = b'4';
+/// Dialog identity (Call-ID and tags) → already staged, so one dialog cannot appear
+/// under two presentities.
+const DIALOG_ID: u8 = b'9';
+
+/// Rows per table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCounts {
+    pub presentity: u64,
+    pub active_watchers: u64,
+    pub watchers: u64,
+    pub xcap: u64,
+}
+
+impl TableCounts {
+    pub fn total(&self) -> u64 {
+        self.presentity + self.active_watchers + self.watchers + self.xcap
+    }
+}
+
+/// Whether a staged row was new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staged {
+    Added,
+    /// A row with the same key is already staged (the dump has a duplicate key).
+    Duplicate,
+}
+
+/// Rows collected for one restore.
+pub struct Staging {
+    store: Store,
+    tree: sled::Tree,
+    counts: TableCounts,
+}
+
+fn tagged(tag: u8, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.push(tag);
+    out.extend_from_slice(key);
+    out
+}
+
+impl Store {
+    /// Starts a restore: an empty staging tree.
+    pub fn staging(&self) -> Result<Staging, StoreError> {
+        self.inner.db.drop_tree(TREE)?;
+        Ok(Staging {
+            store: self.clone(),
+            tree: self.inner.db.open_tree(TREE)?,
+            counts: TableCounts::default(),
+        })
+    }
+
+    /// Rows per table right now.
+    pub fn counts(&self) -> Result<TableCounts, StoreError> {
+        Ok(TableCounts {
+            presentity: self.presentities_count(),
+            active_watchers: self.dialogs_count(),
+            watchers: self.watchers_count(),
+            xcap: self.xcap_count(),
+        })
+    }
+
+    /// Removes every row of the four tables, dialogs before watchers (the store's write
+    /// order). Rows this version cannot read are left in place and counted.
+    pub fn clear_tables(&self) -> Result<u64, StoreError> {
+        let mut unreadable = 0;
+        for p in self.iter_presentities() {
+            match p {
+                Ok(p) => {
+                    self.delete_presentity(&p.event, &p.presentity_uri, &p.etag)?;
+                }
+                Err(StoreError::Corrupt { .. }) => unreadable += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        for d in self.iter_dialogs() {
+            match d {
+                Ok(d) => {
+                    self.delete_dialog(&d.call_id, &d.to_tag, &d.from_tag)?;
+                }
+                Err(StoreError::Corrupt { .. }) => unreadable += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        for w in self.iter_watchers() {
+            match w {
+                Ok(w) => {
+                    self.delete_watcher(&w.presentity_uri, &w.event, &w.watcher_uri)?;
+                }
+                Err(StoreError::Corrupt { .. }) => unreadable += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        self.xcap_tree()?.clear()?;
+        Ok(unreadable)
+    }
+}
+
+impl Staging {
+    fn stage<R: Serialize>(&mut self, key: Vec<u8>, rec: &R) -> Result<Staged, StoreError> {
+        let value = records::encode(rec).map_err(StoreError::Encode)?;
+        match self.tree.insert(key, value)? {
+            None => Ok(Staged::Added),
+            Some(_) => Ok(Staged::Duplicate),
+        }
+    }
+
+    pub fn add_presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
+        let r = self.stage(tagged(PRESENTITY, &p.row_key()?), p)?;
+        if r == Staged::Added {
+            self.counts.presentity += 1;
+        }
+        Ok(r)
+    }
+
+    pub fn add_dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError> {
+        let id = keys::key(
+            ROW,
+            &[
+                ("call_id", &d.call_id),
+                ("to_tag", &d.to_tag),
+                ("from_tag", &d.from_tag),
+            ],
+        )?;
+        if self.tree.insert(tagged(DIALOG_ID, &id), &[])?.is_some() {
+            return Ok(Staged::Duplicate);
+        }
+        let r = self.stage(tagged(DIALOG, &d.row_key()?), d)?;
+        if r == Staged::Added {
+            self.counts.active_watchers += 1;
+        }
+        Ok(r)
+    }
+
+    pub fn add_watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError> {
+        let r = self.stage(tagged(WATCHER, &w.row_key()?), w)?;
+        if r == Staged::Added {
+            self.counts.watchers += 1;
+        }
+        Ok(r)
+    }
+
+    pub fn add_xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError> {
+        let key = x.row_key()?;
+        let r = self.stage(tagged(XCAP, &key), x)?;
+        if r == Staged::Added {
+            self.counts.xcap += 1;
+        }
+        Ok(r)
+    }
+
+    pub fn counts(&self) -> TableCounts {
+        self.counts
+    }
+
+    /// Applies the staged rows to the live tables (after emptying them when `replace`)
+    /// and drops the staging tree. Dialogs go in before watchers rows, the store's write
+    /// order, so a crash mid-commit leaves what [`Store::repair`] fixes.
+    pub fn commit(self, replace: bool) -> Result<TableCounts, StoreError> {
+        if replace {
+            self.store.clear_tables()?;
+        }
+        for entry in self.tree.scan_prefix([PRESENTITY]) {
+            let (k, v) = entry?;
+            self.store.put_presentity(&decode(&k, &v)?)?;
+        }
+        for entry in self.tree.scan_prefix([DIALOG]) {
+            let (k, v) = entry?;
+            self.store.put_watcher_dialog(&decode(&k, &v)?)?;
+        }
+        for entry in self.tree.scan_prefix([WATCHER]) {
+            let (k, v) = entry?;
+            self.store.put_watcher(&decode(&k, &v)?)?;
+        }
+        for entry in self.tree.scan_prefix([XCAP]) {
+            let (k, v) = entry?;
+            self.store.put_xcap(&decode(&k, &v)?)?;
+        }
+        let counts = self.counts;
+        self.discard()?;
+        Ok(counts)
+    }
+
+    /// Forgets the staged rows; the live tables were never touched.
+    pub fn discard(self) -> Result<(), StoreError> {
+        drop(self.tree);
+        self.store.inner.db.drop_tree(TREE)?;
+        Ok(())
+    }
+}
+
+/// Rows written per batch by [`BulkLoad`].
+const BATCH_ROWS: usize = 2048;
+
+struct Pending {
+    tree: sled::Tree,
+    batch: sled::Batch,
+    /// Keys in `batch`, to find duplicates before the batch is applied.
+    keys: std::collections::HashSet<Vec<u8>>,
+}
+
+impl Pending {
+    fn new(tree: sled::Tree) -> Pending {
+        Pending {
+            tree,
+            batch: sled::Batch::default(),
+            keys: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Queues `key → value` unless the key exists (live or queued).
+    fn add(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<Staged, StoreError> {
+        if self.keys.contains(&key) || self.tree.contains_key(&key)? {
+            return Ok(Staged::Duplicate);
+        }
+        self.batch.insert(key.clone(), value);
+        self.keys.insert(key);
+        Ok(Staged::Added)
+    }
+
+    fn apply(&mut self) -> Result<(), StoreError> {
+        if !self.keys.is_empty() {
+            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+            self.keys.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Straight-to-the-tables loading into an empty, otherwise unused database. The
+/// store's row counters are not updated (they are recounted at the next open), so use
+/// it only where no daemon shares the [`Store`].
+pub struct BulkLoad {
+    store: Store,
+    presentity: Pending,
+    dialogs: Pending,
+    watchers: Pending,
+    xcap: Pending,
+    counts: TableCounts,
+    queued: usize,
+}
+
+impl Store {
+    /// A [`BulkLoad`] if all four tables are empty, else `None` (use [`Store::staging`]).
+    pub fn bulk_load(&self) -> Result<Option<BulkLoad>, StoreError> {
+        if self.counts()?.total() != 0 {
+            return Ok(None);
+        }
+        let db = &self.inner.db;
+        Ok(Some(BulkLoad {
+            store: self.clone(),
+            presentity: Pending::new(db.open_tree("presentity")?),
+            dialogs: Pending::new(db.open_tree("active_watchers")?),
+            watchers: Pending::new(db.open_tree("watchers")?),
+            xcap: Pending::new(self.xcap_tree()?),
+            counts: TableCounts::default(),
+            queued: 0,
+        }))
+    }
+}
+
+/// A record's row and the index entries it owns, as the table writes them: an expiry
+/// entry (empty value) and a dialog entry pointing at the row key.
+fn queue<R: Record>(p: &mut Pending, rec: &R) -> Result<Staged, StoreError> {
+    let key = rec.row_key()?;
+    let value = records::encode(rec).map_err(StoreError::Encode)?;
+    let dialog = rec.dialog_key()?;
+    if let Some(d) = &dialog
+        && (p.keys.contains(d) || p.tree.contains_key(d)?)
+    {
+        return Ok(Staged::Duplicate);
+    }
+    if p.add(key.clone(), value)? == Staged::Duplicate {
+        return Ok(Staged::Duplicate);
+    }
+    // The same index entries the table itself writes (one rule, in table.rs).
+    for (entry, v) in super::table::index_entries(rec, &key)? {
+        p.batch.insert(entry, v);
+    }
+    if let Some(d) = dialog {
+        p.keys.insert(d);
+    }
+    Ok(Staged::Added)
+}
+
+impl BulkLoad {
+    fn added(
+        &mut self,
+        r: Staged,
+        count: fn(&mut TableCounts) -> &mut u64,
+    ) -> Result<Staged, StoreError> {
+        if r == Staged::Added {
+            *count(&mut self.counts) += 1;
+            self.queued += 1;
+            if self.queued >= BATCH_ROWS {
+                self.apply()?;
+            }
+        }
+        Ok(r)
+    }
+
+    fn apply(&mut self) -> Result<(), StoreError> {
+        // Dialogs before watchers: the store's cross-table write order.
+        self.presentity.apply()?;
+        self.dialogs.apply()?;
+        self.watchers.apply()?;
+        self.xcap.apply()?;
+        self.queued = 0;
+        Ok(())
+    }
+
+    pub fn add_presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
+        let r = queue(&mut self.presentity, p)?;
+        self.added(r, |c| &mut c.presentity)
+    }
+
+    pub fn add_dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError> {
+        let r = queue(&mut self.dialogs, d)?;
+        self.added(r, |c| &mut c.active_watchers)
+    }
+
+    pub fn add_watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError> {
+        let r = queue(&mut self.watchers, w)?;
+        self.added(r, |c| &mut c.watchers)
+    }
+
+    pub fn add_xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError> {
+        let key = x.row_key()?;
+        let value = records::encode(x).map_err(StoreError::Encode)?;
+        let r = self.xcap.add(key, value)?;
+        self.added(r, |c| &mut c.xcap)
+    }
+
+    pub fn counts(&self) -> TableCounts {
+        self.counts
+    }
+
+    /// Writes what is queued and flushes.
+    pub fn finish(mut self) -> Result<TableCounts, StoreError> {
+        self.apply()?;
+        self.store.flush()?;
+        Ok(self.counts)
+    }
+
+    /// Empties the four trees again: the database was empty before.
+    pub fn abort(self) -> Result<(), StoreError> {
+        for p in [&self.presentity, &self.dialogs, &self.watchers, &self.xcap] {
+            p.tree.clear()?;
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+}
+
+fn decode<R: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<R, StoreError> {
+    records::decode(bytes).map_err(|why| StoreError::Corrupt {
+        tree: TREE,
+        key: key.to_vec(),
+        why,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+    use crate::store::records::tests::{dialog, presentity, watcher};
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn staged_rows_reach_the_tables_only_on_commit() {
+        let (_d, s) = open();
+        let mut st = s.staging().unwrap();
+        st.add_presentity(&presentity("sip:a@b", "presence", "e1", 9))
+            .unwrap();
+        st.add_dialog(&dialog("sip:a@b", "presence", "c1", 9))
+            .unwrap();
+        st.add_watcher(&watcher("sip:a@b", "presence", "sip:bob@example.org"))
+            .unwrap();
+        assert_eq!(s.counts().unwrap().total(), 0);
+        let n = st.commit(false).unwrap();
+        assert_eq!(n.total(), 3);
+        assert_eq!(s.counts().unwrap(), n);
+    }
+
+    #[test]
+    fn a_discarded_staging_changes_nothing() {
+        let (_d, s) = open();
+        s.put_presentity(&presentity("sip:a@b", "presence", "old", 9))
+            .unwrap();
+        let mut st = s.staging().unwrap();
+        st.add_presentity(&presentity("sip:x@y", "presence", "e1", 9))
+            .unwrap();
+        st.discard().unwrap();
+        assert_eq!(s.presentities_count(), 1);
+        assert!(s.staging().unwrap().counts().total() == 0);
+    }
+
+    #[test]
+    fn duplicate_keys_and_reused_dialog_ids_are_reported() {
+        let (_d, s) = open();
+        let mut st = s.staging().unwrap();
+        let p = presentity("sip:a@b", "presence", "e1", 9);
+        assert_eq!(st.add_presentity(&p).unwrap(), Staged::Added);
+        assert_eq!(st.add_presentity(&p).unwrap(), Staged::Duplicate);
+        let d = dialog("sip:a@b", "presence", "c1", 9);
+        assert_eq!(st.add_dialog(&d).unwrap(), Staged::Added);
+        let mut other = d.clone();
+        other.presentity_uri = "sip:z@b".into();
+        assert_eq!(st.add_dialog(&other).unwrap(), Staged::Duplicate);
+    }
+
+    #[test]
+    fn a_bulk_load_writes_rows_with_their_index_entries() {
+        let (dir, s) = open();
+        let mut bl = s.bulk_load().unwrap().unwrap();
+        for i in 0..(BATCH_ROWS + 10) {
+            let d = dialog("sip:a@b", "presence", &format!("c{i}"), 5);
+            assert_eq!(bl.add_dialog(&d).unwrap(), Staged::Added);
+        }
+        let d = dialog("sip:a@b", "presence", "c3", 5);
+        assert_eq!(bl.add_dialog(&d).unwrap(), Staged::Duplicate);
+        assert_eq!(bl.finish().unwrap().active_watchers, BATCH_ROWS as u64 + 10);
+        assert!(s.get_dialog("c7", "tt", "ft").unwrap().is_some());
+        assert_eq!(
+            s.expired_dialogs(5, usize::MAX).unwrap().len(),
+            BATCH_ROWS + 10
+        );
+        // Nothing for repair to fix: the index entries are exactly the table's own.
+        drop(s);
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert!(s.repair(0, |_| false).unwrap().changed_nothing());
+        assert_eq!(s.dialogs_count(), BATCH_ROWS as u64 + 10);
+    }
+
+    #[test]
+    fn a_bulk_load_is_only_offered_for_an_empty_store_and_abort_empties_it() {
+        let (_d, s) = open();
+        let mut bl = s.bulk_load().unwrap().unwrap();
+        bl.add_watcher(&watcher("sip:a@b", "presence", "sip:c@d"))
+            .unwrap();
+        bl.abort().unwrap();
+        assert_eq!(s.iter_watchers().count(), 0);
+        s.put_watcher(&watcher("sip:a@b", "presence", "sip:c@d"))
+            .unwrap();
+        assert!(s.bulk_load().unwrap().is_none());
+    }
+
+    #[test]
+    fn replace_empties_the_tables_before_applying() {
+        let (_d, s) = open();
+        s.put_presentity(&presentity("sip:a@b", "presence", "old", 9))
+            .unwrap();
+        s.put_watcher(&watcher("sip:a@b", "presence", "sip:c@d"))
+            .unwrap();
+        let mut st = s.staging().unwrap();
+        st.add_presentity(&presentity("sip:x@y", "presence", "e1", 9))
+            .unwrap();
+        st.commit(true).unwrap();
+        assert_eq!(s.presentities_count(), 1);
+        assert_eq!(s.watchers_count(), 0);
+        assert!(
+            s.get_presentity("presence", "sip:x@y", "e1")
+                .unwrap()
+                .is_some()
+        );
+    }
+}
