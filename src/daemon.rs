@@ -15,7 +15,7 @@ use smol::future::FutureExt;
 use crate::clock::Clock;
 use crate::config::{Config, ListenAddr};
 use crate::events::package::EventPackage;
-use crate::mgmt::{self, server::CoreRequest};
+use crate::mgmt::{self, protocol::Refreshed, server::CoreRequest};
 use crate::presence::{Engine, Outgoing};
 use crate::server::{Server, Transmit};
 use crate::sip::endpoint::{ClientTxId, ConnId, Peer, TransportKind};
@@ -393,11 +393,11 @@ async fn serve(
                 }
             }
             Step::Timer => {}
-            Step::Mgmt(req) => core.mgmt(req, now, clock.unix_now()),
+            Step::Mgmt(req) => core.mgmt(req, &xcap, now, clock.unix_now()),
             Step::Control(c) => {
-                let unix = clock.unix_now();
-                core.server
-                    .with_engine(now, unix, |engine| xcap.handle(engine, c, unix));
+                if let Err(e) = core.control(&xcap, c, now, clock.unix_now()) {
+                    warn!("{e}");
+                }
             }
             Step::Shutdown => {
                 info!("shutting down: finishing in-flight transactions");
@@ -467,8 +467,14 @@ struct Outbox {
 
 impl Core {
     /// Control-socket work that must be ordered with SIP processing (see mgmt::server).
-    fn mgmt(&mut self, req: CoreRequest, now: Instant, unix: u64) {
+    fn mgmt(&mut self, req: CoreRequest, xcap: &XcapSide, now: Instant, unix: u64) {
         match req {
+            CoreRequest::Control { request, reply } => {
+                let result = self
+                    .control(xcap, request, now, unix)
+                    .map_err(|e| e.to_string());
+                let _ = reply.try_send(result);
+            }
             CoreRequest::Barrier(done) => {
                 let _ = done.try_send(());
             }
@@ -497,6 +503,31 @@ impl Core {
                 }));
             }
         }
+    }
+
+    /// Carries out a [`Control`] request, from the daemon's own tasks, a [`Handle`] or
+    /// the control socket alike, and sends its NOTIFYs.
+    fn control(
+        &mut self,
+        xcap: &XcapSide,
+        c: Control,
+        now: Instant,
+        unix: u64,
+    ) -> Result<Refreshed, ControlError> {
+        let fetching = matches!(c, Control::RefreshXcapDoc { .. }) && xcap.fetch.is_some();
+        let mut result = Ok(0);
+        self.server
+            .with_engine(now, unix, |engine| match xcap.handle(engine, c, unix) {
+                Ok(out) => {
+                    result = Ok(out.len());
+                    out
+                }
+                Err(e) => {
+                    result = Err(e);
+                    Vec::new()
+                }
+            });
+        result.map(|notifies| Refreshed { notifies, fetching })
     }
 
     /// Sends everything the server has queued.
@@ -562,6 +593,39 @@ pub enum Control {
         port: u32,
     },
 }
+
+/// Why a [`Control`] request was not carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlError {
+    /// No event package serves this Event header value.
+    UnknownEvent(String),
+    /// No stored XCAP document has this URI (on this port, unless 0).
+    UnknownDocument { doc_uri: String, port: u32 },
+    /// The fetcher's queue is full; the request was dropped.
+    FetcherBusy,
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::UnknownEvent(e) => write!(f, "refreshWatchers: unknown event {e:?}"),
+            ControlError::UnknownDocument { doc_uri, port: 0 } => {
+                write!(f, "refreshXcapDoc: no XCAP document {doc_uri}")
+            }
+            ControlError::UnknownDocument { doc_uri, port } => {
+                write!(
+                    f,
+                    "refreshXcapDoc: no XCAP document {doc_uri} on port {port}"
+                )
+            }
+            ControlError::FetcherBusy => {
+                write!(f, "refreshXcapDoc: the XCAP fetcher is busy; try again")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
 
 /// What the fetcher task is asked to do.
 enum FetchJob {
@@ -673,24 +737,35 @@ async fn start_xcap(
 
 impl XcapSide {
     /// Carries out one control request on the engine; the NOTIFYs to send.
-    fn handle(&self, engine: &mut Engine, c: Control, now: u64) -> Vec<Outgoing> {
+    fn handle(
+        &self,
+        engine: &mut Engine,
+        c: Control,
+        now: u64,
+    ) -> Result<Vec<Outgoing>, ControlError> {
         match c {
             Control::XcapChanged((c, done)) => {
                 let out = engine.xcap_changed(&c.username, &c.domain, c.doc_type, now);
                 if let Some(done) = done {
                     let _ = done.try_send(());
                 }
-                out
+                Ok(out)
             }
             Control::RefreshWatchers { presentity, event } => {
-                engine.refresh_watchers(&presentity, &event, now)
+                let known = crate::sip::header::Event::parse(&event)
+                    .is_ok_and(|e| engine.packages().find(&e).is_some());
+                if !known {
+                    return Err(ControlError::UnknownEvent(event));
+                }
+                Ok(engine.refresh_watchers(&presentity, &event, now))
             }
             Control::RefreshXcapDoc { doc_uri, port } => {
                 if let Some(jobs) = &self.fetch {
-                    if jobs.try_send(FetchJob::Doc(doc_uri, port)).is_err() {
-                        warn!("refreshXcapDoc: fetcher busy, request dropped");
-                    }
-                    return Vec::new();
+                    // The fetcher also takes full document URLs it has never stored.
+                    return match jobs.try_send(FetchJob::Doc(doc_uri, port)) {
+                        Ok(()) => Ok(Vec::new()),
+                        Err(_) => Err(ControlError::FetcherBusy),
+                    };
                 }
                 // Built-in server: the stored document is current; re-evaluate its user.
                 let docs: Vec<_> = engine
@@ -699,11 +774,14 @@ impl XcapSide {
                     .filter_map(Result::ok)
                     .filter(|x| x.doc_uri == doc_uri && (port == 0 || x.port == port))
                     .collect();
+                if docs.is_empty() {
+                    return Err(ControlError::UnknownDocument { doc_uri, port });
+                }
                 let mut out = Vec::new();
                 for x in docs {
                     out.extend(engine.xcap_changed(&x.username, &x.domain, x.doc_type, now));
                 }
-                out
+                Ok(out)
             }
         }
     }

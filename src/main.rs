@@ -85,7 +85,7 @@ struct RestoreArgs {
     input: String,
 }
 
-/// Talk to the running daemon: `status` or `ping`.
+/// Talk to the running daemon.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "ctl")]
 struct CtlArgs {
@@ -98,9 +98,52 @@ struct CtlArgs {
     /// control socket path (overrides --db and the configuration)
     #[argh(option)]
     socket: Option<PathBuf>,
-    /// the command: status | ping
+    #[argh(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum CtlCommand {
+    Status(CtlStatus),
+    Ping(CtlPing),
+    RefreshWatchers(CtlRefreshWatchers),
+    RefreshXcapDoc(CtlRefreshXcapDoc),
+}
+
+/// Table sizes and engine counters.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "status")]
+struct CtlStatus {}
+
+/// Check that the daemon answers.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ping")]
+struct CtlPing {}
+
+/// Re-evaluate a presentity's watchers of one event now (OpenSIPS's refreshWatchers).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "refreshWatchers")]
+struct CtlRefreshWatchers {
+    /// the presentity, e.g. sip:alice@example.com
     #[argh(positional)]
-    command: String,
+    presentity_uri: String,
+    /// the event package, e.g. presence
+    #[argh(positional)]
+    event: String,
+}
+
+/// Re-read or re-fetch one XCAP document and re-evaluate its user's watchers
+/// (OpenSIPS's refreshXcapDoc).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "refreshXcapDoc")]
+struct CtlRefreshXcapDoc {
+    /// the document's URI as stored, e.g. /xcap-root/pres-rules/users/sip:alice@example.com/index
+    #[argh(positional)]
+    doc_uri: String,
+    /// the XCAP server's port the document came from (0: any)
+    #[argh(positional)]
+    port: u32,
 }
 
 /// Run the presence server.
@@ -391,10 +434,14 @@ fn ctl(args: CtlArgs) -> ExitCode {
             ));
         }
     };
-    let answer = match args.command.as_str() {
-        "status" => client.status(),
-        "ping" => client.ping().map(serde_json::Value::String),
-        other => return fail(format!("unknown ctl command {other:?} (status, ping)")),
+    let json = |r: mgmt::protocol::Refreshed| serde_json::to_value(r).unwrap_or_default();
+    let answer = match args.command {
+        CtlCommand::Status(_) => client.status(),
+        CtlCommand::Ping(_) => client.ping().map(serde_json::Value::String),
+        CtlCommand::RefreshWatchers(a) => client
+            .refresh_watchers(&a.presentity_uri, &a.event)
+            .map(json),
+        CtlCommand::RefreshXcapDoc(a) => client.refresh_xcap_doc(&a.doc_uri, a.port).map(json),
     };
     match answer {
         Ok(v) => {

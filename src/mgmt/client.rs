@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::protocol::{self, DATA, END, ERROR, FrameWriter, OK, REQUEST, Request};
+use super::protocol::{self, DATA, END, ERROR, FrameWriter, OK, REQUEST, Refreshed, Request};
 use crate::dump::{DumpOptions, RestoreOptions, RestoreReport};
 use crate::store::TableCounts;
 
@@ -96,6 +96,31 @@ impl Client {
 
     pub fn status(mut self) -> Result<serde_json::Value, ClientError> {
         self.send(&Request::Status)?;
+        Self::answer(&mut BufReader::new(self.stream), &mut io::sink())
+    }
+
+    /// OpenSIPS `refreshWatchers`: re-evaluates `presentity`'s watchers of `event`.
+    /// An event no package serves is a `Remote` error.
+    pub fn refresh_watchers(
+        mut self,
+        presentity: &str,
+        event: &str,
+    ) -> Result<Refreshed, ClientError> {
+        self.send(&Request::RefreshWatchers {
+            presentity: presentity.to_owned(),
+            event: event.to_owned(),
+        })?;
+        Self::answer(&mut BufReader::new(self.stream), &mut io::sink())
+    }
+
+    /// OpenSIPS `refreshXcapDoc`: re-reads or re-fetches the document stored under
+    /// `doc_uri` (`port` 0: any port). A document the daemon does not hold is a
+    /// `Remote` error.
+    pub fn refresh_xcap_doc(mut self, doc_uri: &str, port: u32) -> Result<Refreshed, ClientError> {
+        self.send(&Request::RefreshXcapDoc {
+            doc_uri: doc_uri.to_owned(),
+            port,
+        })?;
         Self::answer(&mut BufReader::new(self.stream), &mut io::sink())
     }
 

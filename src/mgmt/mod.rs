@@ -1,7 +1,8 @@
 //! The control channel to a running daemon: a Unix stream socket next to the database
 //! (`<db>/control.sock`, or `control_socket` in the configuration). sled lets one
 //! process open a database, so every command that needs the data while the daemon runs
-//! (`dump`, `restore`, `ctl status`) goes through it.
+//! (`dump`, `restore`, `ctl status`) goes through it, as do OpenSIPS's management
+//! commands `refreshWatchers` and `refreshXcapDoc`.
 //!
 //! - [`protocol`]: frames and requests.
 //! - [`server`]: the daemon side; hands core-loop work over as [`server::CoreRequest`].

@@ -31,6 +31,29 @@ pub enum Request {
     Status,
     Dump(DumpOptions),
     Restore(RestoreOptions),
+    /// OpenSIPS `refreshWatchers <presentity_uri> <event>`: re-evaluate that
+    /// presentity's watchers of that event now (after a rules change made elsewhere, or
+    /// when a time-limited rule starts or stops applying).
+    RefreshWatchers {
+        presentity: String,
+        event: String,
+    },
+    /// OpenSIPS `refreshXcapDoc <doc_uri> <port>`: re-read (built-in server) or re-fetch
+    /// one XCAP document and re-evaluate its user's watchers; port 0 matches any.
+    RefreshXcapDoc {
+        doc_uri: String,
+        port: u32,
+    },
+}
+
+/// The answer to a refresh command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refreshed {
+    /// NOTIFYs the command sent.
+    pub notifies: usize,
+    /// The document is being fetched from its XCAP server: the watchers are
+    /// re-evaluated when it arrives, after this answer.
+    pub fetching: bool,
 }
 
 pub fn write_frame<W: Write + ?Sized>(w: &mut W, kind: u8, payload: &[u8]) -> io::Result<()> {
@@ -226,5 +249,14 @@ mod tests {
         assert_eq!(j, r#"{"cmd":"ping"}"#);
         let back: Request = serde_json::from_str(&j).unwrap();
         assert_eq!(back, Request::Ping);
+        let j = serde_json::to_string(&Request::RefreshXcapDoc {
+            doc_uri: "/xcap-root/pres-rules/users/sip:a@b/index".into(),
+            port: 8000,
+        })
+        .unwrap();
+        assert_eq!(
+            j,
+            r#"{"cmd":"refresh_xcap_doc","doc_uri":"/xcap-root/pres-rules/users/sip:a@b/index","port":8000}"#
+        );
     }
 }

@@ -2,8 +2,9 @@
 //! a blocking thread (`smol::unblock`): dumps and restores are long, sequential I/O over
 //! the store, which is `Sync`, so they never run on the core loop. Only what must be
 //! ordered with SIP processing goes to the core loop as a [`CoreRequest`]: the dump's
-//! barrier between dialogs and watchers, and a restore's commit (the engine owns the
-//! NOTIFY state, and the restored subscriptions get their NOTIFYs from it).
+//! barrier between dialogs and watchers, a restore's commit (the engine owns the
+//! NOTIFY state, and the restored subscriptions get their NOTIFYs from it), and
+//! OpenSIPS's refresh commands, which become the daemon's own [`Control`] requests.
 
 use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -15,8 +16,9 @@ use serde::Serialize;
 use smol::Async;
 use smol::channel::Sender;
 
-use super::protocol::{self, ERROR, FrameReader, FrameWriter, OK, REQUEST, Request};
+use super::protocol::{self, ERROR, FrameReader, FrameWriter, OK, REQUEST, Refreshed, Request};
 use crate::clock::Clock;
+use crate::daemon::Control;
 use crate::dump::{self, DumpError};
 use crate::store::{Staging, Store, TableCounts};
 
@@ -32,6 +34,12 @@ pub enum CoreRequest {
     },
     /// Engine counters for `status`.
     Status(Sender<serde_json::Value>),
+    /// A refresh command, carried out like the daemon's own control requests; the
+    /// error is a message for the user.
+    Control {
+        request: Control,
+        reply: Sender<Result<Refreshed, String>>,
+    },
 }
 
 /// Binds the control socket at `path`. A file left there by a daemon that died is
@@ -139,6 +147,14 @@ fn handle(
                 &serde_json::json!({ "tables": tables, "size_on_disk": disk, "engine": engine }),
             )
         }
+        Request::RefreshWatchers { presentity, event } => control(
+            &mut out,
+            core,
+            Control::RefreshWatchers { presentity, event },
+        ),
+        Request::RefreshXcapDoc { doc_uri, port } => {
+            control(&mut out, core, Control::RefreshXcapDoc { doc_uri, port })
+        }
         Request::Dump(opts) => {
             let mut frames = FrameWriter::new(&mut out);
             let mut barrier = || {
@@ -184,5 +200,21 @@ fn handle(
                 Err(_) => fail(&mut out, "the daemon stopped during the restore"),
             }
         }
+    }
+}
+
+/// Hands `request` to the core loop and answers with what it did.
+fn control(out: &mut impl Write, core: &Sender<CoreRequest>, request: Control) -> io::Result<()> {
+    let (reply, rx) = smol::channel::bounded(1);
+    if core
+        .send_blocking(CoreRequest::Control { request, reply })
+        .is_err()
+    {
+        return fail(out, "the daemon is stopping");
+    }
+    match rx.recv_blocking() {
+        Ok(Ok(done)) => ok(out, &done),
+        Ok(Err(e)) => fail(out, &e),
+        Err(_) => fail(out, "the daemon stopped before answering"),
     }
 }
