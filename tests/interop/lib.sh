@@ -9,7 +9,11 @@ PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
-    rm -rf "$WORK"
+    if [ -n "${INTEROP_KEEP:-}" ]; then
+        echo "interop: logs and traces kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT
 
@@ -55,7 +59,7 @@ start_presenced() {
     local pid=$!
     PIDS+=("$pid")
     for _ in $(seq 1 100); do
-        if grep -q "listening on" "$WORK/$name/log"; then
+        if grep -qs "listening on" "$WORK/$name/log"; then
             echo "$pid"
             return 0
         fi
@@ -84,6 +88,38 @@ fail() {
         [ -s "$f" ] && { echo "--- $f"; tail -40 "$f"; }
     done
     FAILED=$((FAILED + 1))
+}
+
+# report_checks LABEL FILE [FILE...]: counts the "ok   NAME" / "FAIL NAME: why" lines a
+# checker printed into FILE (the others are shown on failure), as "LABEL: NAME". A NAME
+# in KNOWN_BUGS (NAME -> reason) is an expected failure: it counts as skipped and says
+# why; if it passes, it counts as passed and asks for its KNOWN_BUGS entry to go.
+declare -A KNOWN_BUGS=()
+report_checks() {
+    local label=$1 file=$2; shift 2
+    local line name
+    while IFS= read -r line; do
+        case "$line" in
+            "ok   "*)
+                name=${line#ok   }
+                pass "$label: $name"
+                if [ -n "${KNOWN_BUGS[$name]:-}" ]; then
+                    echo "     ^ was a known bug (${KNOWN_BUGS[$name]}): it passes now, remove it from KNOWN_BUGS"
+                fi
+                ;;
+            "FAIL "*)
+                name=${line#FAIL }
+                name=${name%%: *}
+                if [ -n "${KNOWN_BUGS[$name]:-}" ]; then
+                    echo "xfail $label: ${line#FAIL }"
+                    echo "     known server bug: ${KNOWN_BUGS[$name]}"
+                    SKIPPED=$((SKIPPED + 1))
+                else
+                    fail "$label: ${line#FAIL }" "$@"
+                fi
+                ;;
+        esac
+    done < <(grep -E '^(ok   |FAIL )' "$file")
 }
 
 # write_config NAME LINES...: a TOML file for one presenced instance; prints its path.

@@ -14,7 +14,7 @@ if port_free 5060; then
     (cd "$WORK/default" && RUST_LOG=info exec timeout 600 "$BIN" run >"$WORK/default/log" 2>&1) &
     default_pid=$!
     PIDS+=("$default_pid")
-    for _ in $(seq 1 100); do grep -q "listening on" "$WORK/default/log" && break; sleep 0.1; done
+    for _ in $(seq 1 100); do grep -qs "listening on" "$WORK/default/log" && break; sleep 0.1; done
     run_sipp options-udp-default tests/interop/sipp/options.xml u1 5060
     run_sipp options-tcp-default tests/interop/sipp/options.xml t1 5060
     if [ -d "$WORK/default/presenced.db" ]; then pass default-database-directory
