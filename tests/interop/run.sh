@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Interop suite: real SIP peers (SIPp, pjsua2, baresip; one file each under suites/) against a
-# release build of presenced on 127.0.0.1. Every step is bounded in time and count.
+# Interop suite: real SIP peers (SIPp, pjsua2, baresip; one file each under suites/, see
+# README.md beside this file) against a release build of presenced on 127.0.0.1. Every
+# step is bounded in time and count. Ends with "interop: N passed, M failed, K skipped".
 set -u
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
