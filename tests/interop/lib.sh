@@ -94,7 +94,6 @@ fail() {
 # checker printed into FILE (the others are shown on failure), as "LABEL: NAME". A NAME
 # in KNOWN_BUGS (NAME -> reason) is an expected failure: it counts as skipped and says
 # why; if it passes, it counts as passed and asks for its KNOWN_BUGS entry to go.
-declare -A KNOWN_BUGS=()
 report_checks() {
     local label=$1 file=$2; shift 2
     local line name
@@ -142,13 +141,20 @@ sipp_exec() {
         "$@" "127.0.0.1:$port" >"$WORK/$label.out" 2>&1 </dev/null
 }
 
-# sipp_result LABEL RC: counts a finished SIPp run.
+# sipp_result LABEL RC: counts a finished SIPp run (LABEL may be in KNOWN_BUGS).
 sipp_result() {
+    local reason=${KNOWN_BUGS[$1]:-}
     if [ "$2" -eq 0 ]; then
         pass "$1"
+        [ -n "$reason" ] && echo "     ^ was a known bug ($reason): it passes now, remove it from KNOWN_BUGS"
+    elif [ -n "$reason" ]; then
+        echo "xfail $1"
+        echo "     known server bug: $reason"
+        SKIPPED=$((SKIPPED + 1))
     else
         fail "$1" "$WORK/$1.out" "$WORK/$1.err" "$WORK/$1.log"
     fi
+    return 0
 }
 
 # run_sipp LABEL SCENARIO TRANSPORT(u1|t1) PORT [sipp args...]: one call of one scenario.
@@ -160,3 +166,5 @@ run_sipp() {
 PASSED=0
 FAILED=0
 SKIPPED=0
+# Checks that fail because of a known server bug: check name -> the bug.
+declare -A KNOWN_BUGS=()
