@@ -12,10 +12,6 @@
 # PUBLISH gets 200 with a SIP-ETag.
 
 # Server bugs that make a check fail, by check name (see report_checks in lib.sh).
-PIDF_STANDALONE_BUG='PUBLISH with <?xml ... standalone="no"?> gets 400 "PIDF: not well-formed XML"'
-KNOWN_BUGS["publisher's PUBLISH gets 200 with a SIP-ETag"]=$PIDF_STANDALONE_BUG
-KNOWN_BUGS["watcher sees the publisher open, with baresip's own PIDF <contact>"]=$PIDF_STANDALONE_BUG
-KNOWN_BUGS["watcher sees the publisher closed after it unpublished at exit"]=$PIDF_STANDALONE_BUG
 
 # baresip_dir DIR ACCOUNT-LINE [CONTACT-LINE]: a config directory for one instance.
 baresip_dir() {
