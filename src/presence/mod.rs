@@ -196,17 +196,24 @@ impl Engine {
         }
     }
 
-    /// Clamps a requested expiry to the configured range and the package's own cap;
-    /// `Err` carries the 423 answer.
-    fn clamp_expires(
-        &self,
-        requested: Option<u32>,
-        package: &dyn EventPackage,
-    ) -> Result<u32, u32> {
+    /// The expiry a PUBLISH or SUBSCRIBE gets: its Expires (or the package default)
+    /// within the configured range and the package's own cap. `Err` is the answer to
+    /// send instead: 400 for a malformed Expires, 423 with Min-Expires for a short one.
+    fn expires_for(&self, req: &Request, package: &dyn EventPackage) -> Result<u32, Response> {
+        let Ok(requested) = req.headers.expires() else {
+            return Err(Response::for_request(
+                req,
+                400,
+                Some("Bad Request - malformed Expires"),
+            ));
+        };
         let e = requested.unwrap_or(package.default_expires());
         // RFC 3903 §6 step 5, RFC 6665 §4.2.1.1: too short → 423 with Min-Expires.
         if e != 0 && e < self.config.min_expires {
-            return Err(self.config.min_expires);
+            let mut r = Response::for_request(req, 423, None);
+            r.headers
+                .push("Min-Expires", self.config.min_expires.to_string());
+            return Err(r);
         }
         let max = package
             .max_expires()

@@ -61,17 +61,9 @@ impl Engine {
                 return done(r);
             }
         }
-        let requested = match req.headers.expires() {
+        let expires = match self.expires_for(req, package.as_ref()) {
             Ok(e) => e,
-            Err(_) => return done(reply(400, Some("Bad Request - malformed Expires"))),
-        };
-        let expires = match self.clamp_expires(requested, package.as_ref()) {
-            Ok(e) => e,
-            Err(min) => {
-                let mut r = reply(423, None);
-                r.headers.push("Min-Expires", min.to_string());
-                return done(r);
-            }
+            Err(r) => return done(r),
         };
         let (Ok(from), Ok(to), Ok(call_id), Ok(cseq)) = (
             req.headers.from(),
