@@ -185,6 +185,20 @@ impl<R: Read> Reader<R> {
     }
 
     /// The next byte, which must exist.
+    /// After an item of a parenthesised list: `,` means another item follows, `)` ends
+    /// the list, anything else is a syntax error naming the list.
+    fn more_in_list(&mut self, what: &'static str, place: &str) -> Result<bool, ReadError> {
+        self.trivia()?;
+        match self.need(what)? {
+            b',' => Ok(true),
+            b')' => Ok(false),
+            b => err(
+                self.line,
+                ReadErrorKind::Syntax(format!("unexpected '{}' in {place}", b.escape_ascii())),
+            ),
+        }
+    }
+
     fn need(&mut self, what: &'static str) -> Result<u8, ReadError> {
         match self.bump()? {
             Some(b) => Ok(b),
@@ -567,19 +581,8 @@ impl<R: Read> Reader<R> {
             let mut cols = Vec::new();
             loop {
                 cols.push(self.ident()?);
-                self.trivia()?;
-                match self.need("a column list")? {
-                    b',' => continue,
-                    b')' => break,
-                    b => {
-                        return err(
-                            self.line,
-                            ReadErrorKind::Syntax(format!(
-                                "unexpected '{}' in column list",
-                                b.escape_ascii()
-                            )),
-                        );
-                    }
+                if !self.more_in_list("a column list", "column list")? {
+                    break;
                 }
             }
             columns = Some(cols);
@@ -631,19 +634,8 @@ impl<R: Read> Reader<R> {
         } else {
             loop {
                 out.push(self.value(line)?);
-                self.trivia()?;
-                match self.need("a row")? {
-                    b',' => continue,
-                    b')' => break,
-                    b => {
-                        return err(
-                            self.line,
-                            ReadErrorKind::Syntax(format!(
-                                "unexpected '{}' in a row",
-                                b.escape_ascii()
-                            )),
-                        );
-                    }
+                if !self.more_in_list("a row", "a row")? {
+                    break;
                 }
             }
         }
