@@ -62,7 +62,9 @@ impl Engine {
             if batch.is_empty() {
                 break;
             }
-            let before = subscriptions;
+            // Each handled dialog leaves the store; if none did (a store error), stop
+            // rather than meet the same rows again forever.
+            let before = self.store.dialogs_count();
             for d in batch {
                 subscriptions += 1;
                 match self.package_for_key(&d.event) {
@@ -76,7 +78,8 @@ impl Engine {
                     None => self.forget_dialog(&d, "timeout", now),
                 }
             }
-            if subscriptions == before {
+            if self.store.dialogs_count() >= before {
+                warn!("sweep: expired subscriptions could not be removed; retrying next period");
                 break;
             }
         }
