@@ -275,6 +275,8 @@ impl Store {
         if self.counts()?.total() != 0 {
             return Ok(None);
         }
+        // Pending removals must not land on top of the loaded rows.
+        self.inner.drain()?;
         let db = &self.inner.db;
         Ok(Some(BulkLoad {
             store: self.clone(),

@@ -9,11 +9,13 @@
 //! any crash.
 //!
 //! Durability ([`StoreOptions::sync_always`]):
-//! - `always`: every write method flushes before it returns, so a reply sent after it
-//!   describes state that survives `kill -9` or power loss.
-//! - `periodic`: the daemon calls [`Store::flush`] (or [`Store::flush_async`]) on a timer
-//!   of N ms; sled also flushes in the background every 500 ms. A crash loses at most the
-//!   writes since the last completed flush.
+//! - `always`: every write goes straight to sled and every write method flushes before
+//!   it returns, so a reply sent after it describes state that survives `kill -9` or
+//!   power loss.
+//! - `periodic`: writes are write-behind ([`overlay`]): they are visible to every read at
+//!   once and reach sled when the daemon calls [`Store::flush`] on a timer of N ms (or
+//!   sooner, when many are pending). A crash loses at most the writes since the last
+//!   completed flush; dropping the store drains and flushes.
 //!
 //! Cross-table write order (sled transactions across trees are avoided, see [`table`]),
 //! chosen so that what a crash can leave half-done is either harmless or re-derivable:
@@ -34,6 +36,7 @@
 mod bulk;
 mod error;
 pub mod keys;
+mod overlay;
 pub mod records;
 mod repair;
 mod table;
@@ -55,7 +58,8 @@ use table::{Record, Table};
 pub struct StoreOptions {
     /// sled's page cache in bytes. sled's own default is 1 GiB; a router wants tens of MiB.
     pub cache_capacity: u64,
-    /// Flush before every write returns (`sync = "always"`).
+    /// Flush before every write returns (`sync = "always"`); otherwise writes are
+    /// write-behind until [`Store::flush`].
     pub sync_always: bool,
 }
 
@@ -165,17 +169,44 @@ impl Record for Watcher {
     }
 }
 
+impl Inner {
+    /// Drain order follows the cross-table write order above: dialogs before watchers
+    /// rows.
+    fn tables(&self) -> [&Table; 4] {
+        [&self.dialogs, &self.watchers, &self.presentity, &self.xcap]
+    }
+
+    fn drain(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for t in self.tables() {
+            n += t.drain()?;
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for Inner {
+    /// Nothing written is lost by dropping the last handle without a flush.
+    fn drop(&mut self) {
+        let drained = self.drain().and_then(|_| Ok(self.db.flush()?));
+        if let Err(e) = drained {
+            log::error!("store: writes lost at close: {e}");
+        }
+    }
+}
+
 impl Store {
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(opts.cache_capacity)
             .open()?;
+        let behind = !opts.sync_always;
         let inner = Inner {
-            presentity: Table::open(&db, "presentity")?,
-            dialogs: Table::open(&db, "active_watchers")?,
-            watchers: Table::open(&db, "watchers")?,
-            xcap: Table::open(&db, "xcap")?,
+            presentity: Table::open(&db, "presentity", behind)?,
+            dialogs: Table::open(&db, "active_watchers", behind)?,
+            watchers: Table::open(&db, "watchers", behind)?,
+            xcap: Table::open(&db, "xcap", behind)?,
             db,
             sync_always: opts.sync_always,
         };
@@ -184,17 +215,26 @@ impl Store {
         })
     }
 
-    /// Makes every completed write durable. Can take long after a burst of writes: keep it
-    /// off the reactor.
+    /// Makes every completed write durable: drains the write-behind operations into
+    /// sled, then flushes sled. Can take long after a burst of writes: keep it off the
+    /// reactor.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.drain()?;
         self.inner.db.flush()?;
         Ok(())
     }
 
-    /// [`Store::flush`] on sled's own thread pool; usable from any executor.
+    /// [`Store::flush`] with sled's flush on its own thread pool; usable from any
+    /// executor (the drain still runs on the caller's thread).
     pub async fn flush_async(&self) -> Result<(), StoreError> {
+        self.inner.drain()?;
         self.inner.db.flush_async().await?;
         Ok(())
+    }
+
+    /// Bytes of write-behind operations not yet in sled.
+    pub fn pending_bytes(&self) -> usize {
+        self.inner.tables().iter().map(|t| t.pending_bytes()).sum()
     }
 
     /// A number larger than any this database returned before, across restarts (sled's

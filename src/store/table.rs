@@ -3,12 +3,17 @@
 //! Multi-tree transactions are avoided on purpose: sled 0.34 can deadlock in them
 //! (spacejam/sled#1412).
 //!
+//! With write-behind (`sync = "periodic"`, see [`super::overlay`]) the batch goes to the
+//! table's pending map instead and reaches the tree at the next drain; every read here
+//! looks through that map first.
+//!
 //! Concurrency: writes to one table are serialised by a mutex held across "read the old
 //! row, apply the batch", so index entries never go stale even with many writer threads;
 //! reads take no lock and see either the old or the new row with its index entries.
 
 use super::StoreError;
 use super::keys::{self, BY_WATCHER, DIALOG, EXPIRY, ROW};
+use super::overlay::{Merged, Ops, Overlay};
 use super::records::{self, DecodeError};
 use log::{error, warn};
 use serde::{Serialize, de::DeserializeOwned};
@@ -63,15 +68,25 @@ pub(super) struct Reindexed {
     pub unreadable: usize,
 }
 
+/// Pending writes beyond this many bytes are drained by the writer itself instead of
+/// waiting for the next flush: memory stays bounded under any write rate.
+const DRAIN_AT_BYTES: usize = 16 * 1024 * 1024;
+
 pub(super) struct Table {
     name: &'static str,
     tree: sled::Tree,
     writes: Mutex<()>,
     rows: AtomicU64,
+    /// Write-behind; `None` writes every batch through at once.
+    overlay: Option<Overlay>,
 }
 
 impl Table {
-    pub fn open(db: &sled::Db, name: &'static str) -> Result<Table, StoreError> {
+    pub fn open(
+        db: &sled::Db,
+        name: &'static str,
+        write_behind: bool,
+    ) -> Result<Table, StoreError> {
         let tree = db.open_tree(name)?;
         let mut rows = 0;
         for entry in tree.scan_prefix([ROW]) {
@@ -83,12 +98,70 @@ impl Table {
             tree,
             writes: Mutex::new(()),
             rows: AtomicU64::new(rows),
+            overlay: write_behind.then(Overlay::default),
         })
     }
 
-    /// The tree itself, for bulk loading (which keeps the same key layout).
-    pub fn tree(&self) -> &sled::Tree {
-        &self.tree
+    /// The tree itself, for bulk loading (which keeps the same key layout), after the
+    /// pending writes have reached it.
+    pub fn tree(&self) -> Result<&sled::Tree, StoreError> {
+        self.drain()?;
+        Ok(&self.tree)
+    }
+
+    /// Writes the pending operations to the tree; returns how many.
+    pub fn drain(&self) -> Result<usize, StoreError> {
+        match &self.overlay {
+            Some(o) => Ok(o.drain(&self.tree)?),
+            None => Ok(0),
+        }
+    }
+
+    /// Bytes of writes waiting for the next drain.
+    pub fn pending_bytes(&self) -> usize {
+        self.overlay.as_ref().map_or(0, Overlay::bytes)
+    }
+
+    /// The current value of `key`: pending writes first, then the tree.
+    fn read(&self, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        if let Some(o) = &self.overlay
+            && let Some(pending) = o.get(key)
+        {
+            return Ok(pending);
+        }
+        Ok(self.tree.get(key)?)
+    }
+
+    /// Entries under `prefix`, pending writes laid over the tree.
+    fn scan_raw(&self, prefix: Vec<u8>) -> Merged {
+        let pending = self
+            .overlay
+            .as_ref()
+            .map(|o| o.range(&prefix))
+            .unwrap_or_default();
+        Merged::new(self.tree.scan_prefix(prefix), pending)
+    }
+
+    /// Applies one row's operations: atomically to the tree, or to the pending map.
+    fn commit(&self, ops: Ops) -> Result<(), StoreError> {
+        match &self.overlay {
+            Some(o) => {
+                if o.extend(ops) > DRAIN_AT_BYTES {
+                    o.drain(&self.tree)?;
+                }
+            }
+            None => {
+                let mut batch = Batch::default();
+                for (k, v) in ops {
+                    match v {
+                        Some(v) => batch.insert(k, v),
+                        None => batch.remove(k),
+                    }
+                }
+                self.tree.apply_batch(batch)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> u64 {
@@ -116,7 +189,7 @@ impl Table {
     }
 
     pub fn get<R: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
-        match self.tree.get(key)? {
+        match self.read(key)? {
             Some(bytes) => self.decode(key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -125,7 +198,7 @@ impl Table {
     /// The row keys that index entries under `prefix` point at.
     pub fn pointed(&self, prefix: Vec<u8>) -> Result<Vec<IVec>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.tree.scan_prefix(prefix) {
+        for entry in self.scan_raw(prefix) {
             out.push(entry?.1);
         }
         Ok(out)
@@ -133,7 +206,7 @@ impl Table {
 
     /// The row key a dialog index entry points at.
     pub fn lookup(&self, dialog_key: &[u8]) -> Result<Option<IVec>, StoreError> {
-        Ok(self.tree.get(dialog_key)?)
+        self.read(dialog_key)
     }
 
     /// Queues removal of the index entries an existing row owns. A pointer entry is only
@@ -142,7 +215,7 @@ impl Table {
         &self,
         key: &[u8],
         bytes: &[u8],
-        batch: &mut Batch,
+        batch: &mut Ops,
     ) -> Result<(), StoreError> {
         let old: R = match self.decode(key, bytes) {
             Ok(old) => old,
@@ -153,8 +226,8 @@ impl Table {
             }
         };
         for (entry, value) in index_entries(&old, key)? {
-            if value.is_empty() || self.tree.get(&entry)?.is_some_and(|v| v == value) {
-                batch.remove(entry);
+            if value.is_empty() || self.read(&entry)?.is_some_and(|v| v == value) {
+                batch.insert(entry, None);
             }
         }
         Ok(())
@@ -168,8 +241,8 @@ impl Table {
         let entries = index_entries(rec, &key)?;
         let _guard = self.lock();
         // Removals go in first: a batch is a map, so a later insert of the same key wins.
-        let mut batch = Batch::default();
-        let existed = self.tree.get(&key)?;
+        let mut batch = Ops::new();
+        let existed = self.read(&key)?;
         // The common rewrite (a NOTIFY's CSeq, a refresh at the same expiry) leaves every
         // index entry as it was: then only the row is written.
         let unchanged = match &existed {
@@ -188,21 +261,21 @@ impl Table {
         // A row rewritten under its own key keeps its dialog key (the key contains it).
         if existed.is_none()
             && let Some(dkey) = rec.dialog_key()?
-            && let Some(prev) = self.tree.get(&dkey)?
+            && let Some(prev) = self.read(&dkey)?
             && prev != key
-            && let Some(bytes) = self.tree.get(&prev)?
+            && let Some(bytes) = self.read(&prev)?
         {
             self.unindex::<R>(&prev, &bytes, &mut batch)?;
-            batch.remove(prev.clone());
+            batch.insert(prev.to_vec(), None);
             displaced = Some(prev);
         }
         if !unchanged {
             for (entry, v) in entries {
-                batch.insert(entry, v);
+                batch.insert(entry, Some(IVec::from(v)));
             }
         }
-        batch.insert(key, value);
-        self.tree.apply_batch(batch)?;
+        batch.insert(key, Some(IVec::from(value)));
+        self.commit(batch)?;
         match (existed.is_some(), displaced.is_some()) {
             (false, false) => self.rows.fetch_add(1, Ordering::Relaxed),
             (true, true) => self.rows.fetch_sub(1, Ordering::Relaxed),
@@ -215,13 +288,13 @@ impl Table {
     /// too (the caller asked for it gone) and reported as absent.
     pub fn delete<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
         let _guard = self.lock();
-        let Some(bytes) = self.tree.get(key)? else {
+        let Some(bytes) = self.read(key)? else {
             return Ok(None);
         };
-        let mut batch = Batch::default();
+        let mut batch = Ops::new();
         self.unindex::<R>(key, &bytes, &mut batch)?;
-        batch.remove(key);
-        self.tree.apply_batch(batch)?;
+        batch.insert(key.to_vec(), None);
+        self.commit(batch)?;
         self.rows.fetch_sub(1, Ordering::Relaxed);
         Ok(self.decode(key, &bytes).ok())
     }
@@ -232,7 +305,7 @@ impl Table {
         prefix: Vec<u8>,
     ) -> impl Iterator<Item = Result<R, StoreError>> + use<R> {
         let name = self.name;
-        self.tree.scan_prefix(prefix).map(move |entry| {
+        self.scan_raw(prefix).map(move |entry| {
             let (key, bytes) = entry?;
             records::decode(&bytes).map_err(|why| StoreError::Corrupt {
                 tree: name,
@@ -263,7 +336,7 @@ impl Table {
         if limit == 0 {
             return Ok(out);
         }
-        for entry in self.tree.scan_prefix([EXPIRY]) {
+        for entry in self.scan_raw(vec![EXPIRY]) {
             let (entry, _) = entry?;
             let Some((when, row_key)) = keys::parse_expiry(&entry) else {
                 warn!("{}: malformed expiry entry {entry:?}", self.name);
@@ -272,7 +345,7 @@ impl Table {
             if when > now {
                 break;
             }
-            let Some(bytes) = self.tree.get(row_key)? else {
+            let Some(bytes) = self.read(row_key)? else {
                 continue;
             };
             match self.decode::<R>(row_key, &bytes) {
@@ -292,6 +365,7 @@ impl Table {
     /// unknown entries are left alone (a newer version may be able to read them).
     pub fn reindex<R: Record>(&self) -> Result<Reindexed, StoreError> {
         let _guard = self.lock();
+        self.drain()?;
         let mut report = Reindexed::default();
         let mut batch = Batch::default();
         for entry in self.tree.iter() {
@@ -343,16 +417,19 @@ impl Table {
 
     #[cfg(test)]
     pub fn raw_insert(&self, key: &[u8], value: &[u8]) {
+        self.drain().unwrap();
         self.tree.insert(key, value).unwrap();
     }
 
     #[cfg(test)]
     pub fn raw_remove(&self, key: &[u8]) {
+        self.drain().unwrap();
         self.tree.remove(key).unwrap();
     }
 
     #[cfg(test)]
     pub fn raw_len(&self) -> usize {
+        self.drain().unwrap();
         self.tree.len()
     }
 }

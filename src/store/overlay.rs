@@ -1,0 +1,288 @@
+//! Write-behind for `sync = "periodic"`: a table's writes land in an in-memory map of
+//! pending key operations and reach sled when the store is drained (every flush period,
+//! or at once when the map grows past a bound). The core loop then never waits on sled's
+//! write path or its I/O stalls, and a key written many times between two drains (a
+//! dialog's CSeq, a publication modified and removed) costs sled one write, or none.
+//!
+//! Reads look at the pending map first, then at the tree, so callers see their own
+//! writes at once. A drain moves the whole map aside (still visible to readers), writes
+//! it key by key, then forgets it: a reader finds a key either in the map or, after
+//! the map is forgotten, in the tree, never in neither. Key-by-key writes keep sled's
+//! global batch lock (which stalls every reader) out of the picture; a crash in the
+//! middle of a drain can split a row from its index entries, which [`Store::repair`]
+//! (run before serving) puts back together.
+//!
+//! [`Store::repair`]: super::Store::repair
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sled::IVec;
+
+/// Key operations in key order; `None` removes the key. Later operations replace earlier
+/// ones, as in a sled batch.
+pub(super) type Ops = BTreeMap<Vec<u8>, Option<IVec>>;
+
+/// Bytes held for one pending operation besides its key and value (map node, IVec).
+const OP_OVERHEAD: usize = 64;
+
+#[derive(Default)]
+pub(super) struct Overlay {
+    state: Mutex<State>,
+    /// One drain at a time per table.
+    draining: Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Written since the last drain began.
+    active: Ops,
+    /// Being written to the tree by the running drain; still authoritative for reads.
+    flushing: Arc<Ops>,
+    /// Approximate memory held by `active`.
+    bytes: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section below leaves the maps consistent at each step, so a panic
+    // elsewhere cannot have left them half-changed.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Overlay {
+    /// The pending state of `key`: `Some(None)` if it is pending removal, `None` if only
+    /// the tree knows.
+    pub fn get(&self, key: &[u8]) -> Option<Option<IVec>> {
+        let st = lock(&self.state);
+        st.active.get(key).or_else(|| st.flushing.get(key)).cloned()
+    }
+
+    /// Queues `ops`; returns the bytes now pending.
+    pub fn extend(&self, ops: Ops) -> usize {
+        let mut st = lock(&self.state);
+        for (k, v) in ops {
+            let size = k.len() + v.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD;
+            if let Some(old) = st.active.insert(k, v) {
+                st.bytes = st
+                    .bytes
+                    .saturating_sub(old.map_or(0, |v| v.len()) + OP_OVERHEAD);
+                st.bytes += size - OP_OVERHEAD;
+            } else {
+                st.bytes += size;
+            }
+        }
+        st.bytes
+    }
+
+    pub fn bytes(&self) -> usize {
+        lock(&self.state).bytes
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        let st = lock(&self.state);
+        st.active.is_empty() && st.flushing.is_empty()
+    }
+
+    /// The pending operations on keys starting with `prefix`, in key order (what a scan
+    /// merges over the tree).
+    pub fn range(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Option<IVec>)> {
+        let st = lock(&self.state);
+        if st.active.is_empty() && st.flushing.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Ops = BTreeMap::new();
+        for map in [&*st.flushing, &st.active] {
+            let range = map.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded));
+            for (k, v) in range.take_while(|(k, _)| k.starts_with(prefix)) {
+                // `active` comes second: its newer operation replaces the flushing one.
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Writes every pending operation to `tree`. Returns how many were written. On an
+    /// error the operations not yet superseded stay pending for the next drain.
+    pub fn drain(&self, tree: &sled::Tree) -> Result<usize, sled::Error> {
+        let _one = lock(&self.draining);
+        let batch = {
+            let mut st = lock(&self.state);
+            if st.active.is_empty() {
+                return Ok(0);
+            }
+            let taken = std::mem::take(&mut st.active);
+            st.bytes = 0;
+            st.flushing = Arc::new(taken);
+            st.flushing.clone()
+        };
+        let written = write_all(tree, &batch);
+        drop(batch);
+        let mut st = lock(&self.state);
+        let flushed = std::mem::take(&mut st.flushing);
+        match written {
+            Ok(()) => Ok(flushed.len()),
+            Err(e) => {
+                let flushed = Arc::try_unwrap(flushed).unwrap_or_else(|shared| (*shared).clone());
+                for (k, v) in flushed {
+                    if !st.active.contains_key(&k) {
+                        st.bytes += k.len() + v.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD;
+                        st.active.insert(k, v);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn write_all(tree: &sled::Tree, ops: &Ops) -> Result<(), sled::Error> {
+    for (k, v) in ops {
+        match v {
+            Some(v) => tree.insert(k.as_slice(), v.clone())?,
+            None => tree.remove(k.as_slice())?,
+        };
+    }
+    Ok(())
+}
+
+/// A prefix scan of the tree with the pending operations laid over it.
+pub(super) struct Merged {
+    tree: std::iter::Peekable<sled::Iter>,
+    pending: std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<IVec>)>>,
+}
+
+impl Merged {
+    pub fn new(tree: sled::Iter, pending: Vec<(Vec<u8>, Option<IVec>)>) -> Merged {
+        Merged {
+            tree: tree.peekable(),
+            pending: pending.into_iter().peekable(),
+        }
+    }
+}
+
+impl Iterator for Merged {
+    type Item = Result<(IVec, IVec), sled::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let take_pending = match (self.tree.peek(), self.pending.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)), _) => return self.tree.next(),
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some(Ok((tk, _))), Some((pk, _))) => {
+                    if tk.as_ref() == pk.as_slice() {
+                        // The pending operation is newer than the tree's value.
+                        self.tree.next();
+                        true
+                    } else {
+                        pk.as_slice() < tk.as_ref()
+                    }
+                }
+            };
+            if !take_pending {
+                return self.tree.next();
+            }
+            match self.pending.next() {
+                Some((k, Some(v))) => return Some(Ok((IVec::from(k), v))),
+                // Pending removal: hidden.
+                Some((_, None)) => continue,
+                None => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> (sled::Db, sled::Tree) {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = db.open_tree("t").unwrap();
+        (db, t)
+    }
+
+    fn ops(list: &[(&str, Option<&str>)]) -> Ops {
+        list.iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| IVec::from(v.as_bytes()))))
+            .collect()
+    }
+
+    fn scan(o: &Overlay, t: &sled::Tree, prefix: &str) -> Vec<(String, String)> {
+        Merged::new(t.scan_prefix(prefix), o.range(prefix.as_bytes()))
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (
+                    String::from_utf8(k.to_vec()).unwrap(),
+                    String::from_utf8(v.to_vec()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pending_operations_shadow_the_tree_until_drained() {
+        let (_db, t) = tree();
+        t.insert("a1", "old").unwrap();
+        t.insert("a2", "gone").unwrap();
+        t.insert("b1", "other").unwrap();
+        let o = Overlay::default();
+        o.extend(ops(&[
+            ("a1", Some("new")),
+            ("a2", None),
+            ("a3", Some("added")),
+        ]));
+        assert_eq!(o.get(b"a1"), Some(Some(IVec::from("new"))));
+        assert_eq!(o.get(b"a2"), Some(None));
+        assert_eq!(o.get(b"b1"), None);
+        let want = vec![("a1".into(), "new".into()), ("a3".into(), "added".into())];
+        assert_eq!(scan(&o, &t, "a"), want);
+        // The tree is untouched until the drain.
+        assert_eq!(t.get("a1").unwrap(), Some(IVec::from("old")));
+
+        assert_eq!(o.drain(&t).unwrap(), 3);
+        assert!(o.is_empty());
+        assert_eq!(o.bytes(), 0);
+        assert_eq!(scan(&o, &t, "a"), want);
+        assert_eq!(t.get("a2").unwrap(), None);
+        assert_eq!(scan(&o, &t, "b"), vec![("b1".into(), "other".into())]);
+    }
+
+    #[test]
+    fn repeated_writes_to_a_key_coalesce() {
+        let (_db, t) = tree();
+        let o = Overlay::default();
+        for i in 0..100 {
+            o.extend(ops(&[("k", Some(&format!("v{i}")))]));
+        }
+        o.extend(ops(&[("tmp", Some("x"))]));
+        o.extend(ops(&[("tmp", None)]));
+        let pending = o.bytes();
+        assert!(pending < 3 * (OP_OVERHEAD + 8), "{pending}");
+        assert_eq!(o.drain(&t).unwrap(), 2);
+        assert_eq!(t.get("k").unwrap(), Some(IVec::from("v99")));
+        assert_eq!(t.get("tmp").unwrap(), None);
+        assert_eq!(o.drain(&t).unwrap(), 0);
+    }
+
+    #[test]
+    fn merged_scan_interleaves_and_respects_the_prefix() {
+        let (_db, t) = tree();
+        for k in ["p1", "p3", "p5", "q1"] {
+            t.insert(k, k).unwrap();
+        }
+        let o = Overlay::default();
+        o.extend(ops(&[
+            ("p0", Some("p0")),
+            ("p4", Some("p4")),
+            ("p5", None),
+            ("p6", Some("p6")),
+            ("q0", Some("q0")),
+        ]));
+        let keys: Vec<String> = scan(&o, &t, "p").into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["p0", "p1", "p3", "p4", "p6"]);
+    }
+}
