@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -389,8 +390,11 @@ fn options_allow_events_lists_exactly_the_registered_packages() {
 // ---- a package defined only here -----------------------------------------------------
 
 /// `x-tally`: each source publishes a count; watchers get the sum and their NOTIFY
-/// number. Nothing in the engine knows this event.
-struct Tally;
+/// number. Nothing in the engine knows this event. Counts its aggregations.
+#[derive(Default)]
+struct Tally {
+    aggregations: Arc<AtomicUsize>,
+}
 
 impl EventPackage for Tally {
     fn name(&self) -> &str {
@@ -410,6 +414,7 @@ impl EventPackage for Tally {
             .ok_or_else(|| BodyError("not a count".into()))
     }
     fn aggregate(&self, _resource: &str, bodies: &[&[u8]]) -> Vec<u8> {
+        self.aggregations.fetch_add(1, Ordering::SeqCst);
         let sum: u64 = bodies
             .iter()
             .filter_map(|b| std::str::from_utf8(b).ok()?.trim().parse::<u64>().ok())
@@ -429,25 +434,64 @@ impl EventPackage for Tally {
     }
 }
 
-fn start_with_tally() -> TestServer {
+fn start_with_tally() -> (TestServer, Arc<AtomicUsize>) {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(&dir);
+    let tally = Tally::default();
+    let aggregations = tally.aggregations.clone();
     let handle = presenced::daemon::start_with_packages(
         config,
         Arc::new(SystemClock),
-        vec![Arc::new(Tally)],
+        vec![Arc::new(tally)],
     )
     .expect("daemon starts");
-    TestServer {
+    let srv = TestServer {
         handle,
         dir,
         clock: None,
+    };
+    (srv, aggregations)
+}
+
+fn publish_tally(ua: &mut Ua, to: &str, body: &str) -> presenced::sip::message::Response {
+    ua.publish_raw(
+        to,
+        "x-tally",
+        None,
+        Some(60),
+        Some(("text/x-tally", body)),
+        "",
+    )
+}
+
+#[test]
+fn one_change_is_aggregated_once_for_all_watchers_and_not_at_all_without_watchers() {
+    let (srv, aggregations) = start_with_tally();
+    let mut watchers: Vec<Ua> = (0..3)
+        .map(|i| Ua::new(srv.udp(), &format!("w{i}")))
+        .collect();
+    for w in &mut watchers {
+        assert_eq!(w.subscribe(ALICE, "x-tally", Some(60), "").0.status, 200);
+        assert_eq!(body_str(&w.expect_notify()), "0 #0");
     }
+    let mut publisher = Ua::new(srv.udp(), "counter");
+
+    let before = aggregations.load(Ordering::SeqCst);
+    assert_eq!(publish_tally(&mut publisher, ALICE, "7").status, 200);
+    for w in &mut watchers {
+        assert_eq!(body_str(&w.expect_notify()), "7 #1");
+    }
+    assert_eq!(aggregations.load(Ordering::SeqCst) - before, 1);
+
+    let before = aggregations.load(Ordering::SeqCst);
+    let r = publish_tally(&mut publisher, "sip:nobody@example.com", "4");
+    assert_eq!(r.status, 200);
+    assert_eq!(aggregations.load(Ordering::SeqCst), before);
 }
 
 #[test]
 fn a_package_defined_in_the_test_works_end_to_end_without_engine_changes() {
-    let srv = start_with_tally();
+    let (srv, _) = start_with_tally();
     let mut a = Ua::new(srv.udp(), "counter-a");
     let mut b = Ua::new(srv.udp(), "counter-b");
     let mut bob = Ua::new(srv.udp(), "bob");

@@ -216,17 +216,26 @@ def main():
     ap.add_argument("--duration", type=int, default=30)
     ap.add_argument("--quick", action="store_true", help="10 s runs, 10,000 subscriptions")
     ap.add_argument("--only", default="publish,subscribe,fanout,memory")
+    ap.add_argument("--rates", action="append", default=[], metavar="NAME=R1,R2,…",
+                    help="SIPp call rates to try, highest first, for publish, subscribe or fanout "
+                         "(publish calls are 3 PUBLISHes, subscribe calls 2 SUBSCRIBE+NOTIFY, "
+                         "fanout calls 3 PUBLISHes × 10 NOTIFYs)")
     a = ap.parse_args()
+    rates = {"publish": [7000, 6000, 5000, 4000, 3000, 2000, 1000],
+             "subscribe": [6000, 5000, 4000, 3000, 2000, 1000],
+             "fanout": [1500, 1200, 1000, 800, 600, 400, 200]}
+    for r in a.rates:
+        name, _, values = r.partition("=")
+        rates[name] = [int(v) for v in values.split(",")]
     duration = 10 if a.quick else a.duration
     only = a.only.split(",")
     results = []
     if "publish" in only:
-        run_rate_search("PUBLISH/s", "publish.xml", 3, [2000, 1500, 1000, 700, 500], duration, results)
+        run_rate_search("PUBLISH/s", "publish.xml", 3, rates["publish"], duration, results)
     if "subscribe" in only:
-        run_rate_search("SUBSCRIBE+NOTIFY/s", "subscribe.xml", 2, [2500, 2000, 1500, 1000, 500],
-                        duration, results)
+        run_rate_search("SUBSCRIBE+NOTIFY/s", "subscribe.xml", 2, rates["subscribe"], duration, results)
     if "fanout" in only:
-        fanout(duration, [400, 300, 200, 100], results)
+        fanout(duration, rates["fanout"], results)
     print("| measure | sustained | p50 ms | p99 ms | run s | server counters |")
     print("|---|---|---|---|---|---|")
     for name, rate, p50, p99, secs, counters in results:

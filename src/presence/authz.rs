@@ -130,8 +130,6 @@ impl Engine {
         package: &dyn EventPackage,
         now: u64,
     ) -> Vec<Outgoing> {
-        let state = self.current_state(presentity, package, now);
-        let policy = self.policy_for(presentity, package, state.as_deref().map(|b| b.as_slice()));
         let event = Registry::event_key(package);
         let dialogs = match self.store.dialogs_for(presentity, &event) {
             Ok(d) => d,
@@ -140,6 +138,13 @@ impl Engine {
                 return Vec::new();
             }
         };
+        // Nobody to tell: the aggregate would be built for nothing (the common case for
+        // a device publishing before anyone watches it).
+        if dialogs.iter().all(|d| d.expires <= now) {
+            return Vec::new();
+        }
+        let state = self.current_state(presentity, package, now);
+        let policy = self.policy_for(presentity, package, state.as_deref().map(|b| b.as_slice()));
         let mut cache = BodyCache::new();
         let mut out = Vec::new();
         for d in dialogs {
