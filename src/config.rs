@@ -77,7 +77,7 @@ pub struct Config {
     pub sync: SyncMode,
     /// Milliseconds between flushes in periodic mode. Default 500.
     pub sync_period_ms: u64,
-    /// sled page cache size in bytes. Default 16 MiB.
+    /// sled page cache size in bytes. Default 8 MiB.
     pub cache_capacity: u64,
     /// Largest SIP message accepted, in bytes. Default 65535.
     pub max_message_size: usize,
@@ -129,7 +129,7 @@ impl Default for Config {
             watchers_retention_days: 3,
             sync: SyncMode::Periodic,
             sync_period_ms: 500,
-            cache_capacity: 16 * 1024 * 1024,
+            cache_capacity: 8 * 1024 * 1024,
             max_message_size: 65535,
             max_body_size: 32768,
             max_connections: 1024,
@@ -1116,7 +1116,7 @@ mod tests {
         assert!(cfg.mwi_owner_only);
         assert!(cfg.xcap_server.is_empty());
         assert_eq!((cfg.sync, cfg.sync_period_ms), (SyncMode::Periodic, 500));
-        assert_eq!(cfg.cache_capacity, 16 * 1024 * 1024);
+        assert_eq!(cfg.cache_capacity, 8 * 1024 * 1024);
         assert_eq!((cfg.max_message_size, cfg.max_body_size), (65535, 32768));
         assert_eq!((cfg.max_connections, cfg.tcp_idle_timeout), (1024, 300));
         assert_eq!(

@@ -296,6 +296,7 @@ async fn serve(
     let mut next_sweep = clock.now();
     let mut next_flush = clock.now() + flush_period;
     let flushing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut next_housekeeping = clock.now() + HOUSEKEEPING_PERIOD;
 
     loop {
         let now = clock.now();
@@ -308,6 +309,13 @@ async fn serve(
             core.server.sweep(now, clock.unix_now());
             core.prune_outboxes(Duration::from_secs(config.tcp_idle_timeout));
             next_sweep = now + clean_period;
+        }
+        if now >= next_housekeeping {
+            core.server.engine_mut().release_idle_capacity();
+            // Freed heap goes back to the system off the core loop.
+            ex.spawn(smol::unblock(crate::memory::release_free_heap))
+                .detach();
+            next_housekeeping = now + HOUSEKEEPING_PERIOD;
         }
         if now >= next_flush {
             // Periodic sync: flush off the reactor, one flush at a time.
@@ -325,7 +333,7 @@ async fn serve(
             next_flush = now + flush_period;
         }
         core.drain_outputs().await;
-        let mut wake = Some(next_sweep.min(next_flush));
+        let mut wake = Some(next_sweep.min(next_flush).min(next_housekeeping));
         if let Some(t) = core.server.poll_timeout() {
             wake = wake.map(|w| w.min(t));
         }
@@ -432,6 +440,9 @@ async fn serve(
 
 /// Events handled per wake-up before timers and sweeps get their turn.
 const EVENT_BATCH: usize = 256;
+
+/// How often idle table capacity and free heap are handed back to the system.
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(10);
 
 enum Step {
     Event(Event),

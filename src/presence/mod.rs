@@ -172,6 +172,14 @@ impl Engine {
         }
     }
 
+    /// Hands back the capacity per-dialog tables kept after a burst of NOTIFYs.
+    pub fn release_idle_capacity(&mut self) {
+        use crate::sip::endpoint::shrink_sparse;
+        shrink_sparse(&mut self.queues);
+        shrink_sparse(&mut self.in_flight);
+        shrink_sparse(&mut self.conns);
+    }
+
     /// The daemon started a client transaction for a NOTIFY.
     pub fn notify_started(&mut self, tx: ClientTxId, dialog: DialogKey) {
         self.in_flight.insert(tx, dialog);

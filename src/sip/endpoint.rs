@@ -629,12 +629,37 @@ impl Endpoint {
                 }
             }
         }
+        self.release_idle_capacity();
+    }
+
+    /// After a burst the transaction tables keep the capacity it needed (every completed
+    /// UDP transaction lives for Timer J, 32 s); hand it back once they are mostly empty,
+    /// so a box that saw a load peak does not hold its memory for ever.
+    fn release_idle_capacity(&mut self) {
+        shrink_sparse(&mut self.server_by_key);
+        shrink_sparse(&mut self.servers);
+        shrink_sparse(&mut self.client_by_key);
+        shrink_sparse(&mut self.clients);
+        if self.timers.capacity() > 4 * self.timers.len() + SPARSE_SLACK {
+            self.timers.shrink_to(2 * self.timers.len());
+        }
     }
 
     fn alloc_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         id
+    }
+}
+
+/// Capacity a table may keep beyond what it holds without being shrunk.
+const SPARSE_SLACK: usize = 1024;
+
+/// Shrinks `map` to twice its length once its capacity is more than four times that:
+/// amortised O(1) per removal, and no shrink/grow flapping at a steady load.
+pub(crate) fn shrink_sparse<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 4 * map.len() + SPARSE_SLACK {
+        map.shrink_to(2 * map.len());
     }
 }
 
