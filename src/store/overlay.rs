@@ -5,7 +5,9 @@
 //! dialog's CSeq, a publication modified and removed) costs sled one write, or none.
 //!
 //! Reads look at the pending map first, then at the tree, so callers see their own
-//! writes at once. A drain moves the whole map aside (still visible to readers), writes
+//! writes at once. A key created and removed between two drains leaves nothing behind
+//! (each pending operation knows whether the tree holds the key), so a presentity whose
+//! publications come and go does not pile up removals that every scan would step over. A drain moves the whole map aside (still visible to readers), writes
 //! it key by key, then forgets it: a reader finds a key either in the map or, after
 //! the map is forgotten, in the tree, never in neither. Key-by-key writes keep sled's
 //! global batch lock (which stalls every reader) out of the picture; a crash in the
@@ -24,6 +26,21 @@ use sled::IVec;
 /// ones, as in a sled batch.
 pub(super) type Ops = BTreeMap<Vec<u8>, Option<IVec>>;
 
+/// A pending operation.
+#[derive(Clone)]
+struct Op {
+    value: Option<IVec>,
+    /// The tree has no value for the key (once the running drain, if any, is done), so
+    /// removing it needs no write at all.
+    fresh: bool,
+}
+
+type Pending = BTreeMap<Vec<u8>, Op>;
+
+fn op_size(k: &[u8], v: &Option<IVec>) -> usize {
+    k.len() + v.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD
+}
+
 /// Bytes held for one pending operation besides its key and value (map node, IVec).
 const OP_OVERHEAD: usize = 64;
 
@@ -37,9 +54,9 @@ pub(super) struct Overlay {
 #[derive(Default)]
 struct State {
     /// Written since the last drain began.
-    active: Ops,
+    active: Pending,
     /// Being written to the tree by the running drain; still authoritative for reads.
-    flushing: Arc<Ops>,
+    flushing: Arc<Pending>,
     /// Approximate memory held by `active`.
     bytes: usize,
 }
@@ -55,24 +72,35 @@ impl Overlay {
     /// the tree knows.
     pub fn get(&self, key: &[u8]) -> Option<Option<IVec>> {
         let st = lock(&self.state);
-        st.active.get(key).or_else(|| st.flushing.get(key)).cloned()
+        st.active
+            .get(key)
+            .or_else(|| st.flushing.get(key))
+            .map(|op| op.value.clone())
     }
 
-    /// Queues `ops`; returns the bytes now pending.
-    pub fn extend(&self, ops: Ops) -> usize {
+    /// Queues `ops` for `tree`; returns the bytes now pending. Callers serialise their
+    /// writes to one table (the table's write lock), so a key in neither map is not
+    /// being changed by anyone while its presence in the tree is looked up.
+    pub fn extend(&self, ops: Ops, tree: &sled::Tree) -> Result<usize, sled::Error> {
         let mut st = lock(&self.state);
         for (k, v) in ops {
-            let size = k.len() + v.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD;
-            if let Some(old) = st.active.insert(k, v) {
-                st.bytes = st
-                    .bytes
-                    .saturating_sub(old.map_or(0, |v| v.len()) + OP_OVERHEAD);
-                st.bytes += size - OP_OVERHEAD;
+            let fresh = match (st.active.get(&k), st.flushing.get(&k)) {
+                (Some(op), _) => op.fresh,
+                (None, Some(op)) => op.value.is_none(),
+                (None, None) => !tree.contains_key(&k)?,
+            };
+            let old = if v.is_none() && fresh {
+                // Removing what never reached the tree: forget it instead.
+                st.active.remove(&k)
             } else {
-                st.bytes += size;
+                st.bytes += op_size(&k, &v);
+                st.active.insert(k.clone(), Op { value: v, fresh })
+            };
+            if let Some(old) = old {
+                st.bytes = st.bytes.saturating_sub(op_size(&k, &old.value));
             }
         }
-        st.bytes
+        Ok(st.bytes)
     }
 
     pub fn bytes(&self) -> usize {
@@ -95,9 +123,9 @@ impl Overlay {
         let mut out: Ops = BTreeMap::new();
         for map in [&*st.flushing, &st.active] {
             let range = map.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded));
-            for (k, v) in range.take_while(|(k, _)| k.starts_with(prefix)) {
+            for (k, op) in range.take_while(|(k, _)| k.starts_with(prefix)) {
                 // `active` comes second: its newer operation replaces the flushing one.
-                out.insert(k.clone(), v.clone());
+                out.insert(k.clone(), op.value.clone());
             }
         }
         out.into_iter().collect()
@@ -125,10 +153,10 @@ impl Overlay {
             Ok(()) => Ok(flushed.len()),
             Err(e) => {
                 let flushed = Arc::try_unwrap(flushed).unwrap_or_else(|shared| (*shared).clone());
-                for (k, v) in flushed {
+                for (k, op) in flushed {
                     if !st.active.contains_key(&k) {
-                        st.bytes += k.len() + v.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD;
-                        st.active.insert(k, v);
+                        st.bytes += op_size(&k, &op.value);
+                        st.active.insert(k, op);
                     }
                 }
                 Err(e)
@@ -137,9 +165,9 @@ impl Overlay {
     }
 }
 
-fn write_all(tree: &sled::Tree, ops: &Ops) -> Result<(), sled::Error> {
-    for (k, v) in ops {
-        match v {
+fn write_all(tree: &sled::Tree, ops: &Pending) -> Result<(), sled::Error> {
+    for (k, op) in ops {
+        match &op.value {
             Some(v) => tree.insert(k.as_slice(), v.clone())?,
             None => tree.remove(k.as_slice())?,
         };
@@ -230,11 +258,11 @@ mod tests {
         t.insert("a2", "gone").unwrap();
         t.insert("b1", "other").unwrap();
         let o = Overlay::default();
-        o.extend(ops(&[
-            ("a1", Some("new")),
-            ("a2", None),
-            ("a3", Some("added")),
-        ]));
+        o.extend(
+            ops(&[("a1", Some("new")), ("a2", None), ("a3", Some("added"))]),
+            &t,
+        )
+        .unwrap();
         assert_eq!(o.get(b"a1"), Some(Some(IVec::from("new"))));
         assert_eq!(o.get(b"a2"), Some(None));
         assert_eq!(o.get(b"b1"), None);
@@ -256,16 +284,50 @@ mod tests {
         let (_db, t) = tree();
         let o = Overlay::default();
         for i in 0..100 {
-            o.extend(ops(&[("k", Some(&format!("v{i}")))]));
+            o.extend(ops(&[("k", Some(&format!("v{i}")))]), &t).unwrap();
         }
-        o.extend(ops(&[("tmp", Some("x"))]));
-        o.extend(ops(&[("tmp", None)]));
+        o.extend(ops(&[("tmp", Some("x"))]), &t).unwrap();
+        o.extend(ops(&[("tmp", None)]), &t).unwrap();
         let pending = o.bytes();
-        assert!(pending < 3 * (OP_OVERHEAD + 8), "{pending}");
-        assert_eq!(o.drain(&t).unwrap(), 2);
+        assert!(pending < 2 * (OP_OVERHEAD + 8), "{pending}");
+        // A key created and removed between drains leaves nothing to write.
+        assert_eq!(o.get(b"tmp"), None);
+        assert_eq!(o.drain(&t).unwrap(), 1);
         assert_eq!(t.get("k").unwrap(), Some(IVec::from("v99")));
         assert_eq!(t.get("tmp").unwrap(), None);
         assert_eq!(o.drain(&t).unwrap(), 0);
+    }
+
+    #[test]
+    fn removing_a_key_the_tree_holds_stays_pending_until_drained() {
+        let (_db, t) = tree();
+        t.insert("k", "old").unwrap();
+        let o = Overlay::default();
+        o.extend(ops(&[("k", Some("new"))]), &t).unwrap();
+        o.extend(ops(&[("k", None)]), &t).unwrap();
+        assert_eq!(o.get(b"k"), Some(None));
+        assert_eq!(scan(&o, &t, "k"), vec![]);
+        assert_eq!(o.drain(&t).unwrap(), 1);
+        assert_eq!(t.get("k").unwrap(), None);
+
+        // While a drain holds a removal of "j" in hand, a newer create-then-remove of
+        // "j" leaves nothing pending: the tree will lack it once the drain is done.
+        t.insert("j", "v1").unwrap();
+        o.extend(ops(&[("j", None)]), &t).unwrap();
+        let flushing = {
+            let mut st = lock(&o.state);
+            let taken = std::mem::take(&mut st.active);
+            st.flushing = Arc::new(taken);
+            st.flushing.clone()
+        };
+        o.extend(ops(&[("j", Some("v2"))]), &t).unwrap();
+        o.extend(ops(&[("j", None)]), &t).unwrap();
+        assert_eq!(o.get(b"j"), Some(None));
+        write_all(&t, &flushing).unwrap();
+        drop(flushing);
+        lock(&o.state).flushing = Arc::default();
+        assert_eq!(o.get(b"j"), None);
+        assert_eq!(t.get("j").unwrap(), None);
     }
 
     #[test]
@@ -275,13 +337,17 @@ mod tests {
             t.insert(k, k).unwrap();
         }
         let o = Overlay::default();
-        o.extend(ops(&[
-            ("p0", Some("p0")),
-            ("p4", Some("p4")),
-            ("p5", None),
-            ("p6", Some("p6")),
-            ("q0", Some("q0")),
-        ]));
+        o.extend(
+            ops(&[
+                ("p0", Some("p0")),
+                ("p4", Some("p4")),
+                ("p5", None),
+                ("p6", Some("p6")),
+                ("q0", Some("q0")),
+            ]),
+            &t,
+        )
+        .unwrap();
         let keys: Vec<String> = scan(&o, &t, "p").into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["p0", "p1", "p3", "p4", "p6"]);
     }

@@ -146,7 +146,7 @@ impl Table {
     fn commit(&self, ops: Ops) -> Result<(), StoreError> {
         match &self.overlay {
             Some(o) => {
-                if o.extend(ops) > DRAIN_AT_BYTES {
+                if o.extend(ops, &self.tree)? > DRAIN_AT_BYTES {
                     o.drain(&self.tree)?;
                 }
             }
