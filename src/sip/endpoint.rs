@@ -808,6 +808,19 @@ mod tests {
     }
 
     #[test]
+    fn sparse_tables_give_back_capacity_only_when_mostly_empty() {
+        let mut m: HashMap<u32, u32> = (0..100_000).map(|i| (i, i)).collect();
+        // Still busy: left alone.
+        m.retain(|k, _| *k < 50_000);
+        shrink_sparse(&mut m);
+        assert!(m.capacity() >= 50_000, "{}", m.capacity());
+        // After the burst: the capacity goes back, the contents stay.
+        m.retain(|k, _| *k < 10);
+        shrink_sparse(&mut m);
+        assert!(m.capacity() < 2 * 10 + SPARSE_SLACK, "{}", m.capacity());
+        assert_eq!(m.len(), 10);
+    }
+    #[test]
     fn via_gets_received_when_sent_by_differs_and_rport_is_filled() {
         let mut ep = Endpoint::new(EndpointConfig::default());
         let now = Instant::now();
