@@ -17,6 +17,7 @@ use log::debug;
 
 use crate::sip::header::{Headers, Via, split_comma};
 use crate::sip::message::{Message, Method, Request, Response};
+use crate::sip::replay::{ReplayLog, Slot};
 use crate::sip::transaction::{
     ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig, TxOutput,
 };
@@ -184,6 +185,8 @@ struct ServerEntry {
     machine: ServerMachine,
     /// Where responses go (§18.2.2), fixed when the request arrived.
     reply_to: Peer,
+    /// The final response, once stored in the replay log (UDP non-INVITE, Completed).
+    replay: Option<Slot>,
 }
 
 struct ClientEntry {
@@ -206,6 +209,8 @@ pub struct Endpoint {
     client_by_key: HashMap<(String, String), u64>,
     clients: HashMap<u64, ClientEntry>,
     timers: BinaryHeap<Reverse<(Instant, TxRef)>>,
+    /// Final responses replayed to retransmissions until Timer J.
+    replays: ReplayLog,
     outputs: VecDeque<Output>,
     next_id: u64,
     stats: Stats,
@@ -220,6 +225,7 @@ impl Endpoint {
             client_by_key: HashMap::new(),
             clients: HashMap::new(),
             timers: BinaryHeap::new(),
+            replays: ReplayLog::default(),
             outputs: VecDeque::new(),
             next_id: 1,
             stats: Stats::default(),
@@ -358,6 +364,7 @@ impl Endpoint {
                 key,
                 machine,
                 reply_to,
+                replay: None,
             },
         );
         self.outputs.push_back(Output::Request {
@@ -371,6 +378,15 @@ impl Endpoint {
         let Some(entry) = self.servers.get_mut(&id) else {
             return;
         };
+        if let Some(bytes) = entry.replay.and_then(|slot| self.replays.get(slot)) {
+            self.stats.retransmissions_absorbed += 1;
+            self.outputs.push_back(Output::Transmit {
+                to: entry.reply_to,
+                bytes: bytes.to_vec(),
+                tx: None,
+            });
+            return;
+        }
         let outs = match (&mut entry.machine, &req.method) {
             (ServerMachine::Invite(m), Method::Ack) => m.on_ack(now),
             (ServerMachine::Invite(m), _) => m.on_request_retransmission(),
@@ -433,7 +449,13 @@ impl Endpoint {
         let status = response.status;
         let bytes = response.to_bytes();
         let outs = match &mut entry.machine {
-            ServerMachine::NonInvite(m) => m.send_response(status, bytes, now),
+            ServerMachine::NonInvite(m) => {
+                let outs = m.send_response(status, bytes, now);
+                if let (Some(until), Some(bytes)) = (m.deadline(), m.take_final()) {
+                    entry.replay = Some(self.replays.push(&bytes, until));
+                }
+                outs
+            }
             ServerMachine::Invite(m) => m.send_response(status, bytes, now),
         };
         self.apply_server_outputs(id.0, outs, now);
@@ -629,6 +651,7 @@ impl Endpoint {
                 }
             }
         }
+        self.replays.release(now);
         self.release_idle_capacity();
     }
 
@@ -864,6 +887,16 @@ mod tests {
         };
         assert_eq!(first, again);
         assert_eq!(ep.stats().requests_in, 1);
+        // Timer J: the transaction ends and the stored response is freed with it; the
+        // same bytes now start a new transaction.
+        assert!(ep.replays.held_bytes() > 0);
+        let after_j = now + ep.config().timers.timeout();
+        ep.handle_timeout(after_j);
+        assert_eq!(ep.replays.held_bytes(), 0);
+        assert_eq!(ep.live_transactions(), (0, 0));
+        ep.handle_incoming(&bytes, source(4000), after_j);
+        assert!(matches!(ep.poll_output(), Some(Output::Request { .. })));
+        assert_eq!(ep.stats().requests_in, 2);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod error;
 pub mod framing;
 pub mod header;
 pub mod message;
+pub mod replay;
 pub mod transaction;
 pub mod uri;
 

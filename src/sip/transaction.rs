@@ -135,6 +135,16 @@ impl ServerNonInvite {
     pub fn has_final(&self) -> bool {
         matches!(self.state, ServerState::Completed | ServerState::Terminated)
     }
+
+    /// In Completed, hands the final response over to an owner that stores it (and
+    /// replays it on retransmissions) more compactly; the machine then replays nothing
+    /// itself.
+    pub fn take_final(&mut self) -> Option<Vec<u8>> {
+        match self.state {
+            ServerState::Completed => self.last_response.take(),
+            _ => None,
+        }
+    }
 }
 
 /// INVITE server transaction, reduced to what a presence server needs (§17.2.1): it only
@@ -317,6 +327,8 @@ impl ClientNonInvite {
         }
         self.state = ClientState::Completed;
         self.timer_k = Some(now + self.timers.t4);
+        // Nothing is retransmitted any more; do not hold the request for Timer K.
+        self.request = Vec::new();
         vec![TxOutput::Final(status)]
     }
 
