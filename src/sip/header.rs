@@ -1300,6 +1300,10 @@ mod tests {
         ] {
             assert_eq!(canonical_name(given), want);
         }
+        // Every entry is found under any spelling.
+        for k in KNOWN_NAMES {
+            assert_eq!(known_name(&k.to_ascii_uppercase()), Some(*k));
+        }
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Presentity {
     /// Unix seconds.
     pub expires: u64,
     pub received_time: u64,
+    /// Encoded as one byte string (bincode: length, then the bytes), not as a sequence
+    /// of one-byte elements: the same bytes on disk, decoded without a per-byte visit.
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     pub content_type: String,
     /// The publisher's contact or source address.
@@ -224,6 +227,40 @@ pub(crate) mod tests {
         assert_eq!(decode::<ActiveWatcher>(&encode(&d).unwrap()), Ok(d));
         let w = watcher("sip:a@b", "presence", "sip:bob@x");
         assert_eq!(decode::<Watcher>(&encode(&w).unwrap()), Ok(w));
+    }
+
+    #[test]
+    fn bodies_encode_as_they_did_before_they_were_byte_strings() {
+        // Databases written before `body` was `serde_bytes` must still decode.
+        #[derive(Serialize)]
+        struct Before {
+            presentity_uri: String,
+            event: String,
+            etag: String,
+            expires: u64,
+            received_time: u64,
+            body: Vec<u8>,
+            content_type: String,
+            sender: String,
+            extra_hdrs: String,
+            priority: u64,
+        }
+        let p = presentity("sip:a@b", "presence", "e", 1);
+        let before = Before {
+            presentity_uri: p.presentity_uri.clone(),
+            event: p.event.clone(),
+            etag: p.etag.clone(),
+            expires: p.expires,
+            received_time: p.received_time,
+            body: p.body.clone(),
+            content_type: p.content_type.clone(),
+            sender: p.sender.clone(),
+            extra_hdrs: p.extra_hdrs.clone(),
+            priority: p.priority,
+        };
+        let old = encode(&before).unwrap();
+        assert_eq!(old, encode(&p).unwrap());
+        assert_eq!(decode::<Presentity>(&old), Ok(p));
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct Xcap {
     pub doc_type: u8,
     /// Where the document lives: the XCAP URI (or path) it is served or fetched under.
     pub doc_uri: String,
+    /// One byte string, as for a presentity body (same encoding as a `Vec<u8>`).
+    #[serde(with = "serde_bytes")]
     pub doc: Vec<u8>,
     pub etag: String,
     /// See [`source`].
