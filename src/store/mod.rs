@@ -195,12 +195,37 @@ impl Drop for Inner {
     }
 }
 
+/// How long [`Store::open`] waits for a lock that sled itself still holds.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens sled. After a database closes, sled's background writers can keep its lock
+/// file open for a moment; a reopen in the same process (a restart of the daemon
+/// inside `presenced`, or a test) would then fail at random, so a held lock is retried
+/// for up to [`LOCK_WAIT`]. Another process holding the database still fails, just
+/// that much later.
+fn open_db(path: &Path, cache_capacity: u64) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity)
+            .open()
+        {
+            // sled reports a held lock only in its message.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(opts.cache_capacity)
-            .open()?;
+        let db = open_db(path, opts.cache_capacity)?;
         let behind = !opts.sync_always;
         let inner = Inner {
             presentity: Table::open(&db, "presentity", behind)?,
