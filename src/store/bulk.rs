@@ -8,7 +8,7 @@
 //!
 //! [`BulkLoad`] is the fast path for a database nobody else is using and that holds no
 //! rows (a restore into a fresh presenced, offline): rows and their index entries go
-//! straight into the live trees in large batches, with no staging copy. "As it was"
+//! straight into the live trees, one insert per key, with no staging copy. "As it was"
 //! after a failure is then "empty", which is what abort restores.
 
 use serde::{Deserialize, Serialize};
