@@ -125,6 +125,14 @@ impl Store {
     }
 }
 
+/// Counts `r` into a table's row count if the row was added.
+fn counted(r: Staged, n: &mut u64) -> Staged {
+    if r == Staged::Added {
+        *n += 1;
+    }
+    r
+}
+
 impl Staging {
     fn stage<R: Serialize>(&mut self, key: Vec<u8>, rec: &R) -> Result<Staged, StoreError> {
         let value = records::encode(rec).map_err(StoreError::Encode)?;
@@ -136,10 +144,7 @@ impl Staging {
 
     pub fn add_presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
         let r = self.stage(tagged(PRESENTITY, &p.row_key()?), p)?;
-        if r == Staged::Added {
-            self.counts.presentity += 1;
-        }
-        Ok(r)
+        Ok(counted(r, &mut self.counts.presentity))
     }
 
     pub fn add_dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError> {
@@ -155,27 +160,18 @@ impl Staging {
             return Ok(Staged::Duplicate);
         }
         let r = self.stage(tagged(DIALOG, &d.row_key()?), d)?;
-        if r == Staged::Added {
-            self.counts.active_watchers += 1;
-        }
-        Ok(r)
+        Ok(counted(r, &mut self.counts.active_watchers))
     }
 
     pub fn add_watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError> {
         let r = self.stage(tagged(WATCHER, &w.row_key()?), w)?;
-        if r == Staged::Added {
-            self.counts.watchers += 1;
-        }
-        Ok(r)
+        Ok(counted(r, &mut self.counts.watchers))
     }
 
     pub fn add_xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError> {
         let key = x.row_key()?;
         let r = self.stage(tagged(XCAP, &key), x)?;
-        if r == Staged::Added {
-            self.counts.xcap += 1;
-        }
-        Ok(r)
+        Ok(counted(r, &mut self.counts.xcap))
     }
 
     pub fn counts(&self) -> TableCounts {
@@ -292,33 +288,26 @@ fn load<R: Record>(tree: &sled::Tree, rec: &R) -> Result<Staged, StoreError> {
 }
 
 impl BulkLoad {
-    fn count(r: Staged, n: &mut u64) -> Staged {
-        if r == Staged::Added {
-            *n += 1;
-        }
-        r
-    }
-
     pub fn add_presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
         let r = load(&self.presentity, p)?;
-        Ok(Self::count(r, &mut self.counts.presentity))
+        Ok(counted(r, &mut self.counts.presentity))
     }
 
     pub fn add_dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError> {
         let r = load(&self.dialogs, d)?;
-        Ok(Self::count(r, &mut self.counts.active_watchers))
+        Ok(counted(r, &mut self.counts.active_watchers))
     }
 
     pub fn add_watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError> {
         let r = load(&self.watchers, w)?;
-        Ok(Self::count(r, &mut self.counts.watchers))
+        Ok(counted(r, &mut self.counts.watchers))
     }
 
     pub fn add_xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError> {
         let key = x.row_key()?;
         let value = records::encode(x).map_err(StoreError::Encode)?;
         let r = insert_new(&self.xcap, &key, &value)?;
-        Ok(Self::count(r, &mut self.counts.xcap))
+        Ok(counted(r, &mut self.counts.xcap))
     }
 
     pub fn counts(&self) -> TableCounts {
