@@ -20,7 +20,7 @@ use crate::presence::{Engine, Outgoing};
 use crate::server::{Server, Transmit};
 use crate::sip::endpoint::{ClientTxId, ConnId, Peer, TransportKind};
 use crate::store::{Store, StoreOptions};
-use crate::transport::{Event, SendHandle, Transport, TransportConfig};
+use crate::transport::{Event, SendHandle, Transport, TransportConfig, UdpOut};
 
 /// Why the daemon could not start or stopped badly.
 #[derive(Debug)]
@@ -260,7 +260,16 @@ async fn serve(
 
     let (events_tx, events_rx) = smol::channel::bounded::<Event>(4096);
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-    let sender = transport.start(&ex, events_tx, stop_rx);
+    let (sender, udp_out) = match transport.start(&ex, events_tx, stop_rx) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(DaemonError::Bind(std::io::Error::new(
+                e.kind(),
+                format!("cannot start the UDP sender: {e}"),
+            ))));
+            return Err(DaemonError::Bind(e));
+        }
+    };
     info!(
         "presenced listening on {}",
         addrs
@@ -284,6 +293,7 @@ async fn serve(
     let mut core = Core {
         server,
         sender,
+        udp_out,
         ex: ex.clone(),
         clock: clock.clone(),
         outboxes: HashMap::new(),
@@ -333,6 +343,8 @@ async fn serve(
             next_flush = now + flush_period;
         }
         core.drain_outputs().await;
+        // Nothing waits in the UDP batch while the loop sleeps.
+        core.udp_out.flush();
         let mut wake = Some(next_sweep.min(next_flush).min(next_housekeeping));
         if let Some(t) = core.server.poll_timeout() {
             wake = wake.map(|w| w.min(t));
@@ -428,6 +440,8 @@ async fn serve(
         core.server.endpoint().stats(),
         core.server.engine().stats()
     );
+    // The last datagrams (final NOTIFYs, 503s) leave before we report stopped.
+    core.udp_out.close();
     let store = core.server.engine().store().clone();
     match smol::unblock(move || store.flush()).await {
         Ok(()) => {
@@ -458,6 +472,8 @@ enum Step {
 struct Core {
     server: Server,
     sender: SendHandle,
+    /// UDP leaves from a thread of its own, in order (see transport::udp_send).
+    udp_out: UdpOut,
     ex: Arc<smol::Executor<'static>>,
     clock: Arc<dyn Clock>,
     /// One ordered outbox per TCP peer: a slow connection never holds the loop, and a
@@ -545,8 +561,7 @@ impl Core {
     async fn drain_outputs(&mut self) {
         while let Some(Transmit { to, bytes, tx }) = self.server.poll_transmit() {
             match to.kind {
-                // A UDP send never blocks for long; do it in order, here.
-                TransportKind::Udp => self.sender.send(to, bytes, tx).await,
+                TransportKind::Udp => self.udp_out.push(to.addr, bytes, tx),
                 // A TCP send may connect or stall; never let one peer hold the loop.
                 TransportKind::Tcp => self.send_tcp(to, bytes, tx),
             }

@@ -90,6 +90,14 @@ pub struct ServerTxId(u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientTxId(u64);
 
+impl ClientTxId {
+    /// An id for the transport's own tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(n: u64) -> ClientTxId {
+        ClientTxId(n)
+    }
+}
+
 /// How a client transaction ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientResult {

@@ -4,6 +4,7 @@
 
 mod tcp;
 mod udp;
+mod udp_send;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::clock::Clock;
 use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Source, TransportKind};
 
 pub use tcp::ConnTable;
+pub use udp_send::UdpOut;
 
 /// What the transports tell the core loop.
 #[derive(Debug)]
@@ -118,13 +120,15 @@ impl Transport {
         out
     }
 
-    /// Spawns the receive loops. `stop` ends accepting new TCP connections.
+    /// Spawns the receive loops and the UDP sending thread. `stop` ends accepting new TCP
+    /// connections.
     pub fn start(
         self,
         ex: &Arc<smol::Executor<'static>>,
         events: Sender<Event>,
         stop: smol::channel::Receiver<()>,
-    ) -> SendHandle {
+    ) -> std::io::Result<(SendHandle, UdpOut)> {
+        let udp_out = UdpOut::start(&self.udp, events.clone())?;
         for sock in &self.udp {
             // UDP keeps reading through a graceful shutdown so responses to our own
             // requests still arrive; the loop ends with the executor.
@@ -147,7 +151,7 @@ impl Transport {
             self.udp.len(),
             self.config.max_connections
         );
-        SendHandle { udp: self.udp, ctx }
+        Ok((SendHandle { udp: self.udp, ctx }, udp_out))
     }
 }
 
