@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use log::debug;
 
+use crate::sip::absorb::Absorber;
 use crate::sip::header::{Headers, Via, split_comma};
 use crate::sip::message::{Message, Method, Request, Response};
 use crate::sip::replay::{ReplayLog, Slot};
@@ -219,6 +220,8 @@ pub struct Endpoint {
     timers: BinaryHeap<Reverse<(Instant, TxRef)>>,
     /// Final responses replayed to retransmissions until Timer J.
     replays: ReplayLog,
+    /// Completed UDP client transactions absorbing retransmitted finals until Timer K.
+    completed_clients: Absorber,
     outputs: VecDeque<Output>,
     next_id: u64,
     stats: Stats,
@@ -226,6 +229,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Endpoint {
+        let t4 = config.timers.t4;
         Endpoint {
             config,
             server_by_key: HashMap::new(),
@@ -234,6 +238,7 @@ impl Endpoint {
             clients: HashMap::new(),
             timers: BinaryHeap::new(),
             replays: ReplayLog::default(),
+            completed_clients: Absorber::new(t4),
             outputs: VecDeque::new(),
             next_id: 1,
             stats: Stats::default(),
@@ -279,7 +284,11 @@ impl Endpoint {
 
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let heap = self.timers.peek().map(|Reverse((at, _))| *at);
+        match (heap, self.completed_clients.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// One datagram or one framed stream message from `source`.
@@ -534,7 +543,7 @@ impl Endpoint {
         let key = (branch, method);
         self.client_by_key.insert(key.clone(), id);
         self.clients.insert(id, ClientEntry { key, machine, to });
-        self.apply_client_outputs(id, outs, None);
+        self.apply_client_outputs(id, outs, None, now);
         ClientTxId(id)
     }
 
@@ -568,6 +577,13 @@ impl Endpoint {
         };
         let key = (branch.to_string(), cseq.method.as_str().to_string());
         let Some(&id) = self.client_by_key.get(&key) else {
+            if self
+                .completed_clients
+                .absorbs(self.completed_clients.digest(branch, cseq.method.as_str()))
+            {
+                // A retransmitted final of a transaction in Completed (§17.1.2.2).
+                return;
+            }
             debug!("response matching no transaction dropped");
             self.stats.dropped += 1;
             return;
@@ -576,10 +592,16 @@ impl Endpoint {
             return;
         };
         let outs = entry.machine.on_response(resp.status, now);
-        self.apply_client_outputs(id, outs, Some(resp));
+        self.apply_client_outputs(id, outs, Some(resp), now);
     }
 
-    fn apply_client_outputs(&mut self, id: u64, outs: Vec<TxOutput>, mut resp: Option<Response>) {
+    fn apply_client_outputs(
+        &mut self,
+        id: u64,
+        outs: Vec<TxOutput>,
+        mut resp: Option<Response>,
+        now: Instant,
+    ) {
         let Some(entry) = self.clients.get(&id) else {
             return;
         };
@@ -611,9 +633,19 @@ impl Endpoint {
                 TxOutput::Terminated => terminated = true,
             }
         }
-        if terminated {
+        let completed = !terminated
+            && self
+                .clients
+                .get(&id)
+                .is_some_and(|e| e.machine.is_completed());
+        if terminated || completed {
             if let Some(e) = self.clients.remove(&id) {
                 self.client_by_key.remove(&e.key);
+                if completed {
+                    // Only Timer K is left: keep the key's digest, not the transaction.
+                    let digest = self.completed_clients.digest(&e.key.0, &e.key.1);
+                    self.completed_clients.insert(digest, now);
+                }
             }
         } else if let Some(d) = self.clients.get(&id).and_then(|e| e.machine.deadline()) {
             self.timers.push(Reverse((d, TxRef::Client(id))));
@@ -654,12 +686,13 @@ impl Endpoint {
                             outs.iter()
                                 .filter(|o| matches!(o, TxOutput::Transmit(_)))
                                 .count() as u64;
-                        self.apply_client_outputs(id, outs, None);
+                        self.apply_client_outputs(id, outs, None, now);
                     }
                 }
             }
         }
         self.replays.release(now);
+        self.completed_clients.release(now);
         self.release_idle_capacity();
     }
 
@@ -975,5 +1008,23 @@ mod tests {
         }
         ep.handle_incoming(&resp, source(4000), now);
         assert!(ep.poll_output().is_none(), "retransmitted final absorbed");
+        assert_eq!(ep.stats().dropped, 0, "absorbed, not dropped as unmatched");
+        // In Completed only the key's digest is left, and only until Timer K (T4).
+        assert!(ep.clients.is_empty());
+        assert_eq!(ep.completed_clients.len(), 1);
+        let t4 = ep.config().timers.t4;
+        assert_eq!(ep.poll_timeout(), Some(now + ep.config().timers.t1));
+        ep.handle_timeout(now + ep.config().timers.t1);
+        assert!(
+            ep.poll_output().is_none(),
+            "no retransmission after the final"
+        );
+        assert_eq!(ep.poll_timeout(), Some(now + t4));
+        ep.handle_timeout(now + t4);
+        assert_eq!(ep.completed_clients.len(), 0);
+        assert_eq!(ep.poll_timeout(), None);
+        ep.handle_incoming(&resp, source(4000), now + t4);
+        assert!(ep.poll_output().is_none());
+        assert_eq!(ep.stats().dropped, 1, "after Timer K it matches nothing");
     }
 }

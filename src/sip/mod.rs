@@ -2,6 +2,7 @@
 //! the endpoint that ties them together. Nothing in here touches a socket or a clock;
 //! callers pass bytes and `now` in and get messages and deadlines back.
 
+pub mod absorb;
 pub mod endpoint;
 pub mod error;
 pub mod framing;
