@@ -90,6 +90,10 @@ impl Absorber {
     pub fn len(&self) -> usize {
         self.fifo.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.fifo.is_empty()
+    }
 }
 
 #[cfg(test)]
