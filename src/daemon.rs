@@ -442,6 +442,8 @@ async fn serve(
     );
     // The last datagrams (final NOTIFYs, 503s) leave before we report stopped.
     core.udp_out.close();
+    // Exact NOTIFY counters into the rows, so a clean restart continues without a jump.
+    core.server.engine_mut().write_back_counters(true);
     let store = core.server.engine().store().clone();
     match smol::unblock(move || store.flush()).await {
         Ok(()) => {

@@ -16,14 +16,41 @@ use presenced::daemon;
 
 const ALICE: &str = "sip:alice@example.com";
 
+/// A daemon process that is killed if the test fails before stopping it: a leftover
+/// child would keep the test harness's output pipe open and hang the run.
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// The presenced binary on ephemeral ports; returns the child and its UDP address.
-fn spawn_binary(db: &std::path::Path, extra: &[&str]) -> (Child, SocketAddr) {
+fn spawn_binary(db: &std::path::Path, extra: &[&str]) -> (Spawned, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
         .args(["run", "--db"])
         .arg(db)
         .args(["--listen", "udp:127.0.0.1:0", "--listen", "tcp:127.0.0.1:0"])
         .args(extra)
         .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("binary runs");
@@ -40,8 +67,12 @@ fn spawn_binary(db: &std::path::Path, extra: &[&str]) -> (Child, SocketAddr) {
         }
     };
     // Keep draining the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    std::thread::spawn(move || {
+        for l in lines {
+            eprintln!("D: {}", l.unwrap_or_default());
+        }
+    });
+    (Spawned(child), addr)
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -57,15 +88,36 @@ fn restart_keeps_state(sig: &str, extra: &[&str]) {
     let db = dir.path().join("db");
     let (mut child, addr) = spawn_binary(&db, extra);
     let mut alice = Ua::new(addr, "alice");
-    alice.publish(
+    let r = alice.publish(
         ALICE,
         None,
         Some(3600),
-        Some(&pidf(ALICE, "t1", "open", "before restart")),
+        Some(&pidf(ALICE, "t1", "open", "first")),
     );
+    let mut etag = r.headers.sip_etag().expect("an etag").to_string();
     let mut bob = Ua::new(addr, "bob");
     let (_, mut sub) = bob.subscribe(ALICE, "presence", Some(3600), "");
-    let n1 = bob.expect_notify();
+    let mut n1 = bob.expect_notify();
+    // More NOTIFYs than one CSeq reservation covers (counters.rs), so the row's CSeq is
+    // neither the first value nor the last one sent.
+    for i in 0..70 {
+        let note = if i == 69 {
+            "before restart"
+        } else {
+            "changing"
+        };
+        let r = alice.publish(
+            ALICE,
+            Some(&etag),
+            Some(3600),
+            Some(&pidf(ALICE, "t1", "open", note)),
+        );
+        assert_eq!(r.status, 200);
+        etag = r.headers.sip_etag().expect("an etag").to_string();
+        let n = bob.expect_notify();
+        assert!(cseq_of(&n) > cseq_of(&n1));
+        n1 = n;
+    }
     assert!(body_str(&n1).contains("before restart"));
     signal(&child, sig);
     let status = child.wait().unwrap();
@@ -80,6 +132,10 @@ fn restart_keeps_state(sig: &str, extra: &[&str]) {
     assert_eq!(r.status, 200, "in-dialog refresh of an old dialog");
     let n2 = bob.expect_notify();
     assert!(cseq_of(&n2) > cseq_of(&n1), "NOTIFY CSeq keeps rising");
+    if sig == "-TERM" {
+        // A clean stop writes the exact counters back: no jump.
+        assert_eq!(cseq_of(&n2), cseq_of(&n1) + 1);
+    }
     assert!(
         body_str(&n2).contains("before restart"),
         "publication survived"

@@ -7,6 +7,7 @@
 //! handled strictly one after another.
 
 mod authz;
+mod counters;
 mod notify;
 mod publish;
 mod restore;
@@ -111,6 +112,8 @@ pub struct Engine {
     config: EngineConfig,
     /// Per dialog: the NOTIFY in flight and the newest one waiting behind it.
     queues: HashMap<DialogKey, notify::Queue>,
+    /// Local CSeq and body version of the dialogs sending NOTIFYs now.
+    counters: counters::Counters,
     in_flight: HashMap<ClientTxId, DialogKey>,
     /// TCP connections subscriptions arrived on, reused for their NOTIFYs.
     conns: HashMap<DialogKey, ConnId>,
@@ -129,6 +132,7 @@ impl Engine {
             packages,
             config,
             queues: HashMap::new(),
+            counters: counters::Counters::default(),
             in_flight: HashMap::new(),
             conns: HashMap::new(),
             stats: EngineStats::default(),
@@ -160,6 +164,28 @@ impl Engine {
             self.durable();
         }
         outcome
+    }
+
+    /// Writes the NOTIFY counters of dialogs idle since the previous call (of every
+    /// dialog with `all`, at shutdown) back into their rows exactly, and lets them leave
+    /// memory (see counters.rs).
+    pub fn write_back_counters(&mut self, all: bool) {
+        for (key, cseq, version) in self.counters.take_idle(all) {
+            match self
+                .store
+                .get_dialog(&key.call_id, &key.to_tag, &key.from_tag)
+            {
+                Ok(Some(mut d)) if (d.local_cseq, d.version) != (cseq, version) => {
+                    d.local_cseq = cseq;
+                    d.version = version;
+                    if let Err(e) = self.store.put_watcher_dialog(&d) {
+                        log::warn!("store: {e}");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("store: {e}"),
+            }
+        }
     }
 
     /// sync = "always": what was just written is on disk before anyone hears about it.

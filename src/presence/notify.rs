@@ -43,8 +43,12 @@ pub enum SubState {
 }
 
 struct Pending {
-    /// The dialog as it was when terminated; `None` re-reads it from the store.
-    terminal: Option<(ActiveWatcher, &'static str)>,
+    /// The dialog as it was when this NOTIFY was asked for. Every change to a dialog
+    /// (refresh, authorization, end) asks for a NOTIFY and so replaces it here; a dialog
+    /// removed without one drops its queue.
+    dialog: ActiveWatcher,
+    /// The reason of a final NOTIFY (the dialog has left the store).
+    terminal: Option<&'static str>,
     body: Option<Arc<Vec<u8>>>,
 }
 
@@ -79,6 +83,7 @@ impl Engine {
             let q = self.queues.entry(key).or_default();
             if q.next.as_ref().is_none_or(|p| p.terminal.is_none()) {
                 q.next = Some(Pending {
+                    dialog,
                     terminal: None,
                     body,
                 });
@@ -109,7 +114,8 @@ impl Engine {
         let q = self.queues.entry(key).or_default();
         if q.in_flight {
             q.next = Some(Pending {
-                terminal: Some((dialog, reason)),
+                dialog,
+                terminal: Some(reason),
                 body,
             });
             return Vec::new();
@@ -164,14 +170,14 @@ impl Engine {
             self.queues.remove(&key);
             return None;
         };
-        dialog.local_cseq = dialog.local_cseq.saturating_add(1);
+        let next = self.counters.next(&key, dialog.local_cseq, dialog.version);
+        dialog.local_cseq = next.cseq;
+        dialog.version = next.version;
         let state = match (terminal, dialog.status) {
             (Some(r), _) => SubState::Terminated(r),
             (None, status::ACTIVE) => SubState::Active,
             (None, _) => SubState::Pending,
         };
-        // The local CSeq (and the body version) is persisted with every NOTIFY, below,
-        // so it keeps rising across restarts (a CSeq going backwards confuses phones).
         let remaining = dialog.expires.saturating_sub(now);
         let request = build_notify(
             &dialog,
@@ -180,11 +186,18 @@ impl Engine {
             &state,
             remaining,
         );
-        dialog.version = dialog.version.wrapping_add(1);
-        if terminal.is_none()
-            && let Err(e) = self.store.put_watcher_dialog(&dialog)
-        {
-            warn!("store: {e}");
+        match (terminal, next.reserve) {
+            (Some(_), _) => self.counters.forget(&key),
+            // The counters keep rising across restarts: reserve the next ones in the
+            // row before this NOTIFY leaves (see counters.rs).
+            (None, Some((cseq, version))) => {
+                dialog.local_cseq = cseq;
+                dialog.version = version;
+                if let Err(e) = self.store.put_watcher_dialog(&dialog) {
+                    warn!("store: {e}");
+                }
+            }
+            (None, None) => {}
         }
         self.queues.entry(key.clone()).or_default().in_flight = true;
         self.stats.notifies_sent += 1;
@@ -240,6 +253,7 @@ impl Engine {
             }
             self.queues.remove(&key);
             self.conns.remove(&key);
+            self.counters.forget(&key);
             return Vec::new();
         }
         let Some(q) = self.queues.get_mut(&key) else {
@@ -250,29 +264,22 @@ impl Engine {
             self.queues.remove(&key);
             return Vec::new();
         };
+        let Some(package) = self.package_for_key(&next.dialog.event) else {
+            return Vec::new();
+        };
         match next.terminal {
-            Some((dialog, reason)) => {
-                let Some(package) = self.package_for_key(&dialog.event) else {
-                    return Vec::new();
-                };
-                let out = self.send_now(dialog, package.as_ref(), next.body, Some(reason), now);
+            Some(reason) => {
+                let out =
+                    self.send_now(next.dialog, package.as_ref(), next.body, Some(reason), now);
                 out.into_iter().collect()
             }
+            // Expired meanwhile: the sweep ends it with its own final NOTIFY.
+            None if next.dialog.expires <= now => {
+                self.queues.remove(&key);
+                Vec::new()
+            }
             None => {
-                let dialog = match self
-                    .store
-                    .get_dialog(&key.call_id, &key.to_tag, &key.from_tag)
-                {
-                    Ok(Some(d)) if d.expires > now => d,
-                    _ => {
-                        self.queues.remove(&key);
-                        return Vec::new();
-                    }
-                };
-                let Some(package) = self.package_for_key(&dialog.event) else {
-                    return Vec::new();
-                };
-                let out = self.send_now(dialog, package.as_ref(), next.body, None, now);
+                let out = self.send_now(next.dialog, package.as_ref(), next.body, None, now);
                 self.durable();
                 out.into_iter().collect()
             }

@@ -199,7 +199,8 @@ impl Engine {
         {
             self.conns.insert(key.clone(), conn);
         }
-        // Sending the first NOTIFY writes the dialog (with its CSeq) in one store write.
+        // Sending the first NOTIFY writes the dialog in one store write: a new dialog has
+        // no NOTIFY counters yet, so that NOTIFY reserves them in the row (counters.rs).
         // Dialog first, watchers row second: a crash in between leaves a dialog whose
         // watchers row the store's repair re-derives at open.
         let notifies = self.queue_notify(dialog, package.as_ref(), body, now);
@@ -360,6 +361,7 @@ impl Engine {
                 let key = DialogKey::of(&old);
                 self.queues.remove(&key);
                 self.conns.remove(&key);
+                self.counters.forget(&key);
             }
         }
     }

@@ -84,6 +84,7 @@ impl Engine {
             }
         }
         self.sweep_watchers(now);
+        self.write_back_counters(false);
         out.append(&mut self.pending_out);
         if publications + subscriptions > 0 {
             self.durable();
