@@ -361,30 +361,30 @@ pub(super) fn build_notify(
         .unwrap_or_else(|_| Uri::Other(dialog.remote_target.clone()));
     let mut req = Request::new(Method::Notify, uri);
     let h = &mut req.headers;
-    h.push("Max-Forwards", "70");
+    h.push_known("Max-Forwards", "70");
     let from = if dialog.to_uri.is_empty() {
         &dialog.presentity_uri
     } else {
         &dialog.to_uri
     };
-    h.push("From", format!("<{from}>;tag={}", dialog.to_tag));
-    h.push(
+    h.push_known("From", format!("<{from}>;tag={}", dialog.to_tag));
+    h.push_known(
         "To",
         format!("<{}>;tag={}", dialog.watcher_uri, dialog.from_tag),
     );
-    h.push("Call-ID", dialog.call_id.clone());
-    h.push("CSeq", format!("{} NOTIFY", dialog.local_cseq));
+    h.push_known("Call-ID", dialog.call_id.clone());
+    h.push_known("CSeq", format!("{} NOTIFY", dialog.local_cseq));
     for route in &dialog.record_route {
-        h.push("Route", route.clone());
+        h.push_known("Route", route.clone());
     }
-    h.push("Contact", dialog.local_contact.clone());
+    h.push_known("Contact", dialog.local_contact.clone());
     let mut event = Registry::event_key(package);
     if let Some(id) = &dialog.event_id {
         event.push_str(";id=");
         event.push_str(id);
     }
-    h.push("Event", event);
-    h.push(
+    h.push_known("Event", event);
+    h.push_known(
         "Subscription-State",
         match state {
             SubState::Active => format!("active;expires={remaining}"),
@@ -393,7 +393,7 @@ pub(super) fn build_notify(
         },
     );
     if let Some(b) = body {
-        h.push("Content-Type", package.notify_type());
+        h.push_known("Content-Type", package.notify_type());
         req.body = package
             .watcher_body(b, dialog.version)
             .unwrap_or_else(|| b.to_vec());

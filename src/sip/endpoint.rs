@@ -16,7 +16,7 @@ use std::time::Instant;
 use log::debug;
 
 use crate::sip::absorb::Absorber;
-use crate::sip::header::{Headers, Via, split_comma};
+use crate::sip::header::{Via, split_comma};
 use crate::sip::message::{Message, Method, Request, Response};
 use crate::sip::replay::{ReplayLog, Slot};
 use crate::sip::transaction::{
@@ -526,12 +526,7 @@ impl Endpoint {
             sent_by,
             branch
         );
-        let mut headers = Headers::with_capacity(request.headers.len() + 1);
-        headers.push("Via", via);
-        for h in request.headers.iter() {
-            headers.push(&h.name, h.value.clone());
-        }
-        request.headers = headers;
+        request.headers.push_front("Via", via);
         let method = request.method.as_str().to_string();
         let id = self.alloc_id();
         let (machine, outs) = ClientNonInvite::start(

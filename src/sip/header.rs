@@ -213,6 +213,16 @@ pub fn known_name(name: &str) -> Option<&'static str> {
         .find(|k| k.eq_ignore_ascii_case(name))
 }
 
+/// `value` without surrounding whitespace, reusing its buffer when there is none.
+fn trimmed(value: String) -> String {
+    let t = trim_ws(&value);
+    if t.len() == value.len() {
+        value
+    } else {
+        t.to_owned()
+    }
+}
+
 /// The name under which `name` is stored: compact forms expanded, known names in RFC
 /// spelling, others unchanged.
 pub fn canonical_name(name: &str) -> String {
@@ -390,15 +400,28 @@ impl Headers {
 
     /// Appends a header line; the name is canonicalized and the value trimmed.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
-        let mut value = value.into();
-        let trimmed = trim_ws(&value);
-        if trimmed.len() != value.len() {
-            value = trimmed.to_owned();
-        }
         self.entries.push(Header {
             name: canonical_name(name),
-            value,
+            value: trimmed(value.into()),
         });
+    }
+
+    /// Appends a header line under a name already in RFC spelling (a literal in our own
+    /// requests), skipping the name lookup; the value is trimmed as by `push`.
+    pub fn push_known(&mut self, name: &'static str, value: impl Into<String>) {
+        debug_assert_eq!(known_name(name), Some(name), "not a canonical name");
+        self.entries.push(Header {
+            name: name.to_owned(),
+            value: trimmed(value.into()),
+        });
+    }
+
+    /// Puts a header line first (a new top Via); the name is canonicalized.
+    pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
+        self.push(name, value);
+        if let Some(h) = self.entries.pop() {
+            self.entries.insert(0, h);
+        }
     }
 
     /// Appends a header whose name is already canonical and value already trimmed.
