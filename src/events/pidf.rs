@@ -64,7 +64,58 @@ impl std::error::Error for PidfError {}
 /// Accepts `body` if it is a well-formed UTF-8 PIDF document: root `presence` in the
 /// PIDF namespace with an `entity`, every `tuple` with an `id` and a `status`.
 pub fn validate_pidf(body: &[u8]) -> Result<(), PidfError> {
-    parse_pidf(body).map(|_| ())
+    let doc = parse_pidf(body)?;
+    if let Some(entity) = doc.attr("entity") {
+        validated::remember(body, entity);
+    }
+    Ok(())
+}
+
+/// Documents this thread recently found valid, by content, with their `entity`. A
+/// PUBLISH is validated and then, as the only publication of its presentity (the
+/// common single-device case), aggregated at once: the second parse is skipped. The
+/// key is the content itself (a per-process keyed 64-bit digest), so an entry never
+/// goes stale; the memo is a small FIFO.
+mod validated {
+    use std::cell::RefCell;
+    use std::collections::{HashMap, VecDeque};
+    use std::hash::{BuildHasher, RandomState};
+
+    const ENTRIES: usize = 1024;
+
+    #[derive(Default)]
+    struct Memo {
+        keyed: RandomState,
+        entity: HashMap<u64, String>,
+        order: VecDeque<u64>,
+    }
+
+    thread_local! {
+        static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+    }
+
+    pub(super) fn remember(body: &[u8], entity: &str) {
+        MEMO.with_borrow_mut(|m| {
+            let key = m.keyed.hash_one(body);
+            if m.entity.insert(key, entity.to_owned()).is_none() {
+                m.order.push_back(key);
+            }
+            while m.order.len() > ENTRIES {
+                if let Some(old) = m.order.pop_front() {
+                    m.entity.remove(&old);
+                }
+            }
+        });
+    }
+
+    /// Whether `body` was found valid with this `entity`.
+    pub(super) fn is_valid_for(body: &[u8], entity: &str) -> bool {
+        MEMO.with_borrow(|m| {
+            m.entity
+                .get(&m.keyed.hash_one(body))
+                .is_some_and(|e| e == entity)
+        })
+    }
 }
 
 /// Merges a presentity's publications, given newest first, into one PIDF document for
@@ -211,9 +262,11 @@ fn collect_notes(el: &Element, found: &mut Vec<String>) {
 /// The one publication as is, when it already names `entity` (the common single-device
 /// case); only an XML declaration is added if it lacks one.
 fn single_unchanged(entity: &str, body: &[u8]) -> Option<Vec<u8>> {
-    let doc = parse_pidf(body).ok()?;
-    if doc.attr("entity") != Some(entity) {
-        return None;
+    if !validated::is_valid_for(body, entity) {
+        let doc = parse_pidf(body).ok()?;
+        if doc.attr("entity") != Some(entity) {
+            return None;
+        }
     }
     if body.starts_with(b"<?xml") {
         return Some(body.to_vec());
@@ -652,6 +705,33 @@ pub(crate) fn xml_chars_only(s: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_validated_single_publication_aggregates_as_an_unvalidated_one_does() {
+        let body = b"<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='sip:a@x'>\
+            <tuple id='t'><status><basic>open</basic></status></tuple></presence>";
+        // A fresh thread has an empty memo: the document is parsed there.
+        let cold =
+            std::thread::spawn(|| (aggregate("sip:a@x", &[body]), aggregate("sip:b@x", &[body])))
+                .join()
+                .unwrap();
+        validate_pidf(body).unwrap();
+        assert!(validated::is_valid_for(body, "sip:a@x"));
+        assert!(!validated::is_valid_for(body, "sip:b@x"));
+        assert_eq!(aggregate("sip:a@x", &[body]), cold.0);
+        // Another entity is still rewritten, not passed through.
+        assert_eq!(aggregate("sip:b@x", &[body]), cold.1);
+        assert!(
+            String::from_utf8(cold.1)
+                .unwrap()
+                .contains("entity=\"sip:b@x\"")
+        );
+        // An invalid document is never remembered.
+        let bad =
+            b"<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='sip:a@x'><tuple/></presence>";
+        assert!(validate_pidf(bad).is_err());
+        assert!(!validated::is_valid_for(bad, "sip:a@x"));
+    }
 
     const ALICE: &str = "sip:alice@example.com";
 
