@@ -53,6 +53,17 @@ impl Counters {
     /// (the last CSeq or a reservation above it) and `stored_version` (the next version,
     /// or a reservation). `reserve` says the row must be written first.
     pub fn next(&mut self, key: &DialogKey, stored_cseq: u32, stored_version: u32) -> Next {
+        if stored_cseq == 0 && !self.live.contains_key(key) {
+            // A new dialog's first NOTIFY writes the row anyway (that creates it): with
+            // the exact values, and nothing stays in memory. Most subscriptions only
+            // ever get this one until their next refresh.
+            let next_version = stored_version.wrapping_add(1);
+            return Next {
+                cseq: 1,
+                version: stored_version,
+                reserve: Some((1, next_version)),
+            };
+        }
         let live = self.live.entry(key.clone()).or_insert(Live {
             cseq: stored_cseq,
             version: stored_version,
@@ -123,6 +134,26 @@ mod tests {
     }
 
     #[test]
+    fn a_new_dialogs_first_notify_is_written_exactly_and_kept_nowhere() {
+        let mut c = Counters::default();
+        let first = c.next(&key(9), 0, 0);
+        assert_eq!(
+            first,
+            Next {
+                cseq: 1,
+                version: 0,
+                reserve: Some((1, 1))
+            }
+        );
+        assert_eq!(c.len(), 0);
+        // The next one starts from that row and reserves ahead.
+        let second = c.next(&key(9), 1, 1);
+        assert_eq!((second.cseq, second.version), (2, 1));
+        assert_eq!(second.reserve, Some((2 + STEP, 2 + STEP)));
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
     fn one_reservation_covers_step_notifies() {
         let mut c = Counters::default();
         let k = key(1);
@@ -164,17 +195,17 @@ mod tests {
     #[test]
     fn idle_counters_are_handed_back_and_busy_ones_stay() {
         let mut c = Counters::default();
-        c.next(&key(1), 0, 0);
-        c.next(&key(2), 0, 0);
+        c.next(&key(1), 1, 1);
+        c.next(&key(2), 1, 1);
         assert!(c.take_idle(false).is_empty(), "both were just used");
-        c.next(&key(2), 0, 0);
+        c.next(&key(2), 1, 1);
         let idle = c.take_idle(false);
-        assert_eq!(idle, vec![(key(1), 1, 1)]);
+        assert_eq!(idle, vec![(key(1), 2, 2)]);
         assert_eq!(c.len(), 1);
         let all = c.take_idle(true);
-        assert_eq!(all, vec![(key(2), 2, 2)]);
+        assert_eq!(all, vec![(key(2), 3, 3)]);
         assert_eq!(c.len(), 0);
-        c.next(&key(3), 0, 0);
+        c.next(&key(3), 1, 1);
         c.forget(&key(3));
         assert_eq!(c.len(), 0);
     }
