@@ -13,13 +13,14 @@
 
 # Server bugs that make a check fail, by check name (see report_checks in lib.sh).
 
-# baresip_dir DIR ACCOUNT-LINE [CONTACT-LINE]: a config directory for one instance.
+# baresip_dir DIR PORT ACCOUNT-LINE [CONTACT-LINE]: a config directory for one instance
+# listening on PORT (and, for TLS, PORT + 1: both must be free).
 baresip_dir() {
-    local dir=$1 account=$2 contact=${3:-}
+    local dir=$1 port=$2 account=$3 contact=${4:-}
     mkdir -p "$dir"
     cat >"$dir/config" <<CONF
 poll_method		epoll
-sip_listen		127.0.0.1:$(free_port)
+sip_listen		127.0.0.1:$port
 audio_player		none
 audio_source		none
 module_path		/usr/lib/baresip/modules
@@ -36,9 +37,12 @@ if command -v baresip >/dev/null && [ -e /usr/lib/baresip/modules/presence.so ];
         label="baresip-$t"
         pub="sip:bs-pub-$t@example.com"
         outbound="outbound=\"sip:127.0.0.1:$PORT;transport=$t\""
-        baresip_dir "$WORK/$label/watcher" "<sip:bs-watch-$t@example.com>;regint=0;$outbound" \
+        # Four free ports in a row: the watcher's SIP and TLS ports, then the publisher's.
+        base=$(free_port_block 4)
+        baresip_dir "$WORK/$label/watcher" "$base" \
+            "<sip:bs-watch-$t@example.com>;regint=0;$outbound" \
             "\"publisher\" <$pub>;presence=p2p"
-        baresip_dir "$WORK/$label/publisher" "<$pub>;regint=0;pubint=60;$outbound"
+        baresip_dir "$WORK/$label/publisher" "$((base + 2))" "<$pub>;regint=0;pubint=60;$outbound"
 
         timeout 30 baresip -f "$WORK/$label/watcher" -t 7 -s \
             >"$WORK/$label/watcher.out" 2>&1 </dev/null &
