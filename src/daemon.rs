@@ -342,7 +342,7 @@ async fn serve(
             }
             next_flush = now + flush_period;
         }
-        core.drain_outputs().await;
+        core.drain_outputs();
         // Nothing waits in the UDP batch while the loop sleeps.
         core.udp_out.flush();
         let mut wake = Some(next_sweep.min(next_flush).min(next_housekeeping));
@@ -405,7 +405,7 @@ async fn serve(
                             core.server.transport_error(tx, now, clock.unix_now())
                         }
                     }
-                    core.drain_outputs().await;
+                    core.drain_outputs();
                     handled += 1;
                     if handled < EVENT_BATCH {
                         next = events_rx.try_recv().ok();
@@ -432,7 +432,7 @@ async fn serve(
         }
         // Timers run after every step, so a busy socket cannot starve retransmissions.
         core.server.handle_timeout(now, clock.unix_now());
-        core.drain_outputs().await;
+        core.drain_outputs();
         xcap.request_fetches(core.server.engine_mut());
     }
     info!(
@@ -560,7 +560,7 @@ impl Core {
     }
 
     /// Sends everything the server has queued.
-    async fn drain_outputs(&mut self) {
+    fn drain_outputs(&mut self) {
         while let Some(Transmit { to, bytes, tx }) = self.server.poll_transmit() {
             match to.kind {
                 TransportKind::Udp => self.udp_out.push(to.addr, bytes, tx),
@@ -582,7 +582,7 @@ impl Core {
             self.ex
                 .spawn(async move {
                     while let Ok((to, bytes, tx)) = rx.recv().await {
-                        sender.send(to, bytes, tx).await;
+                        sender.send_tcp(to, bytes, tx).await;
                     }
                 })
                 .detach();

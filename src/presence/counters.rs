@@ -32,6 +32,32 @@ struct Live {
     touched: bool,
 }
 
+impl Live {
+    /// Takes the values for one more NOTIFY, reserving ahead when the last reservation
+    /// is used up.
+    fn advance(&mut self) -> Next {
+        self.cseq = self.cseq.saturating_add(1);
+        let version = self.version;
+        self.version = self.version.wrapping_add(1);
+        self.touched = true;
+        let reserve = if self.left == 0 {
+            self.left = STEP;
+            Some((
+                self.cseq.saturating_add(STEP),
+                self.version.wrapping_add(STEP),
+            ))
+        } else {
+            None
+        };
+        self.left -= 1;
+        Next {
+            cseq: self.cseq,
+            version,
+            reserve,
+        }
+    }
+}
+
 /// What the next NOTIFY of a dialog carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Next {
@@ -64,31 +90,20 @@ impl Counters {
                 reserve: Some((1, next_version)),
             };
         }
-        let live = self.live.entry(key.clone()).or_insert(Live {
-            cseq: stored_cseq,
-            version: stored_version,
-            left: 0,
-            touched: false,
-        });
-        live.cseq = live.cseq.saturating_add(1);
-        let version = live.version;
-        live.version = live.version.wrapping_add(1);
-        live.touched = true;
-        let reserve = if live.left == 0 {
-            live.left = STEP;
-            Some((
-                live.cseq.saturating_add(STEP),
-                live.version.wrapping_add(STEP),
-            ))
-        } else {
-            None
-        };
-        live.left -= 1;
-        Next {
-            cseq: live.cseq,
-            version,
-            reserve,
+        // Looked up first: the key is cloned only for a dialog's first entry, not on
+        // every NOTIFY.
+        if let Some(live) = self.live.get_mut(key) {
+            return live.advance();
         }
+        self.live
+            .entry(key.clone())
+            .or_insert(Live {
+                cseq: stored_cseq,
+                version: stored_version,
+                left: 0,
+                touched: false,
+            })
+            .advance()
     }
 
     /// The dialog is gone; its counters with it.

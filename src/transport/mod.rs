@@ -46,10 +46,10 @@ pub struct Transport {
     clock: Arc<dyn Clock>,
 }
 
-/// A cloneable handle for sending; cheap enough to hand to tasks.
+/// A cloneable handle for sending over TCP; cheap enough to hand to tasks. UDP leaves
+/// through [`UdpOut`].
 #[derive(Clone)]
 pub struct SendHandle {
-    udp: Vec<Arc<smol::net::UdpSocket>>,
     ctx: tcp::ConnContext,
 }
 
@@ -151,38 +151,20 @@ impl Transport {
             self.udp.len(),
             self.config.max_connections
         );
-        Ok((SendHandle { udp: self.udp, ctx }, udp_out))
+        Ok((SendHandle { ctx }, udp_out))
     }
 }
 
 impl SendHandle {
-    /// Sends `bytes` to `to`. UDP goes out at once; TCP reuses the peer's connection or
-    /// opens one. A failure is reported as `Event::SendFailed` when `tx` is given.
-    pub async fn send(&self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
-        let result = match to.kind {
-            TransportKind::Udp => self.send_udp(to.addr, &bytes).await,
-            TransportKind::Tcp => tcp::send(&self.ctx, to, bytes).await,
-        };
-        if let Err(e) = result {
+    /// Sends `bytes` to `to` over TCP, reusing the peer's connection or opening one. A
+    /// failure is reported as `Event::SendFailed` when `tx` is given.
+    pub async fn send_tcp(&self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
+        if let Err(e) = tcp::send(&self.ctx, to, bytes).await {
             debug!("send to {to} failed: {e}");
             if let Some(tx) = tx {
                 let _ = self.ctx.events.send(Event::SendFailed { tx }).await;
             }
         }
-    }
-
-    async fn send_udp(&self, to: SocketAddr, bytes: &[u8]) -> std::io::Result<()> {
-        let sock = self
-            .udp
-            .iter()
-            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()))
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::AddrNotAvailable,
-                    "no UDP socket for this address family",
-                )
-            })?;
-        sock.send_to(bytes, to).await.map(|_| ())
     }
 
     /// Number of open TCP connections.

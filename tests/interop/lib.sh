@@ -36,25 +36,16 @@ PY
 # free_port_block N: the first of N consecutive loopback ports, all free for UDP and TCP
 # (baresip also binds TLS on its SIP port + 1, so it needs two).
 free_port_block() {
-    python3 - "$1" <<'PY'
-import socket, sys
-n = int(sys.argv[1])
-def free(port):
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-while True:
-    t = socket.socket(); t.bind(("127.0.0.1", 0)); base = t.getsockname()[1]; t.close()
-    if base + n <= 65535 and all(free(p) for p in range(base, base + n)):
-        print(base)
-        break
-PY
+    local n=$1 base i
+    while true; do
+        base=$(free_port)
+        i=1
+        while [ "$i" -lt "$n" ] && port_free $((base + i)); do i=$((i + 1)); done
+        if [ "$i" -eq "$n" ]; then
+            echo "$base"
+            return
+        fi
+    done
 }
 
 # free_port: a free loopback port (UDP and TCP both free).
