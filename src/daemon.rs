@@ -321,10 +321,9 @@ async fn serve(
             next_sweep = now + clean_period;
         }
         if now >= next_housekeeping {
+            // Freed heap goes back to the system from the allocator's own thread
+            // (crate::memory).
             core.server.engine_mut().release_idle_capacity();
-            // Freed heap goes back to the system off the core loop.
-            ex.spawn(smol::unblock(crate::memory::release_free_heap))
-                .detach();
             next_housekeeping = now + HOUSEKEEPING_PERIOD;
         }
         if now >= next_flush {

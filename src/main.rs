@@ -172,7 +172,6 @@ struct CheckConfigArgs {
 }
 
 fn main() -> ExitCode {
-    presenced::memory::limit_arenas();
     let cli: Cli = argh::from_env();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match cli.command {

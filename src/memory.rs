@@ -1,38 +1,49 @@
-//! Keeping the resident size of a long-running daemon near what it really holds (glibc
-//! only; other allocators need nothing here). After a load peak (every completed UDP
-//! transaction lives for Timer J, 32 s) glibc keeps freed memory in its arenas, spread
-//! between live blocks, so an idle daemon would stay at its peak size:
-//! - [`limit_arenas`]: one arena per thread (sled's, the flush pool's) scatters those
-//!   blocks over many heaps that can never be trimmed; one arena serves a single core
-//!   loop and a flush thread without measurable contention (BENCHMARKS.md: 100k
-//!   subscriptions, RSS 115 MiB with glibc's default arenas, 100 MiB with one).
-//! - [`release_free_heap`]: `malloc_trim` returns every whole free page; the daemon calls
-//!   it every housekeeping period, off the core loop.
+//! The allocator, and keeping the resident size of a long-running daemon near what it
+//! really holds.
+//!
+//! presenced runs on jemalloc, for two reasons measured in BENCHMARKS.md:
+//! - sled frees on one thread what another allocated (its epoch GC, its I/O threads).
+//!   glibc's malloc takes the owning arena's lock for each such free: a restore on two
+//!   loader threads ran slower than on one. With jemalloc it runs twice as fast.
+//! - After a load peak (every completed UDP transaction lives for Timer J, 32 s) an
+//!   idle daemon should shrink back. jemalloc's background thread returns freed pages
+//!   within about a second, with no call from us.
+//!
+//! The tuning is for a small box: one arena and small thread caches. The daemon holds
+//! 100,000 subscriptions in ~53 MiB, against ~63 MiB with jemalloc's defaults. Setting
+//! `_RJEM_MALLOC_CONF` in the environment overrides it. Without the default
+//! `jemalloc` feature (the fuzz targets) the system allocator serves.
 
-/// Returns free heap pages to the system where the allocator supports it.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc reads its options from this symbol before `main` (jemalloc(3), "TUNING").
+#[cfg(feature = "jemalloc")]
 #[allow(unsafe_code)]
-pub fn release_free_heap() {
-    // SAFETY: malloc_trim takes no pointers, locks each arena itself and is safe to call
-    // from any thread at any time (glibc malloc(3)).
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: Option<&'static std::ffi::c_char> = Some(
+    // SAFETY: a pointer to the first byte of a NUL-terminated static string, which is
+    // what jemalloc expects; nothing writes through it.
     unsafe {
-        libc::malloc_trim(0);
+        &*c"background_thread:true,narenas:1,tcache_max:1024,dirty_decay_ms:1000,muzzy_decay_ms:0"
+            .as_ptr()
+    },
+);
+
+#[cfg(all(test, feature = "jemalloc"))]
+mod tests {
+    /// The options above took: jemalloc started its background purging thread (at its
+    /// initialisation, which the test harness's own allocations already caused).
+    #[test]
+    fn jemalloc_runs_with_a_background_purging_thread() {
+        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.trim() == "jemalloc_bg_thd"),
+            "threads: {names:?}"
+        );
     }
 }
-
-/// Other allocators return memory on their own.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn release_free_heap() {}
-
-/// Caps the allocator's arenas; call once at start, before other threads exist.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-pub fn limit_arenas() {
-    // SAFETY: mallopt takes two integers and only changes allocator tuning (malloc(3)).
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn limit_arenas() {}

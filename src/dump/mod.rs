@@ -10,7 +10,9 @@
 //! - [`write`]: the streaming SQL writer, and the consistency argument.
 //! - [`read`]: the streaming INSERT reader (ours, not sqlparser: see its doc).
 //! - [`restore`]: rows → records → staging → commit.
+//! - [`parallel`]: loader threads for a restore into an empty database.
 
+pub mod parallel;
 pub mod read;
 pub mod restore;
 pub mod spec;

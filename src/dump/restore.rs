@@ -14,6 +14,7 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 
 use super::Dialect;
+use super::parallel::{self, Lanes};
 use super::read::{self, InsertHeader, Lit, ReadError, Reader};
 use super::spec::{self, Field, Row, RowError, Table, Type};
 use crate::store::{
@@ -149,7 +150,10 @@ pub fn stage<R: Read>(
     let mut staging = store.staging()?;
     let mut report = RestoreReport::default();
     match stage_into(&mut staging, input, opts, now, &mut report) {
-        Ok(()) => Ok((staging, report)),
+        Ok(()) => {
+            report.restored = staging.counts();
+            Ok((staging, report))
+        }
         Err(e) => {
             if let Err(d) = staging.discard() {
                 log::warn!("discarding the restore's staging tree: {d}");
@@ -160,7 +164,8 @@ pub fn stage<R: Read>(
 }
 
 /// The whole restore for a database no daemon holds: straight into the tables when
-/// they are empty ([`BulkLoad`]), else [`stage`] then commit.
+/// they are empty ([`BulkLoad`], on one loader thread per core), else [`stage`] then
+/// commit.
 pub fn restore<R: Read>(
     store: &Store,
     input: R,
@@ -173,11 +178,21 @@ pub fn restore<R: Read>(
         store.flush()?;
         return Ok(report);
     };
-    let mut bulk = bulk;
     let mut report = RestoreReport::default();
-    match stage_into(&mut bulk, input, opts, now, &mut report) {
-        Ok(()) => {
-            report.restored = bulk.finish()?;
+    let loaded = match Lanes::start(&bulk, parallel::lanes()) {
+        Some(mut lanes) => {
+            let read = stage_into(&mut lanes, input, opts, now, &mut report);
+            lanes.finish(read)
+        }
+        None => {
+            let mut one = bulk.lane();
+            stage_into(&mut one, input, opts, now, &mut report).map(|()| one.counts())
+        }
+    };
+    match loaded {
+        Ok(counts) => {
+            bulk.finish()?;
+            report.restored = counts;
             Ok(report)
         }
         Err(e) => {
@@ -189,18 +204,36 @@ pub fn restore<R: Read>(
     }
 }
 
-/// Where checked rows go: a staging tree, or the empty live tables.
-trait Sink {
+/// One checked row of the dump, ready for a [`Sink`]. Unboxed: items live in
+/// preallocated batches on their way to a loader, and a box would be one more
+/// allocation per row.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Item {
+    Presentity(Presentity),
+    Dialog(ActiveWatcher),
+    Watcher(Watcher),
+    Xcap(Xcap),
+}
+
+/// Where checked rows go: a staging tree, the empty live tables, or loader threads
+/// that fill the empty live tables ([`super::parallel`]).
+pub(super) trait Sink {
+    /// Adds the row read at `line`. An error names that line (or, for a sink that
+    /// works behind the reader, an earlier one).
+    fn add(&mut self, line: u64, item: Item) -> Result<(), RestoreError>;
+}
+
+/// What staging and bulk loading have in common: one row in, added or a duplicate.
+pub(super) trait Loader {
     fn presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError>;
     fn dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError>;
     fn watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError>;
     fn xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError>;
-    fn counts(&self) -> TableCounts;
 }
 
-macro_rules! sink {
+macro_rules! loader {
     ($t:ty) => {
-        impl Sink for $t {
+        impl Loader for $t {
             fn presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
                 self.add_presentity(p)
             }
@@ -213,15 +246,45 @@ macro_rules! sink {
             fn xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError> {
                 self.add_xcap(x)
             }
-            fn counts(&self) -> TableCounts {
-                <$t>::counts(self)
+        }
+        impl Sink for $t {
+            fn add(&mut self, line: u64, item: Item) -> Result<(), RestoreError> {
+                load(self, line, &item)
             }
         }
     };
 }
 
-sink!(Staging);
-sink!(BulkLoad);
+loader!(Staging);
+loader!(BulkLoad);
+
+/// Adds one row to `loader`; a duplicate key, or a value the store cannot key (a NUL
+/// inside a key part), is the dump's fault at `line`.
+pub(super) fn load<L: Loader>(loader: &mut L, line: u64, item: &Item) -> Result<(), RestoreError> {
+    let (staged, table) = match item {
+        Item::Presentity(p) => (loader.presentity(p), Table::Presentity),
+        Item::Dialog(d) => (loader.dialog(d), Table::ActiveWatchers),
+        Item::Watcher(w) => (loader.watcher(w), Table::Watchers),
+        Item::Xcap(x) => (loader.xcap(x), Table::Xcap),
+    };
+    match staged {
+        Ok(Staged::Added) => Ok(()),
+        Ok(Staged::Duplicate) => Err(at(
+            line,
+            RestoreErrorKind::DuplicateKey {
+                table: table.name(),
+            },
+        )),
+        Err(StoreError::InvalidKey { field }) => Err(at(
+            line,
+            RestoreErrorKind::BadValue {
+                column: field,
+                why: "contains a NUL byte".into(),
+            },
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Where each input column goes.
 #[derive(Clone, Copy)]
@@ -230,7 +293,7 @@ enum Slot {
     Ignored,
 }
 
-fn stage_into<R: Read, S: Sink>(
+pub(super) fn stage_into<R: Read, S: Sink>(
     staging: &mut S,
     input: R,
     opts: &RestoreOptions,
@@ -284,14 +347,14 @@ fn stage_into<R: Read, S: Sink>(
             };
             let bad = |e: RowError| at(line, RestoreErrorKind::Row(e));
             let expired = |expires: u64| !opts.keep_expired && expires <= now;
-            let staged = match table {
+            let item = match table {
                 Table::Presentity => {
                     let p = spec::presentity_from(row).map_err(bad)?;
                     if expired(p.expires) {
                         report.skipped_expired += 1;
                         continue;
                     }
-                    staging.presentity(&p)
+                    Item::Presentity(p)
                 }
                 Table::ActiveWatchers => {
                     let d = spec::dialog_from(row).map_err(bad)?;
@@ -299,36 +362,14 @@ fn stage_into<R: Read, S: Sink>(
                         report.skipped_expired += 1;
                         continue;
                     }
-                    staging.dialog(&d)
+                    Item::Dialog(d)
                 }
-                Table::Watchers => staging.watcher(&spec::watcher_from(row).map_err(bad)?),
-                Table::Xcap => staging.xcap(&spec::xcap_from(row).map_err(bad)?),
+                Table::Watchers => Item::Watcher(spec::watcher_from(row).map_err(bad)?),
+                Table::Xcap => Item::Xcap(spec::xcap_from(row).map_err(bad)?),
             };
-            match staged {
-                Ok(Staged::Added) => {}
-                Ok(Staged::Duplicate) => {
-                    return Err(at(
-                        line,
-                        RestoreErrorKind::DuplicateKey {
-                            table: table.name(),
-                        },
-                    ));
-                }
-                // A value the store cannot key (a NUL inside a key part) is the dump's fault.
-                Err(StoreError::InvalidKey { field }) => {
-                    return Err(at(
-                        line,
-                        RestoreErrorKind::BadValue {
-                            column: field,
-                            why: "contains a NUL byte".into(),
-                        },
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            staging.add(line, item)?;
         }
     }
-    report.restored = staging.counts();
     Ok(())
 }
 

@@ -40,6 +40,15 @@ pub struct TableCounts {
     pub xcap: u64,
 }
 
+impl std::ops::AddAssign for TableCounts {
+    fn add_assign(&mut self, o: TableCounts) {
+        self.presentity += o.presentity;
+        self.active_watchers += o.active_watchers;
+        self.watchers += o.watchers;
+        self.xcap += o.xcap;
+    }
+}
+
 impl TableCounts {
     pub fn total(&self) -> u64 {
         self.presentity + self.active_watchers + self.watchers + self.xcap
@@ -314,10 +323,25 @@ impl BulkLoad {
         self.counts
     }
 
-    /// Makes what was loaded durable.
-    pub fn finish(self) -> Result<TableCounts, StoreError> {
+    /// Another loader into the same tables, for another thread; it counts its own rows.
+    /// Two loaders never report the same row twice, but which of two conflicting rows
+    /// is the duplicate depends on their order, so conflicting rows must go through
+    /// one loader (see `dump::parallel`).
+    pub fn lane(&self) -> BulkLoad {
+        BulkLoad {
+            store: self.store.clone(),
+            presentity: self.presentity.clone(),
+            dialogs: self.dialogs.clone(),
+            watchers: self.watchers.clone(),
+            xcap: self.xcap.clone(),
+            counts: TableCounts::default(),
+        }
+    }
+
+    /// Makes what was loaded, through this loader and its lanes, durable.
+    pub fn finish(self) -> Result<(), StoreError> {
         self.store.flush()?;
-        Ok(self.counts)
+        Ok(())
     }
 
     /// Empties the four trees again: the database was empty before.
@@ -407,7 +431,8 @@ mod tests {
         let mut other = dialog("sip:a@b", "presence", "c4", 5);
         other.presentity_uri = "sip:z@b".into();
         assert_eq!(bl.add_dialog(&other).unwrap(), Staged::Duplicate);
-        assert_eq!(bl.finish().unwrap().active_watchers, 2058);
+        assert_eq!(bl.counts().active_watchers, 2058);
+        bl.finish().unwrap();
         assert!(s.get_dialog("c7", "tt", "ft").unwrap().is_some());
         assert_eq!(s.expired_dialogs(5, usize::MAX).unwrap().len(), 2058);
         // Nothing for repair to fix: the index entries are exactly the table's own.
