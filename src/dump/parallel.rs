@@ -229,9 +229,11 @@ mod tests {
         (r, s)
     }
 
-    fn line_of(text: &str, needle: &str) -> u64 {
-        let at = text.find(needle).unwrap();
-        text[..at].matches('\n').count() as u64 + 1
+    /// `text` with the first `from` replaced by `to`, and the line it was on.
+    fn swap(text: &str, from: &str, to: &str) -> (String, u64) {
+        let at = text.find(from).unwrap();
+        let line = text[..at].matches('\n').count() as u64 + 1;
+        (text.replacen(from, to, 1), line)
     }
 
     fn failure(r: Result<TableCounts, RestoreError>) -> (u64, RestoreErrorKind) {
@@ -264,10 +266,8 @@ mod tests {
         let sql = dump();
         // A dialog late in the dump reuses an early dialog's identity under another
         // presentity; a presentity row later still repeats an early one's key.
-        let dup_dialog = sql.replacen("'c01400'", "'c00003'", 1);
-        let dialog_line = line_of(&sql, "'c01400'");
-        let both = dup_dialog.replacen("('u01450'", "('u00002'", 1);
-        let presentity_line = line_of(&sql, "('u01450'");
+        let (dup_dialog, dialog_line) = swap(&sql, "'c01400'", "'c00003'");
+        let (both, presentity_line) = swap(&dup_dialog, "('u01450'", "('u00002'");
         assert!(presentity_line < dialog_line, "presentity rows come first");
         // Only the dialog duplicate, then both: the presentity one comes first.
         for n in [1, 2, 3, 4] {
@@ -297,13 +297,10 @@ mod tests {
     #[test]
     fn a_read_error_and_a_duplicate_report_whichever_comes_first() {
         let sql = dump();
-        let dup = sql.replacen("('u01000'", "('u00001'", 1);
-        let dup_line = line_of(&sql, "('u01000'");
+        let (dup, dup_line) = swap(&sql, "('u01000'", "('u00001'");
         // A bad escape after the duplicate, and one before it.
-        let late = dup.replacen("'c00500'", "'c\\q500'", 1);
-        let late_line = line_of(&sql, "'c00500'");
-        let early = dup.replacen("('u00100'", "('u\\q100'", 1);
-        let early_line = line_of(&sql, "('u00100'");
+        let (late, late_line) = swap(&dup, "'c00500'", "'c\\q500'");
+        let (early, early_line) = swap(&dup, "('u00100'", "('u\\q100'");
         assert!(early_line < dup_line && dup_line < late_line);
         for n in [1, 2, 3] {
             let (line, kind) = failure(load_with(n, &late).0);
