@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Feed the same bytes as a stream, split in two at a data-dependent point.
-    let split = data.first().map_or(0, |b| usize::from(*b) % (data.len() + 1));
+    let split = data
+        .first()
+        .map_or(0, |b| usize::from(*b) % (data.len() + 1));
     let mut framer = StreamFramer::new(8 * 1024);
     for chunk in [&data[..split], &data[split..]] {
         framer.push(chunk);

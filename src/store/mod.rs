@@ -225,7 +225,20 @@ fn open_db(path: &Path, cache_capacity: u64) -> Result<sled::Db, sled::Error> {
 
 impl Store {
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        let db = open_db(path, opts.cache_capacity)?;
+        Store::with_db(open_db(path, opts.cache_capacity)?, opts)
+    }
+
+    /// A database in memory (sled's temporary mode, under /dev/shm on Linux), gone when
+    /// the last handle drops: for the fuzz targets, which need a fresh store per input.
+    pub fn open_temporary(opts: StoreOptions) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(opts.cache_capacity)
+            .open()?;
+        Store::with_db(db, opts)
+    }
+
+    fn with_db(db: sled::Db, opts: StoreOptions) -> Result<Store, StoreError> {
         let behind = !opts.sync_always;
         let inner = Inner {
             presentity: Table::open(&db, "presentity", behind)?,

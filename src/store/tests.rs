@@ -42,6 +42,17 @@ fn each_record_round_trips_through_the_store() {
 }
 
 #[test]
+fn temporary_stores_start_empty_and_are_independent() {
+    let first = Store::open_temporary(StoreOptions::default()).unwrap();
+    let second = Store::open_temporary(StoreOptions::default()).unwrap();
+    first
+        .put_presentity(&presentity("sip:a@b", "presence", "e1", 100))
+        .unwrap();
+    assert_eq!(first.counts().unwrap().presentity, 1);
+    assert_eq!(second.counts().unwrap().total(), 0);
+}
+
+#[test]
 fn missing_rows_read_as_none() {
     let (_dir, store) = open();
     assert_eq!(

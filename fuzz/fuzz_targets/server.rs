@@ -1,0 +1,129 @@
+//! Fuzzes the whole sans-I/O server on a fresh in-memory store: a script of datagrams
+//! from a handful of peers, clock jumps (timers and the expiry sweep), answers to the
+//! NOTIFYs it sent, and delivery failures. It must never panic, and every message it
+//! sends must parse back (we never put a malformed message on the wire).
+//!
+//! Input: steps separated by two NUL bytes. A step's first byte picks what it is:
+//! - `op % 4 < 2`: the rest is one datagram from peer `op / 4 % 4` (UDP, or TCP for odd
+//!   peers);
+//! - `op % 4 == 2`: the clock moves on by the next byte × 8 s, then timers and the sweep
+//!   run;
+//! - `op % 4 == 3`: every unanswered NOTIFY gets a response whose status the next byte
+//!   picks, or (status 0) its client transaction reports a transport error.
+#![no_main]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use presenced::config::Config;
+use presenced::server::Server;
+use presenced::sip::endpoint::{ClientTxId, Peer, Source, TransportKind};
+use presenced::sip::message::{Message, Method, Request, Response};
+use presenced::store::{Store, StoreOptions};
+
+const SERVER: &str = "127.0.0.1:5060";
+const UNIX_START: u64 = 1_700_000_000;
+const STATUSES: [u16; 7] = [0, 200, 202, 408, 481, 489, 500];
+
+fn source(peer: u8) -> Source {
+    let kind = if peer % 2 == 0 {
+        TransportKind::Udp
+    } else {
+        TransportKind::Tcp
+    };
+    Source {
+        peer: Peer {
+            kind,
+            addr: SocketAddr::from(([127, 0, 0, 1], 5070 + u16::from(peer))),
+            conn: None,
+        },
+        local: SERVER.parse().expect("literal address"),
+    }
+}
+
+/// Takes what the server sends; every message must parse. Keeps the NOTIFYs to answer.
+fn drain(server: &mut Server, pending: &mut Vec<(Request, Option<ClientTxId>, Peer)>) {
+    while let Some(t) = server.poll_transmit() {
+        match Message::parse(&t.bytes) {
+            Ok(Message::Request(r)) if r.method == Method::Notify => pending.push((r, t.tx, t.to)),
+            Ok(_) => {}
+            Err(e) => panic!(
+                "server sent a message that does not parse ({e:?}):\n{}",
+                String::from_utf8_lossy(&t.bytes)
+            ),
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let config = Config::default();
+    let store = Store::open_temporary(StoreOptions {
+        cache_capacity: 1 << 20,
+        sync_always: false,
+    })
+    .expect("temporary store");
+    let addrs = [
+        (TransportKind::Udp, SERVER.parse().expect("literal address")),
+        (TransportKind::Tcp, SERVER.parse().expect("literal address")),
+    ];
+    let mut server = Server::from_config(&config, store, &addrs, Vec::new());
+    let start = Instant::now();
+    let mut elapsed = 0u64;
+    let mut pending = Vec::new();
+
+    for step in steps(data) {
+        let Some((&op, rest)) = step.split_first() else {
+            continue;
+        };
+        let now = start + Duration::from_secs(elapsed);
+        let unix = UNIX_START + elapsed;
+        match op % 4 {
+            0 | 1 => server.handle_incoming(rest, source(op / 4 % 4), now, unix),
+            2 => {
+                elapsed += u64::from(rest.first().copied().unwrap_or(1)) * 8;
+                let now = start + Duration::from_secs(elapsed);
+                let unix = UNIX_START + elapsed;
+                server.handle_timeout(now, unix);
+                server.sweep(now, unix);
+            }
+            _ => {
+                let pick = rest.first().copied().unwrap_or(1);
+                let status = STATUSES[usize::from(pick) % STATUSES.len()];
+                for (notify, tx, to) in std::mem::take(&mut pending) {
+                    if status == 0 {
+                        if let Some(tx) = tx {
+                            server.transport_error(tx, now, unix);
+                        }
+                        continue;
+                    }
+                    let answer = Response::for_request(&notify, status, None).to_bytes();
+                    let from = Source {
+                        peer: to,
+                        local: SERVER.parse().expect("literal address"),
+                    };
+                    server.handle_incoming(&answer, from, now, unix);
+                }
+            }
+        }
+        drain(&mut server, &mut pending);
+    }
+});
+
+/// The steps of one input: split at every pair of NUL bytes.
+fn steps(data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + 1 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 {
+            out.push(&data[start..i]);
+            i += 2;
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&data[start..]);
+    out
+}
