@@ -33,9 +33,10 @@ RULES = ('<?xml version="1.0"?>\n<cr:ruleset xmlns="urn:ietf:params:xml:ns:pres-
          '<sub-handling>polite-block</sub-handling></cr:actions></cr:rule></cr:ruleset>')
 
 
-def request(method, uri, n, port, extra, body='', ctype=None):
+def request(method, uri, n, port, extra, body='', ctype=None, frm=None):
+    frm = frm or f'sip:w{port}@example.com'
     head = (f'{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{method[:2]}{n};rport\r\n'
-            f'Max-Forwards: 70\r\nFrom: <sip:w{port}@example.com>;tag=f{n}\r\nTo: <{uri}>\r\n'
+            f'Max-Forwards: 70\r\nFrom: <{frm}>;tag=f{n}\r\nTo: <{uri}>\r\n'
             f'Call-ID: {method[:2]}{n}@fuzz\r\nCSeq: {n} {method}\r\nContact: <sip:w{port}@127.0.0.1:{port}>\r\n')
     head += ''.join(f'{h}\r\n' for h in extra)
     if ctype:
@@ -60,11 +61,12 @@ server = {
         step(2, b'\x20'),
     ],
     'winfo-mwi-dialog': [
-        step(0, request('SUBSCRIBE', ALICE, 1, 5070, ['Event: presence.winfo', 'Expires: 300'])),
+        step(0, request('SUBSCRIBE', ALICE, 1, 5070, ['Event: presence.winfo', 'Expires: 300'], frm=ALICE)),
+        step(4, request('SUBSCRIBE', ALICE, 6, 5071, ['Event: presence', 'Expires: 300'])),
         step(8, request('SUBSCRIBE', ALICE, 2, 5072, ['Event: dialog', 'Expires: 300'])),
         step(0, request('PUBLISH', ALICE, 3, 5070, ['Event: dialog', 'Expires: 60'], DIALOG, 'application/dialog-info+xml')),
         step(4, request('PUBLISH', ALICE, 4, 5071, ['Event: message-summary', 'Expires: 60'], MWI, 'application/simple-message-summary')),
-        step(8, request('SUBSCRIBE', ALICE, 5, 5072, ['Event: message-summary', 'Expires: 0'])),
+        step(8, request('SUBSCRIBE', ALICE, 5, 5072, ['Event: message-summary', 'Expires: 0'], frm=ALICE)),
         step(3, b'\x00'),
         step(2, b'\xff'),
     ],
