@@ -2,13 +2,16 @@
 # Runs every fuzz target (or the ones named) for SECONDS each, from the seeds that
 # fuzz/seeds.py writes plus whatever earlier runs left in fuzz/corpus/. Needs a nightly
 # toolchain and cargo-fuzz (`cargo install cargo-fuzz`). A crash stops the run and
-# leaves its input in fuzz/artifacts/<target>/.
+# leaves its input in fuzz/artifacts/<target>/; so does an input that runs over 30 s.
 #
 #   fuzz/run.sh [SECONDS] [TARGET ...]      (default 60 s; targets: every [[bin]])
 set -euo pipefail
 cd "$(dirname "$0")"
-SECONDS_EACH=${1:-60}
-shift || true
+SECONDS_EACH=60
+if [[ ${1:-} =~ ^[0-9]+$ ]]; then
+    SECONDS_EACH=$1
+    shift
+fi
 TARGETS=${*:-$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^presenced-fuzz$')}
 python3 seeds.py >/dev/null
 LOG=$(mktemp)
@@ -17,7 +20,7 @@ for t in $TARGETS; do
     echo "=== $t: ${SECONDS_EACH}s"
     status=0
     cargo +nightly fuzz run --fuzz-dir . "$t" "corpus/$t" -- \
-        -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -print_final_stats=1 >"$LOG" 2>&1 || status=$?
+        -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 >"$LOG" 2>&1 || status=$?
     grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss)' "$LOG" || true
     if [ "$status" -ne 0 ]; then
         tail -60 "$LOG"

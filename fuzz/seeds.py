@@ -33,11 +33,15 @@ RULES = ('<?xml version="1.0"?>\n<cr:ruleset xmlns="urn:ietf:params:xml:ns:pres-
          '<sub-handling>polite-block</sub-handling></cr:actions></cr:rule></cr:ruleset>')
 
 
-def request(method, uri, n, port, extra, body='', ctype=None, frm=None):
+def request(method, uri, n, port, extra, body='', ctype=None, frm=None, dialog=None, to_tag=None):
+    """One request; `dialog` reuses request number `dialog`'s Call-ID and From tag, and
+    `to_tag` (e.g. the target's `$TAG` placeholder) makes it in-dialog."""
     frm = frm or f'sip:w{port}@example.com'
+    d = dialog if dialog is not None else n
+    to = f'<{uri}>' + (f';tag={to_tag}' if to_tag else '')
     head = (f'{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{method[:2]}{n};rport\r\n'
-            f'Max-Forwards: 70\r\nFrom: <{frm}>;tag=f{n}\r\nTo: <{uri}>\r\n'
-            f'Call-ID: {method[:2]}{n}@fuzz\r\nCSeq: {n} {method}\r\nContact: <sip:w{port}@127.0.0.1:{port}>\r\n')
+            f'Max-Forwards: 70\r\nFrom: <{frm}>;tag=f{d}\r\nTo: {to}\r\n'
+            f'Call-ID: {method[:2]}{d}@fuzz\r\nCSeq: {n} {method}\r\nContact: <sip:w{port}@127.0.0.1:{port}>\r\n')
     head += ''.join(f'{h}\r\n' for h in extra)
     if ctype:
         head += f'Content-Type: {ctype}\r\n'
@@ -56,8 +60,14 @@ server = {
         step(0, request('PUBLISH', ALICE, 1, 5070, ['Event: presence', 'Expires: 60'], PIDF, 'application/pidf+xml')),
         step(4, request('SUBSCRIBE', ALICE, 2, 5071, ['Event: presence', 'Expires: 120', 'Accept: application/pidf+xml'])),
         step(3, b'\x01'),
+        step(0, request('PUBLISH', ALICE, 3, 5070, ['Event: presence', 'Expires: 60', 'SIP-If-Match: $ETAG'])),
+        step(0, request('PUBLISH', ALICE, 4, 5070, ['Event: presence', 'Expires: 60', 'SIP-If-Match: $ETAG'],
+                        PIDF.replace('open', 'closed'), 'application/pidf+xml')),
+        step(4, request('SUBSCRIBE', ALICE, 5, 5071, ['Event: presence', 'Expires: 120'], dialog=2, to_tag='$TAG')),
         step(2, b'\x05'),
         step(3, b'\x04'),
+        step(4, request('SUBSCRIBE', ALICE, 6, 5071, ['Event: presence', 'Expires: 0'], dialog=2, to_tag='$TAG')),
+        step(0, request('PUBLISH', ALICE, 7, 5070, ['Event: presence', 'Expires: 0', 'SIP-If-Match: $ETAG'])),
         step(2, b'\x20'),
     ],
     'winfo-mwi-dialog': [
@@ -67,7 +77,7 @@ server = {
         step(0, request('PUBLISH', ALICE, 3, 5070, ['Event: dialog', 'Expires: 60'], DIALOG, 'application/dialog-info+xml')),
         step(4, request('PUBLISH', ALICE, 4, 5071, ['Event: message-summary', 'Expires: 60'], MWI, 'application/simple-message-summary')),
         step(8, request('SUBSCRIBE', ALICE, 5, 5072, ['Event: message-summary', 'Expires: 0'], frm=ALICE)),
-        step(3, b'\x00'),
+        step(3, b'\x07'),
         step(2, b'\xff'),
     ],
     'options-and-garbage': [
@@ -97,12 +107,13 @@ dump_pg = (
     "--\n-- PostgreSQL database dump\n--\nSET statement_timeout = 0;\n"
     "INSERT INTO public.presentity (id, username, domain, event, etag, expires, received_time, body, sender, priority) "
     "VALUES (1, 'carol', 'example.com', 'presence', 'e9', 2000000000, 1700000000, '\\x3c3f786d6c3f3e', 'sip:x', 0);\n"
-    "INSERT INTO public.watchers VALUES (1, 'sip:carol@example.com', 'd', 'example.com', 'presence', 2, E'it''s', 1);\n")
+    "INSERT INTO public.watchers VALUES (1, 'sip:carol@example.com', 'd', 'example.com', 'presence', 2, E'it''s', 1);\n"
+    "--\n-- PostgreSQL database dump complete\n--\n")
 dump_sqlite = (
     "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\n"
-    "CREATE TABLE watchers (id INTEGER PRIMARY KEY, presentity_uri TEXT);\n"
-    "INSERT INTO watchers VALUES(1,'sip:dave@example.com','e','example.com','presence',1,NULL,1700000000);\n"
-    "INSERT INTO \"presentity\" VALUES(2,'dave','example.com','presence','e3',2000000000,1700000000,X'3c2f3e',NULL,'',0);\n"
+    "INSERT INTO watchers VALUES(1,'sip:dave@example.com','e','example.com','presence',1,NULL,1700000000,NULL);\n"
+    "INSERT INTO \"presentity\" VALUES(2,'dave','example.com','presence','e3',2000000000,1700000000,X'3c2f3e',"
+    "NULL,'sip:x',NULL,NULL,0);\n"
     "COMMIT;\n")
 
 xcap = [
@@ -118,8 +129,9 @@ xcap = [
 seeds = {
     'parse': [request('SUBSCRIBE', ALICE, 1, 5070, ['Event: presence', 'Expires: 60'])],
     'server': [SEP.join(steps) for steps in server.values()],
+    # first byte: options (0x80 keep expired, 0x40 merge onto existing rows, rest: dialect)
     'restore': [bytes([0]) + dump_mysql.encode(), bytes([0x81]) + dump_pg.encode(), bytes([2]) + dump_sqlite.encode(),
-                dump_mysql.encode()],
+                bytes([0x40]) + dump_mysql.encode()],
     'bodies': [b'bob@example.com\0' + RULES.encode() + b'\0' + PIDF.encode(),
                b'alice@example.com\0' + PIDF.encode() + b'\0' + PIDF.encode(),
                b'/xcap-root/pres-rules/users/sip:alice@example.com/index\0' + DIALOG.encode() + b'\0' + DIALOG.encode(),

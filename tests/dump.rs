@@ -375,6 +375,34 @@ fn merge_keeps_other_rows_and_replace_empties_the_tables_first() {
     assert_eq!(content(&a), content(&b));
 }
 
+/// A restore into an empty database loads straight into the tables; the same handle must
+/// then count those rows, so a second restore merges (through staging) instead of
+/// treating the database as empty and, on failure, emptying it. Found by the `restore`
+/// fuzz target.
+#[test]
+fn a_store_that_was_bulk_loaded_counts_its_rows_and_a_failed_restore_keeps_them() {
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = open(src_dir.path());
+    fill(&src);
+    let sql = dump_of(&src, Dialect::Mysql);
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let report = restore_into(&s, &sql).unwrap();
+    assert_eq!(s.counts().unwrap(), report.restored);
+    assert_eq!(s.counts().unwrap(), src.counts().unwrap());
+
+    let before = content(&s);
+    let truncated = &sql[..sql.len() / 2];
+    restore_into(&s, truncated).unwrap_err();
+    assert_eq!(
+        content(&s),
+        before,
+        "a failed second restore changed the database"
+    );
+    assert_eq!(s.counts().unwrap(), report.restored);
+}
+
 /// Restores `sql` into a store that already holds `fill`'s rows; asserts it fails at
 /// `line` and that the store is exactly as before.
 fn assert_rejected(sql: &[u8], line: u64) -> RestoreErrorKind {

@@ -19,7 +19,7 @@ mkdir -p target/data
 # PRESENCED_JE=1 sets _RJEM_MALLOC_CONF to presenced's jemalloc malloc_conf.
 [ "${PRESENCED_JE:-}" = 1 ] && export _RJEM_MALLOC_CONF="background_thread:true,narenas:1,tcache_max:1024,dirty_decay_ms:1000,muzzy_decay_ms:0"
 # knob column: every set variable among these
-KNOBS=$(for v in BATCH_ROWS REDB_CACHE FJALL_WB FJALL_MT FJALL_FLUSH_END FJALL_CACHE FJALL_FLUSH_W FJALL_COMPACT_W FJALL_JOURNAL FJALL_BLOCK FJALL_L0 FJALL_TARGET FJALL_STCS REDB_NONDUR IDX_SORT IDX_CHUNK SORTED _RJEM_MALLOC_CONF THREADS; do [ -n "${!v+x}" ] && printf '%s=%s ' "$v" "${!v}"; done)
+KNOBS=$(for v in BATCH_ROWS REDB_CACHE FJALL_WB FJALL_MT FJALL_FLUSH_END FJALL_CACHE FJALL_FLUSH_W FJALL_COMPACT_W FJALL_JOURNAL FJALL_BLOCK FJALL_L0 FJALL_TARGET FJALL_STCS FJALL_CHECK REDB_NONDUR IDX_SORT IDX_CHUNK SORTED _RJEM_MALLOC_CONF THREADS; do [ -n "${!v+x}" ] && printf '%s=%s ' "$v" "${!v}"; done)
 measure() { # engine rows phase
   local e=$1 n=$2 p=$3 d=target/data/${LABEL:-$1}-$2
   local tf; tf=$(mktemp)

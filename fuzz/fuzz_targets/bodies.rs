@@ -72,10 +72,10 @@ fuzz_target!(|data: &[u8]| {
             String::from_utf8_lossy(&shared)
         );
     }
-    assert!(
-        dialog::with_version(&shared, 7).is_some(),
-        "aggregate takes no version"
-    );
+    match dialog::with_version(&shared, 7).map(|v| dialog::parse(&v)) {
+        Some(Ok(doc)) => assert_eq!(doc.attr("version"), Some("7"), "version not set"),
+        other => panic!("versioned aggregate does not parse: {other:?}"),
+    }
 
     // MWI.
     let _ = mwi::parse(a);

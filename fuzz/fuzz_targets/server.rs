@@ -5,11 +5,16 @@
 //!
 //! Input: steps separated by two NUL bytes. A step's first byte picks what it is:
 //! - `op % 4 < 2`: the rest is one datagram from peer `op / 4 % 4` (UDP, or TCP for odd
-//!   peers);
+//!   peers). `$ETAG` and `$TAG` in it become the last SIP-ETag the server answered with
+//!   and the To-tag of its last answer to a SUBSCRIBE, so refreshes, modifications and in-dialog requests are
+//!   reachable;
 //! - `op % 4 == 2`: the clock moves on by the next byte × 8 s, then timers and the sweep
 //!   run;
 //! - `op % 4 == 3`: every unanswered NOTIFY gets a response whose status the next byte
 //!   picks, or (status 0) its client transaction reports a transport error.
+//!
+//! The random tokens (tags, ETags, branches) come from a generator seeded per input, so
+//! a crash replays.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -18,7 +23,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use presenced::config::Config;
 use presenced::server::Server;
-use presenced::sip::endpoint::{ClientTxId, Peer, Source, TransportKind};
+use presenced::sip::endpoint::{ClientTxId, ConnId, Peer, Source, TransportKind};
 use presenced::sip::message::{Message, Method, Request, Response};
 use presenced::store::{Store, StoreOptions};
 
@@ -27,27 +32,57 @@ const UNIX_START: u64 = 1_700_000_000;
 const STATUSES: [u16; 7] = [0, 200, 202, 408, 481, 489, 500];
 
 fn source(peer: u8) -> Source {
-    let kind = if peer % 2 == 0 {
-        TransportKind::Udp
+    // A TCP peer comes with its connection, as the transport reports it.
+    let (kind, conn) = if peer % 2 == 0 {
+        (TransportKind::Udp, None)
     } else {
-        TransportKind::Tcp
+        (TransportKind::Tcp, Some(ConnId(u64::from(peer))))
     };
     Source {
         peer: Peer {
             kind,
             addr: SocketAddr::from(([127, 0, 0, 1], 5070 + u16::from(peer))),
-            conn: None,
+            conn,
         },
         local: SERVER.parse().expect("literal address"),
     }
 }
 
-/// Takes what the server sends; every message must parse. Keeps the NOTIFYs to answer.
-fn drain(server: &mut Server, pending: &mut Vec<(Request, Option<ClientTxId>, Peer)>) {
+/// What the script can refer back to.
+#[derive(Default)]
+struct Seen {
+    /// NOTIFYs not answered yet, with their transaction and where they went.
+    pending: Vec<(Request, Option<ClientTxId>, Peer)>,
+    etag: Option<String>,
+    to_tag: Option<String>,
+}
+
+/// Takes what the server sends; every message must parse.
+fn drain(server: &mut Server, seen: &mut Seen) {
     while let Some(t) = server.poll_transmit() {
         match Message::parse(&t.bytes) {
-            Ok(Message::Request(r)) if r.method == Method::Notify => pending.push((r, t.tx, t.to)),
-            Ok(_) => {}
+            Ok(Message::Request(r)) if r.method == Method::Notify => {
+                seen.pending.push((r, t.tx, t.to))
+            }
+            Ok(Message::Request(_)) => {}
+            Ok(Message::Response(r)) => {
+                if let Some(etag) = r.headers.sip_etag() {
+                    seen.etag = Some(etag.to_owned());
+                }
+                let to_subscribe = r
+                    .headers
+                    .cseq()
+                    .is_ok_and(|c| c.method == Method::Subscribe);
+                if let Some(tag) = r
+                    .headers
+                    .to()
+                    .ok()
+                    .and_then(|to| to.tag().map(str::to_owned))
+                    && to_subscribe
+                {
+                    seen.to_tag = Some(tag);
+                }
+            }
             Err(e) => panic!(
                 "server sent a message that does not parse ({e:?}):\n{}",
                 String::from_utf8_lossy(&t.bytes)
@@ -56,7 +91,20 @@ fn drain(server: &mut Server, pending: &mut Vec<(Request, Option<ClientTxId>, Pe
     }
 }
 
+/// `datagram` with `$ETAG` and `$TAG` replaced by what the server last answered with.
+fn substitute(datagram: &[u8], seen: &Seen) -> Vec<u8> {
+    let mut out = datagram.to_vec();
+    for (mark, value) in [("$ETAG", &seen.etag), ("$TAG", &seen.to_tag)] {
+        let value = value.as_deref().unwrap_or("none");
+        while let Some(at) = out.windows(mark.len()).position(|w| w == mark.as_bytes()) {
+            out.splice(at..at + mark.len(), value.bytes());
+        }
+    }
+    out
+}
+
 fuzz_target!(|data: &[u8]| {
+    fastrand::seed(0);
     let config = Config::default();
     let store = Store::open_temporary(StoreOptions {
         cache_capacity: 1 << 20,
@@ -70,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
     let mut server = Server::from_config(&config, store, &addrs, Vec::new());
     let start = Instant::now();
     let mut elapsed = 0u64;
-    let mut pending = Vec::new();
+    let mut seen = Seen::default();
 
     for step in steps(data) {
         let Some((&op, rest)) = step.split_first() else {
@@ -79,7 +127,10 @@ fuzz_target!(|data: &[u8]| {
         let now = start + Duration::from_secs(elapsed);
         let unix = UNIX_START + elapsed;
         match op % 4 {
-            0 | 1 => server.handle_incoming(rest, source(op / 4 % 4), now, unix),
+            0 | 1 => {
+                let datagram = substitute(rest, &seen);
+                server.handle_incoming(&datagram, source(op / 4 % 4), now, unix);
+            }
             2 => {
                 elapsed += u64::from(rest.first().copied().unwrap_or(1)) * 8;
                 let now = start + Duration::from_secs(elapsed);
@@ -90,7 +141,7 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 let pick = rest.first().copied().unwrap_or(1);
                 let status = STATUSES[usize::from(pick) % STATUSES.len()];
-                for (notify, tx, to) in std::mem::take(&mut pending) {
+                for (notify, tx, to) in std::mem::take(&mut seen.pending) {
                     if status == 0 {
                         if let Some(tx) = tx {
                             server.transport_error(tx, now, unix);
@@ -106,7 +157,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        drain(&mut server, &mut pending);
+        drain(&mut server, &mut seen);
     }
 });
 

@@ -225,7 +225,8 @@ mod tests {
             &mut report,
         );
         let r = lanes.finish(read);
-        bulk.finish().unwrap();
+        bulk.finish(*r.as_ref().unwrap_or(&TableCounts::default()))
+            .unwrap();
         (r, s)
     }
 

@@ -191,7 +191,7 @@ pub fn restore<R: Read>(
     };
     match loaded {
         Ok(counts) => {
-            bulk.finish()?;
+            bulk.finish(counts)?;
             report.restored = counts;
             Ok(report)
         }

@@ -233,9 +233,10 @@ fn insert_new(tree: &sled::Tree, key: &[u8], value: &[u8]) -> Result<Staged, Sto
     )
 }
 
-/// Straight-to-the-tables loading into an empty, otherwise unused database. The
-/// store's row counters are not updated (they are recounted at the next open), so use
-/// it only where no daemon shares the [`Store`].
+/// Straight-to-the-tables loading into an empty, otherwise unused database: use it
+/// only where no daemon shares the [`Store`]. The store's row counters learn the
+/// loaded rows at [`Self::finish`], so the same handle can go on (another restore
+/// included) as if the rows had been put one by one.
 ///
 /// Rows go in one key at a time: sled's plain inserts cost about half of what the
 /// same keys cost in batches (`apply_batch` takes a global write lock and re-walks
@@ -338,8 +339,10 @@ impl BulkLoad {
         }
     }
 
-    /// Makes what was loaded, through this loader and its lanes, durable.
-    pub fn finish(self) -> Result<(), StoreError> {
+    /// Makes what was loaded, through this loader and its lanes, durable, and counts
+    /// it: `loaded` is the sum of their [`Self::counts`].
+    pub fn finish(self, loaded: TableCounts) -> Result<(), StoreError> {
+        self.store.loaded(loaded);
         self.store.flush()?;
         Ok(())
     }
@@ -432,7 +435,9 @@ mod tests {
         other.presentity_uri = "sip:z@b".into();
         assert_eq!(bl.add_dialog(&other).unwrap(), Staged::Duplicate);
         assert_eq!(bl.counts().active_watchers, 2058);
-        bl.finish().unwrap();
+        let loaded = bl.counts();
+        bl.finish(loaded).unwrap();
+        assert_eq!(s.dialogs_count(), 2058);
         assert!(s.get_dialog("c7", "tt", "ft").unwrap().is_some());
         assert_eq!(s.expired_dialogs(5, usize::MAX).unwrap().len(), 2058);
         // Nothing for repair to fix: the index entries are exactly the table's own.

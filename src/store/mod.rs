@@ -334,6 +334,14 @@ impl Store {
         self.inner.presentity.collect(prefix)
     }
 
+    /// Counts rows a bulk load wrote past the tables.
+    fn loaded(&self, n: TableCounts) {
+        self.inner.presentity.loaded(n.presentity);
+        self.inner.dialogs.loaded(n.active_watchers);
+        self.inner.watchers.loaded(n.watchers);
+        self.inner.xcap.loaded(n.xcap);
+    }
+
     pub fn presentities_count(&self) -> u64 {
         self.inner.presentity.len()
     }

@@ -168,6 +168,11 @@ impl Table {
         self.rows.load(Ordering::Relaxed)
     }
 
+    /// Counts `n` rows that were written straight into the tree (a bulk load).
+    pub fn loaded(&self, n: u64) {
+        self.rows.fetch_add(n, Ordering::Relaxed);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // The mutex guards no data, so a panic elsewhere cannot have left anything
         // half-done behind it.

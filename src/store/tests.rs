@@ -50,6 +50,11 @@ fn temporary_stores_start_empty_and_are_independent() {
         .unwrap();
     assert_eq!(first.counts().unwrap().presentity, 1);
     assert_eq!(second.counts().unwrap().total(), 0);
+    assert_eq!(
+        second.get_presentity("presence", "sip:a@b", "e1").unwrap(),
+        None
+    );
+    assert_eq!(second.iter_presentities().count(), 0);
 }
 
 #[test]

@@ -27,7 +27,8 @@ const APPLY_WAIT: Duration = Duration::from_secs(2);
 /// What is read and dropped after a refused request, so closing does not reset the
 /// connection before the client has read our answer.
 const DRAIN_LIMIT: usize = 1 << 20;
-const MAX_HEAD: usize = 16 * 1024;
+/// The largest request head read; a longer one is refused with 431.
+pub const MAX_HEAD: usize = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -70,6 +71,17 @@ impl Reply {
 
     fn conflict(e: &DocError) -> Reply {
         Reply::new(409).body(super::ERROR_MIME, e.error_body())
+    }
+}
+
+/// The status a request that cannot be read is refused with (the connection closes
+/// after it).
+pub fn refusal(e: &ReadError) -> u16 {
+    match e {
+        ReadError::BodyTooLarge => 413,
+        ReadError::HeadTooLarge => 431,
+        ReadError::LengthRequired => 411,
+        _ => 400,
     }
 }
 
@@ -243,12 +255,7 @@ async fn connection(
             Ok(r) => r,
             Err(ReadError::Closed) => return Ok(()),
             Err(e) => {
-                let status = match e {
-                    ReadError::BodyTooLarge => 413,
-                    ReadError::HeadTooLarge => 431,
-                    ReadError::LengthRequired => 411,
-                    _ => 400,
-                };
+                let status = refusal(&e);
                 let wire = http::response_bytes(status, &[("Connection", "close".into())], b"");
                 let _ = stream.write_all(&wire).await;
                 drain(&mut stream).await;

@@ -532,8 +532,18 @@ fn fjall_load(dir: &str, rows: u64, batch_rows: usize, threads: usize) -> (u64, 
                 let mut k = 0u64;
                 let mut batch = ks.batch();
                 let mut in_batch = 0;
+                // FJALL_CHECK=1: look for a duplicate row key or dialog key first, as a
+                // restore must (committed rows by a point read, the open batch's by a
+                // set, since a batch is not readable before it commits).
+                let check = std::env::var("FJALL_CHECK").is_ok();
+                let mut in_flight: std::collections::HashSet<(usize, Vec<u8>)> = Default::default();
                 for row in rows_iter_part(rows, false, t, threads) {
                     for (p, key, val) in row.entries {
+                        if check && (key[0] == b'r' || key[0] == b'd') {
+                            let dup = parts[p].contains_key(&key).unwrap()
+                                || !in_flight.insert((p, key.clone()));
+                            assert!(!dup, "generated rows have no duplicates");
+                        }
                         batch.insert(&parts[p], key, val);
                         k += 1;
                     }
@@ -541,6 +551,7 @@ fn fjall_load(dir: &str, rows: u64, batch_rows: usize, threads: usize) -> (u64, 
                     if in_batch == batch_rows {
                         std::mem::replace(&mut batch, ks.batch()).commit().unwrap();
                         in_batch = 0;
+                        in_flight.clear();
                     }
                 }
                 batch.commit().unwrap();
