@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::{self, ROW};
 use super::records::{self, ActiveWatcher, Presentity, Watcher};
-use super::table::Record;
+use super::table::{Record, index_entries};
 use super::xcap::Xcap;
 use super::{Store, StoreError};
 
@@ -143,16 +143,21 @@ fn counted(r: Staged, n: &mut u64) -> Staged {
 }
 
 impl Staging {
-    fn stage<R: Serialize>(&mut self, key: Vec<u8>, rec: &R) -> Result<Staged, StoreError> {
+    /// Stages `rec` under `tag`. Every key the commit will write for it is built here,
+    /// so a value that cannot be part of a key fails this row (and the restore, at its
+    /// line) instead of the commit, half-way through the live tables.
+    fn stage<R: Record + Serialize>(&mut self, tag: u8, rec: &R) -> Result<Staged, StoreError> {
+        let key = rec.row_key()?;
+        index_entries(rec, &key)?;
         let value = records::encode(rec).map_err(StoreError::Encode)?;
-        match self.tree.insert(key, value)? {
+        match self.tree.insert(tagged(tag, &key), value)? {
             None => Ok(Staged::Added),
             Some(_) => Ok(Staged::Duplicate),
         }
     }
 
     pub fn add_presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
-        let r = self.stage(tagged(PRESENTITY, &p.row_key()?), p)?;
+        let r = self.stage(PRESENTITY, p)?;
         Ok(counted(r, &mut self.counts.presentity))
     }
 
@@ -168,18 +173,17 @@ impl Staging {
         if self.tree.insert(tagged(DIALOG_ID, &id), &[])?.is_some() {
             return Ok(Staged::Duplicate);
         }
-        let r = self.stage(tagged(DIALOG, &d.row_key()?), d)?;
+        let r = self.stage(DIALOG, d)?;
         Ok(counted(r, &mut self.counts.active_watchers))
     }
 
     pub fn add_watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError> {
-        let r = self.stage(tagged(WATCHER, &w.row_key()?), w)?;
+        let r = self.stage(WATCHER, w)?;
         Ok(counted(r, &mut self.counts.watchers))
     }
 
     pub fn add_xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError> {
-        let key = x.row_key()?;
-        let r = self.stage(tagged(XCAP, &key), x)?;
+        let r = self.stage(XCAP, x)?;
         Ok(counted(r, &mut self.counts.xcap))
     }
 
@@ -276,6 +280,8 @@ impl Store {
 /// is taken the record is a duplicate and nothing of it stays.
 fn load<R: Record>(tree: &sled::Tree, rec: &R) -> Result<Staged, StoreError> {
     let key = rec.row_key()?;
+    // Every key first: one that cannot be built fails the row before any of it is in.
+    let entries = index_entries(rec, &key)?;
     let value = records::encode(rec).map_err(StoreError::Encode)?;
     if insert_new(tree, &key, &value)? == Staged::Duplicate {
         return Ok(Staged::Duplicate);
@@ -289,7 +295,7 @@ fn load<R: Record>(tree: &sled::Tree, rec: &R) -> Result<Staged, StoreError> {
     }
     // The same index entries the table itself writes (one rule, in table.rs); the
     // others all embed the row key, so they are new when the row is.
-    for (entry, v) in super::table::index_entries(rec, &key)? {
+    for (entry, v) in entries {
         if dialog.as_ref() != Some(&entry) {
             tree.insert(entry, v)?;
         }
