@@ -22,6 +22,7 @@ for v in ${VARIANTS:-wb8mt2 wb4mt1 tgt8 l0_2 stcs cache4 blk16 jrnl24}; do
     stcs-blk64-c4) run fjall-q2-$v FJALL_WB=$((16*M)) FJALL_MT=$((4*M)) FJALL_STCS=1 FJALL_BLOCK=65536 FJALL_CACHE=$((4*M)) ;;
     stcs-wb8-blk64-c4-check) run fjall-q2-$v FJALL_WB=$((8*M)) FJALL_MT=$((2*M)) FJALL_STCS=1 FJALL_BLOCK=65536 FJALL_CACHE=$((4*M)) FJALL_CHECK=1 ;;
     stcs-blk16-c4-check) run fjall-q2-$v FJALL_WB=$((16*M)) FJALL_MT=$((4*M)) FJALL_STCS=1 FJALL_BLOCK=16384 FJALL_CACHE=$((4*M)) FJALL_CHECK=1 ;;
+    stcs-blk16-c4-check-2thr) run fjall-q2-$v FJALL_WB=$((16*M)) FJALL_MT=$((4*M)) FJALL_STCS=1 FJALL_BLOCK=16384 FJALL_CACHE=$((4*M)) FJALL_CHECK=1 THREADS=2 ;;
     *) echo "unknown variant $v" >&2 ;;
   esac
 done
