@@ -23,8 +23,10 @@ for t in $TARGETS; do
         -max_total_time="$SECONDS_EACH" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 >"$LOG" 2>&1 || status=$?
     grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss)' "$LOG" || true
     if [ "$status" -ne 0 ]; then
-        tail -60 "$LOG"
-        echo "FAIL: $t (exit $status)"
+        mkdir -p "artifacts/$t"
+        cp "$LOG" "artifacts/$t/last-run.log"
+        grep -E 'ERROR: |SUMMARY: |panicked at|^ +#[0-9]+ ' "$LOG" | head -40 || true
+        echo "FAIL: $t (exit $status); the whole log is fuzz/artifacts/$t/last-run.log"
         exit 1
     fi
 done
