@@ -406,7 +406,6 @@ fn sled_load(dir: &str, rows: u64, rows_only: bool, threads: usize) -> (u64, f64
             s.spawn(move || {
                 let mut k = 0u64;
                 for row in rows_iter_part(rows, rows_only, t, threads) {
-                    let _ = row.table;
                     for (tree, key, val) in row.entries {
                         trees[tree].insert(key, val).unwrap();
                         k += 1;
