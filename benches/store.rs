@@ -4,14 +4,14 @@
 //! number of keys a row costs; sled's per-key figure is the ceiling for restore speed.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use presenced::store::records::ActiveWatcher;
+use presenced::store::records::SubscriptionRow;
 use presenced::store::{Store, StoreOptions};
 
 /// Rows (or keys) per measured batch: enough to split many leaves.
 const N: u64 = 20_000;
 
-fn dialog(i: u64) -> ActiveWatcher {
-    ActiveWatcher {
+fn dialog(i: u64) -> SubscriptionRow {
+    SubscriptionRow {
         presentity_uri: format!("sip:u{i}@example.com"),
         watcher_uri: format!("sip:w{i}@example.org"),
         to_uri: format!("sip:u{i}@example.com"),

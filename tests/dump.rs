@@ -13,7 +13,7 @@ use presenced::dump::{
     self, Dialect, DumpOptions, RestoreErrorKind, RestoreOptions, Table, read::ReadErrorKind,
 };
 use presenced::mgmt::{self, client::Client};
-use presenced::store::{ActiveWatcher, Presentity, Store, StoreOptions, Watcher, Xcap, status};
+use presenced::store::{Publication, Store, StoreOptions, SubscriptionRow, Watcher, Xcap, status};
 
 /// Far enough ahead that nothing expires during a test.
 const FUTURE: u64 = 4_000_000_000;
@@ -23,8 +23,8 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open(dir, StoreOptions::default()).unwrap()
 }
 
-fn presentity(user: &str, etag: &str, body: &[u8]) -> Presentity {
-    Presentity {
+fn presentity(user: &str, etag: &str, body: &[u8]) -> Publication {
+    Publication {
         presentity_uri: format!("sip:{user}@example.com"),
         event: "presence".into(),
         etag: etag.into(),
@@ -38,8 +38,8 @@ fn presentity(user: &str, etag: &str, body: &[u8]) -> Presentity {
     }
 }
 
-fn dialog(user: &str, call_id: &str, watcher: &str) -> ActiveWatcher {
-    ActiveWatcher {
+fn dialog(user: &str, call_id: &str, watcher: &str) -> SubscriptionRow {
+    SubscriptionRow {
         presentity_uri: format!("sip:{user}@example.com"),
         watcher_uri: watcher.into(),
         to_uri: format!("sip:{user}@example.com"),
@@ -80,13 +80,13 @@ fn watcher(user: &str, w: &str) -> Watcher {
 /// newlines, CR, control bytes, non-ASCII text, binary bodies, sips: URIs, route sets
 /// with commas inside, NULL-able columns both ways, and xcap documents.
 fn fill(s: &Store) {
-    s.put_presentity(&presentity(
+    s.put_publication(&presentity(
         "alice",
         "a1",
         b"<?xml version='1.0'?>\n<presence entity=\"sip:alice@example.com\">\r\n<note>it's \\ \"ok\" \xc3\xa9</note></presence>",
     ))
     .unwrap();
-    s.put_presentity(&presentity(
+    s.put_publication(&presentity(
         "alice",
         "a2",
         &[0, 1, 2, 0xff, 0xfe, b'\'', b'\\', 0x1a],
@@ -97,9 +97,9 @@ fn fill(s: &Store) {
     odd.event = "dialog;sla".into();
     odd.extra_hdrs = "X-A: 1\r\nX-B: \"two\"\r\n".into();
     odd.content_type = "application/dialog-info+xml".into();
-    s.put_presentity(&odd).unwrap();
+    s.put_publication(&odd).unwrap();
     for i in 0..30 {
-        s.put_presentity(&presentity(
+        s.put_publication(&presentity(
             &format!("user{i}"),
             &format!("e{i}"),
             b"<presence/>",
@@ -115,15 +115,15 @@ fn fill(s: &Store) {
     d1.event_id = Some("7".into());
     d1.reason = Some("it's \\ fine".into());
     d1.sharing_tag = Some("tag-a".into());
-    s.put_watcher_dialog(&d1).unwrap();
+    s.put_subscription(&d1).unwrap();
     let mut d2 = dialog("alice", "call-2\\x\n", "sips:dave@example.net");
     d2.to_uri = "sip:alice@example.com;user=phone".into();
     d2.status = status::PENDING;
     d2.accept = vec![];
     d2.user_agent = "UA \u{1F600} \t tab".into();
-    s.put_watcher_dialog(&d2).unwrap();
+    s.put_subscription(&d2).unwrap();
     for i in 0..20 {
-        s.put_watcher_dialog(&dialog(
+        s.put_subscription(&dialog(
             &format!("user{i}"),
             &format!("c{i}"),
             &format!("sip:w{i}@example.org"),
@@ -171,16 +171,16 @@ fn fill(s: &Store) {
 /// Everything the store holds, for comparing two stores.
 #[derive(Debug, PartialEq)]
 struct Content {
-    presentity: Vec<Presentity>,
-    dialogs: Vec<ActiveWatcher>,
+    presentity: Vec<Publication>,
+    dialogs: Vec<SubscriptionRow>,
     watchers: Vec<Watcher>,
     xcap: Vec<Xcap>,
 }
 
 fn content(s: &Store) -> Content {
     Content {
-        presentity: s.iter_presentities().map(Result::unwrap).collect(),
-        dialogs: s.iter_dialogs().map(Result::unwrap).collect(),
+        presentity: s.iter_publications().map(Result::unwrap).collect(),
+        dialogs: s.iter_subscriptions().map(Result::unwrap).collect(),
         watchers: s.iter_watchers().map(Result::unwrap).collect(),
         xcap: s.iter_xcap().map(Result::unwrap).collect(),
     }
@@ -268,7 +268,7 @@ fn selected_tables_only_are_dumped_and_dialogs_come_before_watchers() {
 fn the_opensips_flag_drops_extension_columns_and_still_restores() {
     let a_dir = tempfile::tempdir().unwrap();
     let a = open(a_dir.path());
-    a.put_presentity(&presentity("alice", "a1", b"<presence/>"))
+    a.put_publication(&presentity("alice", "a1", b"<presence/>"))
         .unwrap();
     let mut out = Vec::new();
     let opts = DumpOptions {
@@ -283,7 +283,7 @@ fn the_opensips_flag_drops_extension_columns_and_still_restores() {
     let b = open(b_dir.path());
     restore_into(&b, &out).unwrap();
     let got = b
-        .get_presentity("presence", "sip:alice@example.com", "a1")
+        .get_publication("presence", "sip:alice@example.com", "a1")
         .unwrap()
         .unwrap();
     // Defaults: the content type follows the event, the order follows received_time.
@@ -322,11 +322,12 @@ fn expired_rows_are_skipped_unless_asked_to_keep_them() {
     let a = open(a_dir.path());
     let mut old = presentity("alice", "old", b"x");
     old.expires = NOW - 1;
-    a.put_presentity(&old).unwrap();
-    a.put_presentity(&presentity("alice", "new", b"y")).unwrap();
+    a.put_publication(&old).unwrap();
+    a.put_publication(&presentity("alice", "new", b"y"))
+        .unwrap();
     let mut d = dialog("alice", "c-old", "sip:bob@example.org");
     d.expires = NOW;
-    a.put_watcher_dialog(&d).unwrap();
+    a.put_subscription(&d).unwrap();
     let sql = dump_of(&a, Dialect::Mysql);
 
     let b_dir = tempfile::tempdir().unwrap();
@@ -349,20 +350,20 @@ fn expired_rows_are_skipped_unless_asked_to_keep_them() {
 fn merge_keeps_other_rows_and_replace_empties_the_tables_first() {
     let a_dir = tempfile::tempdir().unwrap();
     let a = open(a_dir.path());
-    a.put_presentity(&presentity("alice", "a1", b"new"))
+    a.put_publication(&presentity("alice", "a1", b"new"))
         .unwrap();
     let sql = dump_of(&a, Dialect::Postgres);
 
     let b_dir = tempfile::tempdir().unwrap();
     let b = open(b_dir.path());
-    b.put_presentity(&presentity("alice", "a1", b"old"))
+    b.put_publication(&presentity("alice", "a1", b"old"))
         .unwrap();
-    b.put_presentity(&presentity("zed", "z1", b"other"))
+    b.put_publication(&presentity("zed", "z1", b"other"))
         .unwrap();
     restore_into(&b, &sql).unwrap();
-    assert_eq!(b.presentities_count(), 2);
+    assert_eq!(b.publications_count(), 2);
     let got = b
-        .get_presentity("presence", "sip:alice@example.com", "a1")
+        .get_publication("presence", "sip:alice@example.com", "a1")
         .unwrap()
         .unwrap();
     assert_eq!(got.body, b"new");
@@ -422,7 +423,7 @@ fn good_dump() -> String {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
     for i in 0..5 {
-        s.put_presentity(&presentity(&format!("new{i}"), "e", b"<presence/>"))
+        s.put_publication(&presentity(&format!("new{i}"), "e", b"<presence/>"))
             .unwrap();
     }
     String::from_utf8(dump_of(&s, Dialect::Mysql)).unwrap()
@@ -473,9 +474,9 @@ fn a_row_with_the_wrong_column_count_restores_nothing() {
 fn a_nul_in_a_value_an_index_key_holds_restores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    s.put_presentity(&presentity("alice", "e1", b"<presence/>"))
+    s.put_publication(&presentity("alice", "e1", b"<presence/>"))
         .unwrap();
-    s.put_watcher_dialog(&dialog("alice", "c1", "sip:w@example.org"))
+    s.put_subscription(&dialog("alice", "c1", "sip:w@example.org"))
         .unwrap();
     let good = String::from_utf8(dump_of(&s, Dialect::Mysql)).unwrap();
     let bad = good.replacen("'example.org'", "'exam\\0ple.org'", 1);
@@ -490,7 +491,7 @@ fn a_nul_in_a_value_an_index_key_holds_restores_nothing() {
     let empty = open(empty_dir.path());
     let e = restore_into(&empty, bad.as_bytes()).unwrap_err();
     assert_eq!(e.line(), Some(line), "{e}");
-    assert_eq!(empty.iter_presentities().count(), 0);
+    assert_eq!(empty.iter_publications().count(), 0);
 }
 
 #[test]
@@ -566,13 +567,13 @@ fn mysqldump_shaped_input_with_other_versions_columns_restores() {
     let r = restore_into(&s, sql.as_bytes()).unwrap();
     assert_eq!(r.restored.presentity, 2);
     let a = s
-        .get_presentity("presence", "sip:alice@example.com", "a1")
+        .get_publication("presence", "sip:alice@example.com", "a1")
         .unwrap()
         .unwrap();
     assert_eq!(a.body, b"<presence>\n'x'</presence>");
     assert_eq!(a.sender, "sip:1.2.3.4");
     let b = s
-        .get_presentity("presence", "sip:bob@example.com", "b1")
+        .get_publication("presence", "sip:bob@example.com", "b1")
         .unwrap()
         .unwrap();
     assert_eq!(b.body, vec![0, 0xff]);
@@ -599,12 +600,12 @@ fn dump_and_restore_go_through_the_running_daemon_and_restored_watchers_get_noti
 
     let src_dir = tempfile::tempdir().unwrap();
     let src = open(src_dir.path());
-    src.put_presentity(&presentity("alice", "a1", b"<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@example.com\"><tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>"))
+    src.put_publication(&presentity("alice", "a1", b"<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@example.com\"><tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>"))
         .unwrap();
     let mut d = dialog("alice", "restored-call", "sip:bob@example.org");
     d.remote_target = format!("sip:bob@127.0.0.1:{port}");
     d.transport_peer = format!("udp:127.0.0.1:{port}");
-    src.put_watcher_dialog(&d).unwrap();
+    src.put_subscription(&d).unwrap();
     src.put_watcher(&watcher("alice", "sip:bob@example.org"))
         .unwrap();
     let sql = dump_of(&src, Dialect::Sqlite);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use presenced::dump::spec::{self, Table, Type, Val};
 use presenced::dump::{self, Dialect, DumpOptions, RestoreOptions};
-use presenced::store::{ActiveWatcher, Presentity, Store, StoreOptions, Watcher, Xcap, status};
+use presenced::store::{Publication, Store, StoreOptions, SubscriptionRow, Watcher, Xcap, status};
 
 /// SQL INT columns hold up to 2^31-1: expiry times stay below it.
 const FUTURE: u64 = 2_000_000_000;
@@ -75,7 +75,7 @@ fn fill(s: &Store) {
     .into_iter()
     .enumerate()
     {
-        s.put_presentity(&Presentity {
+        s.put_publication(&Publication {
             presentity_uri: format!("sip:{user}@example.com"),
             event: "presence".into(),
             etag: format!("e'{i}\\"),
@@ -93,13 +93,13 @@ fn fill(s: &Store) {
         })
         .unwrap();
     }
-    let mut p = s.iter_presentities().next().unwrap().unwrap();
+    let mut p = s.iter_publications().next().unwrap().unwrap();
     p.presentity_uri = "sips:dave@example.com".into();
     p.event = "dialog;sla".into();
-    s.put_presentity(&p).unwrap();
+    s.put_publication(&p).unwrap();
     for i in 0..3u32 {
         let user = ["alice", "bob", "carol"][i as usize];
-        s.put_watcher_dialog(&ActiveWatcher {
+        s.put_subscription(&SubscriptionRow {
             presentity_uri: format!("sip:{user}@example.com"),
             watcher_uri: if i == 2 {
                 "sips:w2@example.org".into()
@@ -183,16 +183,16 @@ fn fill(s: &Store) {
 
 #[derive(Debug, PartialEq)]
 struct Content {
-    presentity: Vec<Presentity>,
-    dialogs: Vec<ActiveWatcher>,
+    presentity: Vec<Publication>,
+    dialogs: Vec<SubscriptionRow>,
     watchers: Vec<Watcher>,
     xcap: Vec<Xcap>,
 }
 
 fn content(s: &Store) -> Content {
     Content {
-        presentity: s.iter_presentities().map(Result::unwrap).collect(),
-        dialogs: s.iter_dialogs().map(Result::unwrap).collect(),
+        presentity: s.iter_publications().map(Result::unwrap).collect(),
+        dialogs: s.iter_subscriptions().map(Result::unwrap).collect(),
         watchers: s.iter_watchers().map(Result::unwrap).collect(),
         xcap: s.iter_xcap().map(Result::unwrap).collect(),
     }
@@ -231,13 +231,13 @@ fn expected_rows(s: &Store, table: Table) -> Vec<String> {
         lines.push(cells.join("|"));
     };
     match table {
-        Table::Presentity => s.iter_presentities().for_each(|r| {
+        Table::Publication => s.iter_publications().for_each(|r| {
             let r = r.unwrap();
             let mut v = Vec::new();
             spec::presentity_values(&r, &mut v);
             push(v)
         }),
-        Table::ActiveWatchers => s.iter_dialogs().for_each(|r| {
+        Table::ActiveWatchers => s.iter_subscriptions().for_each(|r| {
             let r = r.unwrap();
             let mut v = Vec::new();
             spec::dialog_values(&r, &mut v);

@@ -160,7 +160,7 @@ fn lane_of(item: &Item, n: usize) -> usize {
     }
     let mut h = DefaultHasher::new();
     match item {
-        Item::Presentity(p) => (&p.event, &p.presentity_uri, &p.etag).hash(&mut h),
+        Item::Publication(p) => (&p.event, &p.presentity_uri, &p.etag).hash(&mut h),
         Item::Dialog(d) => (&d.call_id, &d.to_tag, &d.from_tag).hash(&mut h),
         Item::Watcher(w) => (&w.presentity_uri, &w.event, &w.watcher_uri).hash(&mut h),
         Item::Xcap(x) => (&x.username, &x.domain, x.doc_type, &x.doc_uri).hash(&mut h),
@@ -194,9 +194,9 @@ mod tests {
         let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
         for i in 0..ROWS {
             let uri = format!("sip:u{i:05}@example.com");
-            s.put_presentity(&presentity(&uri, "presence", "e", FUTURE))
+            s.put_publication(&presentity(&uri, "presence", "e", FUTURE))
                 .unwrap();
-            s.put_watcher_dialog(&dialog(&uri, "presence", &format!("c{i:05}"), FUTURE))
+            s.put_subscription(&dialog(&uri, "presence", &format!("c{i:05}"), FUTURE))
                 .unwrap();
             s.put_watcher(&watcher(&uri, "presence", "sip:w@example.org"))
                 .unwrap();

@@ -18,8 +18,8 @@ use super::parallel::{self, Lanes};
 use super::read::{self, InsertHeader, Lit, ReadError, Reader};
 use super::spec::{self, Field, Row, RowError, Table, Type};
 use crate::store::{
-    ActiveWatcher, BulkLoad, Presentity, Staged, Staging, Store, StoreError, TableCounts, Watcher,
-    Xcap,
+    BulkLoad, Publication, Staged, Staging, Store, StoreError, SubscriptionRow, TableCounts,
+    Watcher, Xcap,
 };
 
 /// How to restore.
@@ -209,8 +209,8 @@ pub fn restore<R: Read>(
 /// allocation per row.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Item {
-    Presentity(Presentity),
-    Dialog(ActiveWatcher),
+    Publication(Publication),
+    Dialog(SubscriptionRow),
     Watcher(Watcher),
     Xcap(Xcap),
 }
@@ -225,8 +225,8 @@ pub(super) trait Sink {
 
 /// What staging and bulk loading have in common: one row in, added or a duplicate.
 pub(super) trait Loader {
-    fn presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError>;
-    fn dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError>;
+    fn presentity(&mut self, p: &Publication) -> Result<Staged, StoreError>;
+    fn dialog(&mut self, d: &SubscriptionRow) -> Result<Staged, StoreError>;
     fn watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError>;
     fn xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError>;
 }
@@ -234,10 +234,10 @@ pub(super) trait Loader {
 macro_rules! loader {
     ($t:ty) => {
         impl Loader for $t {
-            fn presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
+            fn presentity(&mut self, p: &Publication) -> Result<Staged, StoreError> {
                 self.add_presentity(p)
             }
-            fn dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError> {
+            fn dialog(&mut self, d: &SubscriptionRow) -> Result<Staged, StoreError> {
                 self.add_dialog(d)
             }
             fn watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError> {
@@ -262,7 +262,7 @@ loader!(BulkLoad);
 /// inside a key part), is the dump's fault at `line`.
 pub(super) fn load<L: Loader>(loader: &mut L, line: u64, item: &Item) -> Result<(), RestoreError> {
     let (staged, table) = match item {
-        Item::Presentity(p) => (loader.presentity(p), Table::Presentity),
+        Item::Publication(p) => (loader.presentity(p), Table::Publication),
         Item::Dialog(d) => (loader.dialog(d), Table::ActiveWatchers),
         Item::Watcher(w) => (loader.watcher(w), Table::Watchers),
         Item::Xcap(x) => (loader.xcap(x), Table::Xcap),
@@ -348,13 +348,13 @@ pub(super) fn stage_into<R: Read, S: Sink>(
             let bad = |e: RowError| at(line, RestoreErrorKind::Row(e));
             let expired = |expires: u64| !opts.keep_expired && expires <= now;
             let item = match table {
-                Table::Presentity => {
+                Table::Publication => {
                     let p = spec::presentity_from(row).map_err(bad)?;
                     if expired(p.expires) {
                         report.skipped_expired += 1;
                         continue;
                     }
-                    Item::Presentity(p)
+                    Item::Publication(p)
                 }
                 Table::ActiveWatchers => {
                     let d = spec::dialog_from(row).map_err(bad)?;

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use crate::store::{ActiveWatcher, Presentity, Watcher, Xcap};
+use crate::store::{Publication, SubscriptionRow, Watcher, Xcap};
 
 /// How a column's values are written and read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ use Type::{Blob, Id, Int, Text};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Table {
-    Presentity,
+    Publication,
     ActiveWatchers,
     Watchers,
     Xcap,
@@ -65,7 +65,7 @@ pub enum Table {
 
 impl Table {
     pub const ALL: [Table; 4] = [
-        Table::Presentity,
+        Table::Publication,
         Table::ActiveWatchers,
         Table::Watchers,
         Table::Xcap,
@@ -73,7 +73,7 @@ impl Table {
 
     pub fn name(self) -> &'static str {
         match self {
-            Table::Presentity => "presentity",
+            Table::Publication => "presentity",
             Table::ActiveWatchers => "active_watchers",
             Table::Watchers => "watchers",
             Table::Xcap => "xcap",
@@ -89,7 +89,7 @@ impl Table {
     /// The column order of `schema/*.sql`, which an INSERT without a column list follows.
     pub fn columns(self) -> &'static [Column] {
         match self {
-            Table::Presentity => PRESENTITY,
+            Table::Publication => PRESENTITY,
             Table::ActiveWatchers => ACTIVE_WATCHERS,
             Table::Watchers => WATCHERS,
             Table::Xcap => XCAP,
@@ -252,7 +252,7 @@ pub fn split_list(s: &str) -> Vec<String> {
 }
 
 /// The values of one record, in `table.columns()` order (Id columns get `Null`).
-pub fn presentity_values<'a>(p: &'a Presentity, out: &mut Vec<Val<'a>>) {
+pub fn presentity_values<'a>(p: &'a Publication, out: &mut Vec<Val<'a>>) {
     let (user, domain, exact) = split_aor(&p.presentity_uri);
     out.extend([
         Val::Null,
@@ -275,7 +275,7 @@ pub fn presentity_values<'a>(p: &'a Presentity, out: &mut Vec<Val<'a>>) {
     ]);
 }
 
-pub fn dialog_values<'a>(d: &'a ActiveWatcher, out: &mut Vec<Val<'a>>) {
+pub fn dialog_values<'a>(d: &'a SubscriptionRow, out: &mut Vec<Val<'a>>) {
     let (w_user, w_domain, w_exact) = split_aor(&d.watcher_uri);
     let (t_user, t_domain, t_exact) = split_aor(&d.to_uri);
     out.extend([
@@ -488,12 +488,12 @@ fn default_content_type(event: &str) -> &'static str {
     }
 }
 
-pub fn presentity_from(mut r: Row<'_>) -> Result<Presentity, RowError> {
+pub fn presentity_from(mut r: Row<'_>) -> Result<Publication, RowError> {
     let presentity_uri = r.aor("presentity_uri", "username", "domain")?;
     let event = r.text("event")?;
     let received_time = r.int_or("received_time", 0);
     let content_type = r.text_or("content_type", default_content_type(&event));
-    Ok(Presentity {
+    Ok(Publication {
         presentity_uri,
         etag: r.text("etag")?,
         expires: r.int("expires")?,
@@ -509,7 +509,7 @@ pub fn presentity_from(mut r: Row<'_>) -> Result<Presentity, RowError> {
     })
 }
 
-pub fn dialog_from(mut r: Row<'_>) -> Result<ActiveWatcher, RowError> {
+pub fn dialog_from(mut r: Row<'_>) -> Result<SubscriptionRow, RowError> {
     let presentity_uri = r.text("presentity_uri")?;
     let watcher_uri = r.aor("watcher_uri", "watcher_username", "watcher_domain")?;
     let to_full = r.opt_text("to_uri");
@@ -523,7 +523,7 @@ pub fn dialog_from(mut r: Row<'_>) -> Result<ActiveWatcher, RowError> {
     let local_cseq = r.int_or("local_cseq", 0);
     let remote_cseq = r.int_or("remote_cseq", 0);
     let version = r.int_or("version", 0);
-    Ok(ActiveWatcher {
+    Ok(SubscriptionRow {
         watcher_uri,
         to_uri,
         event: r.text_or("event", "presence"),

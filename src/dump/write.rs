@@ -81,7 +81,7 @@ pub fn write_dump<W: Write>(
     }
     let mut counts = TableCounts::default();
     let mut table_writer = TableWriter::new(d, opts.opensips);
-    for t in [Table::Presentity, Table::ActiveWatchers] {
+    for t in [Table::Publication, Table::ActiveWatchers] {
         if tables.contains(&t) {
             let n = table_writer.table(&mut w, store, t)?;
             set_count(&mut counts, t, n);
@@ -102,7 +102,7 @@ pub fn write_dump<W: Write>(
 
 fn set_count(c: &mut TableCounts, t: Table, n: u64) {
     match t {
-        Table::Presentity => c.presentity = n,
+        Table::Publication => c.presentity = n,
         Table::ActiveWatchers => c.active_watchers = n,
         Table::Watchers => c.watchers = n,
         Table::Xcap => c.xcap = n,
@@ -160,8 +160,8 @@ impl TableWriter {
             };
         }
         match t {
-            Table::Presentity => each!(store.iter_presentities(), spec::presentity_values),
-            Table::ActiveWatchers => each!(store.iter_dialogs(), spec::dialog_values),
+            Table::Publication => each!(store.iter_publications(), spec::presentity_values),
+            Table::ActiveWatchers => each!(store.iter_subscriptions(), spec::dialog_values),
             Table::Watchers => each!(store.iter_watchers(), spec::watcher_values),
             Table::Xcap => each!(store.iter_xcap(), spec::xcap_values),
         }

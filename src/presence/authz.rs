@@ -13,7 +13,7 @@ use crate::events::pidf;
 use crate::policy::{self, Decision, Ruleset, SubHandling, Subject, View};
 use crate::presence::notify::SubState;
 use crate::presence::{Engine, Outgoing, status};
-use crate::store::ActiveWatcher;
+use crate::store::SubscriptionRow;
 use crate::store::xcap::doc_type;
 
 /// Bodies already built for this fan-out, one per permission set.
@@ -131,7 +131,7 @@ impl Engine {
         now: u64,
     ) -> Vec<Outgoing> {
         let event = Registry::event_key(package);
-        let dialogs = match self.store.dialogs_for(presentity, &event) {
+        let dialogs = match self.store.subscriptions_to(presentity, &event) {
             Ok(d) => d,
             Err(e) => {
                 warn!("store: {e}");
@@ -165,7 +165,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn apply_decision(
         &mut self,
-        mut dialog: ActiveWatcher,
+        mut dialog: SubscriptionRow,
         package: &dyn EventPackage,
         decision: &Decision,
         state: &Option<Arc<Vec<u8>>>,
@@ -181,7 +181,7 @@ impl Engine {
         let changed = new_status != dialog.status;
         if changed {
             dialog.status = new_status;
-            if let Err(e) = self.store.put_watcher_dialog(&dialog) {
+            if let Err(e) = self.store.put_subscription(&dialog) {
                 warn!("store: {e}");
             }
             let reason = match new_status {

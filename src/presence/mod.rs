@@ -173,12 +173,12 @@ impl Engine {
         for (key, cseq, version) in self.counters.take_idle(all) {
             match self
                 .store
-                .get_dialog(&key.call_id, &key.to_tag, &key.from_tag)
+                .get_subscription(&key.call_id, &key.to_tag, &key.from_tag)
             {
                 Ok(Some(mut d)) if (d.local_cseq, d.version) != (cseq, version) => {
                     d.local_cseq = cseq;
                     d.version = version;
-                    if let Err(e) = self.store.put_watcher_dialog(&d) {
+                    if let Err(e) = self.store.put_subscription(&d) {
                         log::warn!("store: {e}");
                     }
                 }

@@ -13,7 +13,7 @@ use crate::presence::{Engine, Outgoing, status};
 use crate::sip::endpoint::{ClientResult, ClientTxId, Peer, TransportKind};
 use crate::sip::message::{Method, Request};
 use crate::sip::uri::{Host, Uri};
-use crate::store::ActiveWatcher;
+use crate::store::SubscriptionRow;
 
 /// Identifies a subscription dialog (RFC 3261 §12: Call-ID and both tags).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,7 +24,7 @@ pub struct DialogKey {
 }
 
 impl DialogKey {
-    pub fn of(d: &ActiveWatcher) -> DialogKey {
+    pub fn of(d: &SubscriptionRow) -> DialogKey {
         DialogKey {
             call_id: d.call_id.clone(),
             to_tag: d.to_tag.clone(),
@@ -46,7 +46,7 @@ struct Pending {
     /// The dialog as it was when this NOTIFY was asked for. Every change to a dialog
     /// (refresh, authorization, end) asks for a NOTIFY and so replaces it here; a dialog
     /// removed without one drops its queue.
-    dialog: ActiveWatcher,
+    dialog: SubscriptionRow,
     /// The reason of a final NOTIFY (the dialog has left the store).
     terminal: Option<&'static str>,
     body: Option<Arc<Vec<u8>>>,
@@ -64,7 +64,7 @@ impl Engine {
     /// subscription state and `body`.
     pub(super) fn queue_notify(
         &mut self,
-        dialog: ActiveWatcher,
+        dialog: SubscriptionRow,
         package: &dyn EventPackage,
         body: Option<Arc<Vec<u8>>>,
         now: u64,
@@ -99,7 +99,7 @@ impl Engine {
     /// `Subscription-State: terminated;reason=…` follows any NOTIFY still in flight.
     pub(super) fn terminate(
         &mut self,
-        dialog: ActiveWatcher,
+        dialog: SubscriptionRow,
         package: &dyn EventPackage,
         state: SubState,
         body: Option<Arc<Vec<u8>>>,
@@ -128,7 +128,7 @@ impl Engine {
     /// The one NOTIFY of a fetch (RFC 6665 §4.4.3): nothing is stored or queued.
     pub(super) fn fetch_notify(
         &mut self,
-        dialog: &mut ActiveWatcher,
+        dialog: &mut SubscriptionRow,
         package: &dyn EventPackage,
         body: Option<Arc<Vec<u8>>>,
         source: &crate::sip::endpoint::Source,
@@ -155,7 +155,7 @@ impl Engine {
 
     fn send_now(
         &mut self,
-        mut dialog: ActiveWatcher,
+        mut dialog: SubscriptionRow,
         package: &dyn EventPackage,
         body: Option<Arc<Vec<u8>>>,
         terminal: Option<&'static str>,
@@ -193,7 +193,7 @@ impl Engine {
             (None, Some((cseq, version))) => {
                 dialog.local_cseq = cseq;
                 dialog.version = version;
-                if let Err(e) = self.store.put_watcher_dialog(&dialog) {
+                if let Err(e) = self.store.put_subscription(&dialog) {
                     warn!("store: {e}");
                 }
             }
@@ -245,9 +245,9 @@ impl Engine {
             debug!("NOTIFY in dialog {} ended with {result:?}", key.call_id);
         }
         if ended {
-            if let Ok(Some(d)) = self
-                .store
-                .get_dialog(&key.call_id, &key.to_tag, &key.from_tag)
+            if let Ok(Some(d)) =
+                self.store
+                    .get_subscription(&key.call_id, &key.to_tag, &key.from_tag)
             {
                 self.forget_dialog(&d, "deactivated", now);
             }
@@ -289,10 +289,10 @@ impl Engine {
     /// Removes a dialog and marks its watchers row terminated, or waiting when a
     /// subscription still pending consent timed out (RFC 3857 §3.3: the presentity may
     /// still approve it). The winfo subscribers hear of it.
-    pub(super) fn forget_dialog(&mut self, dialog: &ActiveWatcher, reason: &str, now: u64) {
-        if let Err(e) = self
-            .store
-            .delete_dialog(&dialog.call_id, &dialog.to_tag, &dialog.from_tag)
+    pub(super) fn forget_dialog(&mut self, dialog: &SubscriptionRow, reason: &str, now: u64) {
+        if let Err(e) =
+            self.store
+                .delete_subscription(&dialog.call_id, &dialog.to_tag, &dialog.from_tag)
         {
             warn!("store: {e}");
         }
@@ -307,7 +307,7 @@ impl Engine {
     /// Where a dialog's NOTIFYs go: the first Route if there is a route set, else the
     /// remote target (RFC 3261 §12.2.1.1, §8.1.2). A host name we cannot resolve without
     /// DNS falls back to the address the SUBSCRIBE came from.
-    fn peer_for(&self, dialog: &ActiveWatcher) -> Option<Peer> {
+    fn peer_for(&self, dialog: &SubscriptionRow) -> Option<Peer> {
         let fallback: Option<(TransportKind, SocketAddr)> = parse_peer(&dialog.transport_peer);
         let target = match dialog.record_route.first() {
             Some(route) => crate::sip::header::NameAddr::parse(route)
@@ -350,7 +350,7 @@ fn parse_peer(s: &str) -> Option<(TransportKind, SocketAddr)> {
 
 /// A NOTIFY inside the dialog (RFC 3261 §12.2.1.1; RFC 6665 §4.2.2, §8.2.3).
 pub(super) fn build_notify(
-    dialog: &ActiveWatcher,
+    dialog: &SubscriptionRow,
     package: &dyn EventPackage,
     body: Option<&[u8]>,
     state: &SubState,

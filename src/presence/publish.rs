@@ -9,7 +9,7 @@ use crate::events::package::{EventPackage, Registry};
 use crate::presence::{Engine, Outcome, Outgoing};
 use crate::sip::endpoint::random_token;
 use crate::sip::message::{Request, Response};
-use crate::store::Presentity;
+use crate::store::Publication;
 
 impl Engine {
     pub(super) fn publish(&mut self, req: &Request, now: u64) -> Outcome {
@@ -79,7 +79,7 @@ impl Engine {
                 }
                 let etag = random_token(12);
                 if expires > 0 {
-                    let row = Presentity {
+                    let row = Publication {
                         presentity_uri: presentity.clone(),
                         event: event.clone(),
                         etag: etag.clone(),
@@ -95,7 +95,7 @@ impl Engine {
                         extra_hdrs: String::new(),
                         priority: self.next_priority(),
                     };
-                    if let Err(e) = self.store.put_presentity(&row) {
+                    if let Err(e) = self.store.put_publication(&row) {
                         warn!("store: {e}");
                         return done(reply(500, Some("Server Internal Error - store")));
                     }
@@ -104,7 +104,7 @@ impl Engine {
             }
             Some(etag) => {
                 // §6 step 3: the entity-tag must name a live publication, else 412.
-                let old = match self.store.get_presentity(&event, &presentity, &etag) {
+                let old = match self.store.get_publication(&event, &presentity, &etag) {
                     Ok(Some(p)) if p.expires > now => p,
                     Ok(_) => return done(reply(412, None)),
                     Err(e) => {
@@ -112,7 +112,7 @@ impl Engine {
                         return done(reply(500, Some("Server Internal Error - store")));
                     }
                 };
-                if let Err(e) = self.store.delete_presentity(&event, &presentity, &etag) {
+                if let Err(e) = self.store.delete_publication(&event, &presentity, &etag) {
                     warn!("store: {e}");
                     return done(reply(500, Some("Server Internal Error - store")));
                 }
@@ -131,7 +131,7 @@ impl Engine {
                         row.priority = self.next_priority();
                         row.sender = sender;
                     }
-                    if let Err(e) = self.store.put_presentity(&row) {
+                    if let Err(e) = self.store.put_publication(&row) {
                         warn!("store: {e}");
                         return done(reply(500, Some("Server Internal Error - store")));
                     }
@@ -176,7 +176,7 @@ impl Engine {
             return Some(Arc::new(self.winfo_full(presentity, &watched)));
         }
         let event = Registry::event_key(package);
-        let mut rows: Vec<Presentity> = match self.store.presentities_for(&event, presentity) {
+        let mut rows: Vec<Publication> = match self.store.publications_of(&event, presentity) {
             Ok(rows) => rows.into_iter().filter(|p| p.expires > now).collect(),
             Err(e) => {
                 warn!("store: {e}");

@@ -11,7 +11,7 @@ impl Engine {
     pub fn notify_all(&mut self, now: u64) -> Vec<Outgoing> {
         let mut out = Vec::new();
         let mut last: Option<(String, String)> = None;
-        for d in self.store.iter_dialogs() {
+        for d in self.store.iter_subscriptions() {
             let d = match d {
                 Ok(d) => d,
                 Err(e) => {

@@ -11,7 +11,7 @@ use crate::presence::notify::{DialogKey, SubState};
 use crate::presence::{Engine, Outcome, status};
 use crate::sip::endpoint::{TransportKind, random_token};
 use crate::sip::message::{Request, Response};
-use crate::store::{ActiveWatcher, Watcher};
+use crate::store::{SubscriptionRow, Watcher};
 
 impl Engine {
     /// The package an Event header names, or the 489 answer (RFC 6665 §8.3.1).
@@ -138,7 +138,7 @@ impl Engine {
             return done(reply(403, None));
         }
         let local_contact = self.local_contact(source);
-        let mut dialog = ActiveWatcher {
+        let mut dialog = SubscriptionRow {
             presentity_uri: presentity.clone(),
             watcher_uri: watcher_uri.clone(),
             to_uri: to.uri.to_string(),
@@ -246,7 +246,7 @@ impl Engine {
         };
         let mut dialog = match self
             .store
-            .get_dialog(&key.call_id, &key.to_tag, &key.from_tag)
+            .get_subscription(&key.call_id, &key.to_tag, &key.from_tag)
         {
             Ok(Some(d)) if d.expires > now => d,
             Ok(_) => return done(reply(481, None)),
@@ -305,7 +305,7 @@ impl Engine {
             };
         }
         dialog.expires = now + u64::from(expires);
-        if let Err(e) = self.store.put_watcher_dialog(&dialog) {
+        if let Err(e) = self.store.put_subscription(&dialog) {
             warn!("store: {e}");
             return done(reply(500, Some("Server Internal Error - store")));
         }
@@ -342,10 +342,10 @@ impl Engine {
 
     /// A rebooted phone subscribes again from the same contact with a new Call-ID; its
     /// old dialog is dead, so drop it instead of letting stale rows pile up.
-    fn replace_stale(&mut self, new: &ActiveWatcher) {
+    fn replace_stale(&mut self, new: &SubscriptionRow) {
         let Ok(existing) =
             self.store
-                .dialogs_of_watcher(&new.presentity_uri, &new.event, &new.watcher_uri)
+                .subscriptions_of_watcher(&new.presentity_uri, &new.event, &new.watcher_uri)
         else {
             return;
         };
@@ -357,7 +357,7 @@ impl Engine {
             {
                 let _ = self
                     .store
-                    .delete_dialog(&old.call_id, &old.to_tag, &old.from_tag);
+                    .delete_subscription(&old.call_id, &old.to_tag, &old.from_tag);
                 let key = DialogKey::of(&old);
                 self.queues.remove(&key);
                 self.conns.remove(&key);

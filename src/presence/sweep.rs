@@ -19,7 +19,7 @@ impl Engine {
         let mut changed: BTreeSet<(String, String)> = BTreeSet::new();
         let mut publications = 0usize;
         loop {
-            let batch = match self.store.expired_presentities(now, BATCH) {
+            let batch = match self.store.expired_publications(now, BATCH) {
                 Ok(b) => b,
                 Err(e) => {
                     warn!("sweep: {e}");
@@ -33,7 +33,7 @@ impl Engine {
             for p in batch {
                 if let Ok(Some(_)) =
                     self.store
-                        .delete_presentity(&p.event, &p.presentity_uri, &p.etag)
+                        .delete_publication(&p.event, &p.presentity_uri, &p.etag)
                 {
                     progressed = true;
                 }
@@ -52,7 +52,7 @@ impl Engine {
 
         let mut subscriptions = 0usize;
         loop {
-            let batch = match self.store.expired_dialogs(now, BATCH) {
+            let batch = match self.store.expired_subscriptions(now, BATCH) {
                 Ok(b) => b,
                 Err(e) => {
                     warn!("sweep: {e}");
@@ -64,7 +64,7 @@ impl Engine {
             }
             // Each handled dialog leaves the store; if none did (a store error), stop
             // rather than meet the same rows again forever.
-            let before = self.store.dialogs_count();
+            let before = self.store.subscriptions_count();
             for d in batch {
                 subscriptions += 1;
                 match self.package_for_key(&d.event) {
@@ -78,7 +78,7 @@ impl Engine {
                     None => self.forget_dialog(&d, "timeout", now),
                 }
             }
-            if self.store.dialogs_count() >= before {
+            if self.store.subscriptions_count() >= before {
                 warn!("sweep: expired subscriptions could not be removed; retrying next period");
                 break;
             }

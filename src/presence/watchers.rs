@@ -11,13 +11,13 @@ use log::{info, warn};
 use crate::events::package::EventPackage;
 use crate::events::winfo::{self, DocState};
 use crate::presence::{Engine, status};
-use crate::store::{ActiveWatcher, Watcher};
+use crate::store::{SubscriptionRow, Watcher};
 
 impl Engine {
     /// Writes a dialog's watcher's new status and tells the winfo subscribers.
     pub(super) fn set_watcher_status(
         &mut self,
-        dialog: &ActiveWatcher,
+        dialog: &SubscriptionRow,
         new_status: u8,
         reason: &str,
         now: u64,
@@ -53,7 +53,10 @@ impl Engine {
         let Some(package) = self.package_for_key(&winfo_event) else {
             return;
         };
-        let dialogs = match self.store.dialogs_for(&row.presentity_uri, &winfo_event) {
+        let dialogs = match self
+            .store
+            .subscriptions_to(&row.presentity_uri, &winfo_event)
+        {
             Ok(d) => d,
             Err(e) => {
                 warn!("store: {e}");
@@ -116,7 +119,7 @@ impl Engine {
         for w in stale {
             let live = self
                 .store
-                .dialogs_of_watcher(&w.presentity_uri, &w.event, &w.watcher_uri)
+                .subscriptions_of_watcher(&w.presentity_uri, &w.event, &w.watcher_uri)
                 .map(|d| d.iter().any(|d| d.expires > now))
                 .unwrap_or(true);
             if live {

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, ROW};
-use super::records::{self, ActiveWatcher, Presentity, Watcher};
+use super::records::{self, Publication, SubscriptionRow, Watcher};
 use super::table::{Record, index_entries};
 use super::xcap::Xcap;
 use super::{Store, StoreError};
@@ -91,8 +91,8 @@ impl Store {
     /// Rows per table right now.
     pub fn counts(&self) -> Result<TableCounts, StoreError> {
         Ok(TableCounts {
-            presentity: self.presentities_count(),
-            active_watchers: self.dialogs_count(),
+            presentity: self.publications_count(),
+            active_watchers: self.subscriptions_count(),
             watchers: self.watchers_count(),
             xcap: self.xcap_count(),
         })
@@ -102,19 +102,19 @@ impl Store {
     /// order). Rows this version cannot read are left in place and counted.
     pub fn clear_tables(&self) -> Result<u64, StoreError> {
         let mut unreadable = 0;
-        for p in self.iter_presentities() {
+        for p in self.iter_publications() {
             match p {
                 Ok(p) => {
-                    self.delete_presentity(&p.event, &p.presentity_uri, &p.etag)?;
+                    self.delete_publication(&p.event, &p.presentity_uri, &p.etag)?;
                 }
                 Err(StoreError::Corrupt { .. }) => unreadable += 1,
                 Err(e) => return Err(e),
             }
         }
-        for d in self.iter_dialogs() {
+        for d in self.iter_subscriptions() {
             match d {
                 Ok(d) => {
-                    self.delete_dialog(&d.call_id, &d.to_tag, &d.from_tag)?;
+                    self.delete_subscription(&d.call_id, &d.to_tag, &d.from_tag)?;
                 }
                 Err(StoreError::Corrupt { .. }) => unreadable += 1,
                 Err(e) => return Err(e),
@@ -156,12 +156,12 @@ impl Staging {
         }
     }
 
-    pub fn add_presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
+    pub fn add_presentity(&mut self, p: &Publication) -> Result<Staged, StoreError> {
         let r = self.stage(PRESENTITY, p)?;
         Ok(counted(r, &mut self.counts.presentity))
     }
 
-    pub fn add_dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError> {
+    pub fn add_dialog(&mut self, d: &SubscriptionRow) -> Result<Staged, StoreError> {
         let id = keys::key(
             ROW,
             &[
@@ -200,11 +200,11 @@ impl Staging {
         }
         for entry in self.tree.scan_prefix([PRESENTITY]) {
             let (k, v) = entry?;
-            self.store.put_presentity(&decode(&k, &v)?)?;
+            self.store.put_publication(&decode(&k, &v)?)?;
         }
         for entry in self.tree.scan_prefix([DIALOG]) {
             let (k, v) = entry?;
-            self.store.put_watcher_dialog(&decode(&k, &v)?)?;
+            self.store.put_subscription(&decode(&k, &v)?)?;
         }
         for entry in self.tree.scan_prefix([WATCHER]) {
             let (k, v) = entry?;
@@ -304,12 +304,12 @@ fn load<R: Record>(tree: &sled::Tree, rec: &R) -> Result<Staged, StoreError> {
 }
 
 impl BulkLoad {
-    pub fn add_presentity(&mut self, p: &Presentity) -> Result<Staged, StoreError> {
+    pub fn add_presentity(&mut self, p: &Publication) -> Result<Staged, StoreError> {
         let r = load(&self.presentity, p)?;
         Ok(counted(r, &mut self.counts.presentity))
     }
 
-    pub fn add_dialog(&mut self, d: &ActiveWatcher) -> Result<Staged, StoreError> {
+    pub fn add_dialog(&mut self, d: &SubscriptionRow) -> Result<Staged, StoreError> {
         let r = load(&self.dialogs, d)?;
         Ok(counted(r, &mut self.counts.active_watchers))
     }
@@ -402,13 +402,13 @@ mod tests {
     #[test]
     fn a_discarded_staging_changes_nothing() {
         let (_d, s) = open();
-        s.put_presentity(&presentity("sip:a@b", "presence", "old", 9))
+        s.put_publication(&presentity("sip:a@b", "presence", "old", 9))
             .unwrap();
         let mut st = s.staging().unwrap();
         st.add_presentity(&presentity("sip:x@y", "presence", "e1", 9))
             .unwrap();
         st.discard().unwrap();
-        assert_eq!(s.presentities_count(), 1);
+        assert_eq!(s.publications_count(), 1);
         assert!(s.staging().unwrap().counts().total() == 0);
     }
 
@@ -443,14 +443,14 @@ mod tests {
         assert_eq!(bl.counts().active_watchers, 2058);
         let loaded = bl.counts();
         bl.finish(loaded).unwrap();
-        assert_eq!(s.dialogs_count(), 2058);
-        assert!(s.get_dialog("c7", "tt", "ft").unwrap().is_some());
-        assert_eq!(s.expired_dialogs(5, usize::MAX).unwrap().len(), 2058);
+        assert_eq!(s.subscriptions_count(), 2058);
+        assert!(s.get_subscription("c7", "tt", "ft").unwrap().is_some());
+        assert_eq!(s.expired_subscriptions(5, usize::MAX).unwrap().len(), 2058);
         // Nothing for repair to fix: the index entries are exactly the table's own.
         drop(s);
         let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
         assert!(s.repair(0, |_| false).unwrap().changed_nothing());
-        assert_eq!(s.dialogs_count(), 2058);
+        assert_eq!(s.subscriptions_count(), 2058);
     }
 
     #[test]
@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn replace_empties_the_tables_before_applying() {
         let (_d, s) = open();
-        s.put_presentity(&presentity("sip:a@b", "presence", "old", 9))
+        s.put_publication(&presentity("sip:a@b", "presence", "old", 9))
             .unwrap();
         s.put_watcher(&watcher("sip:a@b", "presence", "sip:c@d"))
             .unwrap();
@@ -477,10 +477,10 @@ mod tests {
         st.add_presentity(&presentity("sip:x@y", "presence", "e1", 9))
             .unwrap();
         st.commit(true).unwrap();
-        assert_eq!(s.presentities_count(), 1);
+        assert_eq!(s.publications_count(), 1);
         assert_eq!(s.watchers_count(), 0);
         assert!(
-            s.get_presentity("presence", "sip:x@y", "e1")
+            s.get_publication("presence", "sip:x@y", "e1")
                 .unwrap()
                 .is_some()
         );

@@ -19,10 +19,10 @@
 //!
 //! Cross-table write order (sled transactions across trees are avoided, see [`table`]),
 //! chosen so that what a crash can leave half-done is either harmless or re-derivable:
-//! 1. New or refreshed subscription: [`Store::put_watcher_dialog`] first, then
+//! 1. New or refreshed subscription: [`Store::put_subscription`] first, then
 //!    [`Store::put_watcher`]. A crash between leaves a dialog without its watchers row;
 //!    [`Store::repair`] recreates that row from the dialog.
-//! 2. Subscription end: [`Store::delete_dialog`] first, then the watchers row if the engine
+//! 2. Subscription end: [`Store::delete_subscription`] first, then the watchers row if the engine
 //!    removes it. A leftover watchers row is a valid state (a remembered authorization).
 //! 3. Authorization change: the watchers row first (it is the decision), then the dialogs
 //!    (derived from it). A crash leaves dialogs with the old status, which the engine
@@ -44,7 +44,7 @@ pub mod xcap;
 
 pub use bulk::{BulkLoad, Staged, Staging, TableCounts};
 pub use error::StoreError;
-pub use records::{ActiveWatcher, Presentity, Watcher, status};
+pub use records::{Publication, SubscriptionRow, Watcher, status};
 pub use repair::RepairReport;
 pub use xcap::{Xcap, doc_type as xcap_doc_type};
 
@@ -80,8 +80,8 @@ pub struct Store {
 
 struct Inner {
     db: sled::Db,
-    presentity: Table,
-    dialogs: Table,
+    publications: Table,
+    subscriptions: Table,
     watchers: Table,
     xcap: Table,
     sync_always: bool,
@@ -94,7 +94,7 @@ fn presentity_key(event: &str, uri: &str, etag: &str) -> Result<Vec<u8>, StoreEr
     )
 }
 
-fn dialog_row_key(d: &ActiveWatcher) -> Result<Vec<u8>, StoreError> {
+fn dialog_row_key(d: &SubscriptionRow) -> Result<Vec<u8>, StoreError> {
     keys::key(
         ROW,
         &[
@@ -129,7 +129,7 @@ fn watcher_key(uri: &str, event: &str, watcher_uri: &str) -> Result<Vec<u8>, Sto
     )
 }
 
-impl Record for Presentity {
+impl Record for Publication {
     fn row_key(&self) -> Result<Vec<u8>, StoreError> {
         presentity_key(&self.event, &self.presentity_uri, &self.etag)
     }
@@ -138,7 +138,7 @@ impl Record for Presentity {
     }
 }
 
-impl Record for ActiveWatcher {
+impl Record for SubscriptionRow {
     fn row_key(&self) -> Result<Vec<u8>, StoreError> {
         dialog_row_key(self)
     }
@@ -173,7 +173,12 @@ impl Inner {
     /// Drain order follows the cross-table write order above: dialogs before watchers
     /// rows.
     fn tables(&self) -> [&Table; 4] {
-        [&self.dialogs, &self.watchers, &self.presentity, &self.xcap]
+        [
+            &self.subscriptions,
+            &self.watchers,
+            &self.publications,
+            &self.xcap,
+        ]
     }
 
     fn drain(&self) -> Result<usize, StoreError> {
@@ -241,8 +246,8 @@ impl Store {
     fn with_db(db: sled::Db, opts: StoreOptions) -> Result<Store, StoreError> {
         let behind = !opts.sync_always;
         let inner = Inner {
-            presentity: Table::open(&db, "presentity", behind)?,
-            dialogs: Table::open(&db, "active_watchers", behind)?,
+            publications: Table::open(&db, "presentity", behind)?,
+            subscriptions: Table::open(&db, "active_watchers", behind)?,
             watchers: Table::open(&db, "watchers", behind)?,
             xcap: Table::open(&db, "xcap", behind)?,
             db,
@@ -296,32 +301,32 @@ impl Store {
     // --- presentity ---------------------------------------------------------------
 
     /// Inserts or replaces the publication (event, uri, etag) and its expiry entry.
-    pub fn put_presentity(&self, p: &Presentity) -> Result<(), StoreError> {
-        self.inner.presentity.put(p)?;
+    pub fn put_publication(&self, p: &Publication) -> Result<(), StoreError> {
+        self.inner.publications.put(p)?;
         self.written()
     }
 
     /// RFC 3903 §4.1: an ETag names one publication of one resource and event.
-    pub fn get_presentity(
+    pub fn get_publication(
         &self,
         event: &str,
         uri: &str,
         etag: &str,
-    ) -> Result<Option<Presentity>, StoreError> {
+    ) -> Result<Option<Publication>, StoreError> {
         self.inner
-            .presentity
+            .publications
             .get(&presentity_key(event, uri, etag)?)
     }
 
-    pub fn delete_presentity(
+    pub fn delete_publication(
         &self,
         event: &str,
         uri: &str,
         etag: &str,
-    ) -> Result<Option<Presentity>, StoreError> {
+    ) -> Result<Option<Publication>, StoreError> {
         let old = self
             .inner
-            .presentity
+            .publications
             .delete(&presentity_key(event, uri, etag)?)?;
         self.written()?;
         Ok(old)
@@ -329,83 +334,87 @@ impl Store {
 
     /// Every publication of `uri` for exactly `event`, in etag order; unreadable rows are
     /// logged and skipped.
-    pub fn presentities_for(&self, event: &str, uri: &str) -> Result<Vec<Presentity>, StoreError> {
+    pub fn publications_of(&self, event: &str, uri: &str) -> Result<Vec<Publication>, StoreError> {
         let prefix = keys::prefix(ROW, &[("event", event), ("presentity_uri", uri)])?;
-        self.inner.presentity.collect(prefix)
+        self.inner.publications.collect(prefix)
     }
 
     /// Counts rows a bulk load wrote past the tables.
     fn loaded(&self, n: TableCounts) {
-        self.inner.presentity.loaded(n.presentity);
-        self.inner.dialogs.loaded(n.active_watchers);
+        self.inner.publications.loaded(n.presentity);
+        self.inner.subscriptions.loaded(n.active_watchers);
         self.inner.watchers.loaded(n.watchers);
         self.inner.xcap.loaded(n.xcap);
     }
 
-    pub fn presentities_count(&self) -> u64 {
-        self.inner.presentity.len()
+    pub fn publications_count(&self) -> u64 {
+        self.inner.publications.len()
     }
 
     // --- active_watchers ----------------------------------------------------------
 
     /// Inserts or replaces a subscription dialog, its expiry entry and its dialog index
     /// entry. Write it before its watchers row (see the module doc).
-    pub fn put_watcher_dialog(&self, d: &ActiveWatcher) -> Result<(), StoreError> {
-        self.inner.dialogs.put(d)?;
+    pub fn put_subscription(&self, d: &SubscriptionRow) -> Result<(), StoreError> {
+        self.inner.subscriptions.put(d)?;
         self.written()
     }
 
     /// The dialog an in-dialog request belongs to (RFC 3261 §12: Call-ID and both tags).
-    pub fn get_dialog(
+    pub fn get_subscription(
         &self,
         call_id: &str,
         to_tag: &str,
         from_tag: &str,
-    ) -> Result<Option<ActiveWatcher>, StoreError> {
+    ) -> Result<Option<SubscriptionRow>, StoreError> {
         let dkey = dialog_index_key(call_id, to_tag, from_tag)?;
-        let Some(row_key) = self.inner.dialogs.lookup(&dkey)? else {
+        let Some(row_key) = self.inner.subscriptions.lookup(&dkey)? else {
             return Ok(None);
         };
-        let found: Option<ActiveWatcher> = self.inner.dialogs.get(&row_key)?;
+        let found: Option<SubscriptionRow> = self.inner.subscriptions.get(&row_key)?;
         // An index entry left over by an older bug must not hand out another dialog.
         Ok(found.filter(|d| d.call_id == call_id && d.to_tag == to_tag && d.from_tag == from_tag))
     }
 
-    pub fn delete_dialog(
+    pub fn delete_subscription(
         &self,
         call_id: &str,
         to_tag: &str,
         from_tag: &str,
-    ) -> Result<Option<ActiveWatcher>, StoreError> {
+    ) -> Result<Option<SubscriptionRow>, StoreError> {
         let dkey = dialog_index_key(call_id, to_tag, from_tag)?;
-        let Some(row_key) = self.inner.dialogs.lookup(&dkey)? else {
+        let Some(row_key) = self.inner.subscriptions.lookup(&dkey)? else {
             return Ok(None);
         };
-        // Same guard as get_dialog; an unreadable row is still deleted on request.
-        if let Ok(Some(d)) = self.inner.dialogs.get::<ActiveWatcher>(&row_key)
+        // Same guard as get_subscription; an unreadable row is still deleted on request.
+        if let Ok(Some(d)) = self.inner.subscriptions.get::<SubscriptionRow>(&row_key)
             && (d.call_id != call_id || d.to_tag != to_tag || d.from_tag != from_tag)
         {
             return Ok(None);
         }
-        let old = self.inner.dialogs.delete(&row_key)?;
+        let old = self.inner.subscriptions.delete(&row_key)?;
         self.written()?;
         Ok(old)
     }
 
     /// The subscriptions to `uri` for exactly `event` (the NOTIFY fan-out list).
-    pub fn dialogs_for(&self, uri: &str, event: &str) -> Result<Vec<ActiveWatcher>, StoreError> {
+    pub fn subscriptions_to(
+        &self,
+        uri: &str,
+        event: &str,
+    ) -> Result<Vec<SubscriptionRow>, StoreError> {
         let prefix = keys::prefix(ROW, &[("presentity_uri", uri), ("event", event)])?;
-        self.inner.dialogs.collect(prefix)
+        self.inner.subscriptions.collect(prefix)
     }
 
     /// One watcher's dialogs for a presentity and event, through the by-watcher index
     /// (no scan of the presentity's other watchers).
-    pub fn dialogs_of_watcher(
+    pub fn subscriptions_of_watcher(
         &self,
         uri: &str,
         event: &str,
         watcher_uri: &str,
-    ) -> Result<Vec<ActiveWatcher>, StoreError> {
+    ) -> Result<Vec<SubscriptionRow>, StoreError> {
         let prefix = keys::prefix(
             keys::BY_WATCHER,
             &[
@@ -415,8 +424,8 @@ impl Store {
             ],
         )?;
         let mut out = Vec::new();
-        for row_key in self.inner.dialogs.pointed(prefix)? {
-            if let Some(d) = self.inner.dialogs.get::<ActiveWatcher>(&row_key)?
+        for row_key in self.inner.subscriptions.pointed(prefix)? {
+            if let Some(d) = self.inner.subscriptions.get::<SubscriptionRow>(&row_key)?
                 && d.watcher_uri == watcher_uri
             {
                 out.push(d);
@@ -425,8 +434,8 @@ impl Store {
         Ok(out)
     }
 
-    pub fn dialogs_count(&self) -> u64 {
-        self.inner.dialogs.len()
+    pub fn subscriptions_count(&self) -> u64 {
+        self.inner.subscriptions.len()
     }
 
     // --- watchers -----------------------------------------------------------------
@@ -475,35 +484,37 @@ impl Store {
 
     /// Up to `limit` publications with `expires <= now`, soonest first. They stay stored
     /// until the caller deletes them.
-    pub fn expired_presentities(
+    pub fn expired_publications(
         &self,
         now: u64,
         limit: usize,
-    ) -> Result<Vec<Presentity>, StoreError> {
-        self.inner.presentity.expired(now, limit)
+    ) -> Result<Vec<Publication>, StoreError> {
+        self.inner.publications.expired(now, limit)
     }
 
     /// Up to `limit` dialogs with `expires <= now`, soonest first. They stay stored until
     /// the caller deletes them (after the final NOTIFY, RFC 6665 §4.4.1).
-    pub fn expired_dialogs(
+    pub fn expired_subscriptions(
         &self,
         now: u64,
         limit: usize,
-    ) -> Result<Vec<ActiveWatcher>, StoreError> {
-        self.inner.dialogs.expired(now, limit)
+    ) -> Result<Vec<SubscriptionRow>, StoreError> {
+        self.inner.subscriptions.expired(now, limit)
     }
 
     // --- dumps --------------------------------------------------------------------
 
     /// Every publication, streamed in key order; unreadable rows come out as errors.
-    pub fn iter_presentities(
+    pub fn iter_publications(
         &self,
-    ) -> impl Iterator<Item = Result<Presentity, StoreError>> + use<> {
-        self.inner.presentity.scan(vec![ROW])
+    ) -> impl Iterator<Item = Result<Publication, StoreError>> + use<> {
+        self.inner.publications.scan(vec![ROW])
     }
 
-    pub fn iter_dialogs(&self) -> impl Iterator<Item = Result<ActiveWatcher, StoreError>> + use<> {
-        self.inner.dialogs.scan(vec![ROW])
+    pub fn iter_subscriptions(
+        &self,
+    ) -> impl Iterator<Item = Result<SubscriptionRow, StoreError>> + use<> {
+        self.inner.subscriptions.scan(vec![ROW])
     }
 
     pub fn iter_watchers(&self) -> impl Iterator<Item = Result<Watcher, StoreError>> + use<> {

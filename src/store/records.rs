@@ -22,7 +22,7 @@ pub mod status {
 
 /// One publication (RFC 3903): a row of the `presentity` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Presentity {
+pub struct Publication {
     /// `sip:user@domain`.
     pub presentity_uri: String,
     /// The full Event value including parameters, e.g. `presence` or `dialog;sla`.
@@ -46,7 +46,7 @@ pub struct Presentity {
 /// One subscription dialog (RFC 6665): a row of the `active_watchers` table. Holds what
 /// is needed to send an in-dialog NOTIFY after a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActiveWatcher {
+pub struct SubscriptionRow {
     pub presentity_uri: String,
     /// The watcher's AOR (From URI).
     pub watcher_uri: String,
@@ -166,8 +166,8 @@ pub fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, DecodeError> {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn presentity(uri: &str, event: &str, etag: &str, expires: u64) -> Presentity {
-        Presentity {
+    pub(crate) fn presentity(uri: &str, event: &str, etag: &str, expires: u64) -> Publication {
+        Publication {
             presentity_uri: uri.into(),
             event: event.into(),
             etag: etag.into(),
@@ -181,8 +181,8 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn dialog(uri: &str, event: &str, call_id: &str, expires: u64) -> ActiveWatcher {
-        ActiveWatcher {
+    pub(crate) fn dialog(uri: &str, event: &str, call_id: &str, expires: u64) -> SubscriptionRow {
+        SubscriptionRow {
             presentity_uri: uri.into(),
             watcher_uri: "sip:bob@example.org".into(),
             to_uri: uri.into(),
@@ -222,9 +222,9 @@ pub(crate) mod tests {
     #[test]
     fn each_record_round_trips_through_the_codec() {
         let p = presentity("sip:a@b", "presence", "e1", 100);
-        assert_eq!(decode::<Presentity>(&encode(&p).unwrap()), Ok(p));
+        assert_eq!(decode::<Publication>(&encode(&p).unwrap()), Ok(p));
         let d = dialog("sip:a@b", "presence", "c1", 100);
-        assert_eq!(decode::<ActiveWatcher>(&encode(&d).unwrap()), Ok(d));
+        assert_eq!(decode::<SubscriptionRow>(&encode(&d).unwrap()), Ok(d));
         let w = watcher("sip:a@b", "presence", "sip:bob@x");
         assert_eq!(decode::<Watcher>(&encode(&w).unwrap()), Ok(w));
     }
@@ -260,7 +260,7 @@ pub(crate) mod tests {
         };
         let old = encode(&before).unwrap();
         assert_eq!(old, encode(&p).unwrap());
-        assert_eq!(decode::<Presentity>(&old), Ok(p));
+        assert_eq!(decode::<Publication>(&old), Ok(p));
     }
 
     #[test]
@@ -274,7 +274,7 @@ pub(crate) mod tests {
         let mut bytes = encode(&presentity("sip:a@b", "presence", "e", 1)).unwrap();
         bytes[0] = FORMAT_VERSION + 1;
         assert_eq!(
-            decode::<Presentity>(&bytes),
+            decode::<Publication>(&bytes),
             Err(DecodeError::UnknownVersion(FORMAT_VERSION + 1))
         );
     }
@@ -285,14 +285,14 @@ pub(crate) mod tests {
         let bytes = encode(&dialog("sip:a@b", "presence", "c", 1)).unwrap();
         for cut in 1..bytes.len() {
             assert!(
-                decode::<ActiveWatcher>(&bytes[..cut]).is_err(),
+                decode::<SubscriptionRow>(&bytes[..cut]).is_err(),
                 "cut at {cut}"
             );
         }
         let mut padded = bytes.clone();
         padded.push(0);
         assert_eq!(
-            decode::<ActiveWatcher>(&padded),
+            decode::<SubscriptionRow>(&padded),
             Err(DecodeError::TrailingBytes(1))
         );
     }
@@ -303,7 +303,7 @@ pub(crate) mod tests {
         let mut bytes = vec![FORMAT_VERSION, 253];
         bytes.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
         assert!(matches!(
-            decode::<Presentity>(&bytes),
+            decode::<Publication>(&bytes),
             Err(DecodeError::Malformed(_))
         ));
     }

@@ -2,7 +2,7 @@
 //! half-done (see the write order in the module doc of [`super`]). Idempotent: a second
 //! run finds nothing to do.
 
-use super::records::{ActiveWatcher, Watcher};
+use super::records::{SubscriptionRow, Watcher};
 use super::{Store, StoreError};
 use log::info;
 
@@ -36,12 +36,12 @@ impl Store {
     pub fn repair(
         &self,
         now: u64,
-        needs_watcher_row: impl Fn(&ActiveWatcher) -> bool,
+        needs_watcher_row: impl Fn(&SubscriptionRow) -> bool,
     ) -> Result<RepairReport, StoreError> {
         let mut report = RepairReport::default();
         for idx in [
-            self.inner.presentity.reindex::<super::Presentity>()?,
-            self.inner.dialogs.reindex::<ActiveWatcher>()?,
+            self.inner.publications.reindex::<super::Publication>()?,
+            self.inner.subscriptions.reindex::<SubscriptionRow>()?,
             self.inner.watchers.reindex::<Watcher>()?,
             self.inner.xcap.reindex::<super::Xcap>()?,
         ] {
@@ -49,7 +49,7 @@ impl Store {
             report.index_entries_added += idx.added;
             report.unreadable += idx.unreadable;
         }
-        for dialog in self.iter_dialogs() {
+        for dialog in self.iter_subscriptions() {
             // Unreadable rows were counted by reindex and are left alone.
             let d = match dialog {
                 Ok(d) => d,

@@ -11,7 +11,7 @@ fn open() -> (TempDir, Store) {
     (dir, store)
 }
 
-fn etags(list: &[Presentity]) -> Vec<(&str, &str, &str)> {
+fn etags(list: &[Publication]) -> Vec<(&str, &str, &str)> {
     list.iter()
         .map(|p| (p.event.as_str(), p.presentity_uri.as_str(), p.etag.as_str()))
         .collect()
@@ -21,15 +21,20 @@ fn etags(list: &[Presentity]) -> Vec<(&str, &str, &str)> {
 fn each_record_round_trips_through_the_store() {
     let (_dir, store) = open();
     let p = presentity("sip:a@b", "dialog;sla", "e1", 100);
-    store.put_presentity(&p).unwrap();
+    store.put_publication(&p).unwrap();
     assert_eq!(
-        store.get_presentity("dialog;sla", "sip:a@b", "e1").unwrap(),
+        store
+            .get_publication("dialog;sla", "sip:a@b", "e1")
+            .unwrap(),
         Some(p)
     );
 
     let d = dialog("sip:a@b", "presence", "call-1", 100);
-    store.put_watcher_dialog(&d).unwrap();
-    assert_eq!(store.get_dialog("call-1", "tt", "ft").unwrap(), Some(d));
+    store.put_subscription(&d).unwrap();
+    assert_eq!(
+        store.get_subscription("call-1", "tt", "ft").unwrap(),
+        Some(d)
+    );
 
     let w = watcher("sip:a@b", "presence", "sip:bob@x");
     store.put_watcher(&w).unwrap();
@@ -46,26 +51,26 @@ fn temporary_stores_start_empty_and_are_independent() {
     let first = Store::open_temporary(StoreOptions::default()).unwrap();
     let second = Store::open_temporary(StoreOptions::default()).unwrap();
     first
-        .put_presentity(&presentity("sip:a@b", "presence", "e1", 100))
+        .put_publication(&presentity("sip:a@b", "presence", "e1", 100))
         .unwrap();
     assert_eq!(first.counts().unwrap().presentity, 1);
     assert_eq!(second.counts().unwrap().total(), 0);
     assert_eq!(
-        second.get_presentity("presence", "sip:a@b", "e1").unwrap(),
+        second.get_publication("presence", "sip:a@b", "e1").unwrap(),
         None
     );
-    assert_eq!(second.iter_presentities().count(), 0);
+    assert_eq!(second.iter_publications().count(), 0);
 }
 
 #[test]
 fn missing_rows_read_as_none() {
     let (_dir, store) = open();
     assert_eq!(
-        store.get_presentity("presence", "sip:a@b", "e").unwrap(),
+        store.get_publication("presence", "sip:a@b", "e").unwrap(),
         None
     );
-    assert_eq!(store.get_dialog("c", "t", "f").unwrap(), None);
-    assert_eq!(store.delete_dialog("c", "t", "f").unwrap(), None);
+    assert_eq!(store.get_subscription("c", "t", "f").unwrap(), None);
+    assert_eq!(store.delete_subscription("c", "t", "f").unwrap(), None);
     assert_eq!(
         store
             .delete_watcher("sip:a@b", "presence", "sip:c@d")
@@ -82,9 +87,9 @@ fn a_stored_value_with_an_unknown_version_is_a_typed_error() {
     bytes[0] = FORMAT_VERSION + 1;
     store
         .inner
-        .presentity
+        .publications
         .raw_insert(&p.row_key().unwrap(), &bytes);
-    match store.get_presentity("presence", "sip:a@b", "e1") {
+    match store.get_publication("presence", "sip:a@b", "e1") {
         Err(StoreError::Corrupt {
             tree: "presentity",
             why,
@@ -102,23 +107,23 @@ fn prefix_scans_match_only_that_presentity_and_event() {
     for uri in ["sip:a@b", "sip:a@bc", "sip:a@b.c"] {
         for event in ["presence", "presence.winfo"] {
             store
-                .put_presentity(&presentity(uri, event, "e1", 10))
+                .put_publication(&presentity(uri, event, "e1", 10))
                 .unwrap();
             store
-                .put_presentity(&presentity(uri, event, "e2", 10))
+                .put_publication(&presentity(uri, event, "e2", 10))
                 .unwrap();
             store
-                .put_watcher_dialog(&dialog(uri, event, &format!("{uri}{event}"), 10))
+                .put_subscription(&dialog(uri, event, &format!("{uri}{event}"), 10))
                 .unwrap();
             store.put_watcher(&watcher(uri, event, "sip:w@x")).unwrap();
         }
     }
-    let found = store.presentities_for("presence", "sip:a@b").unwrap();
+    let found = store.publications_of("presence", "sip:a@b").unwrap();
     assert_eq!(
         etags(&found),
         [("presence", "sip:a@b", "e1"), ("presence", "sip:a@b", "e2")]
     );
-    let dialogs = store.dialogs_for("sip:a@b", "presence").unwrap();
+    let dialogs = store.subscriptions_to("sip:a@b", "presence").unwrap();
     assert_eq!(dialogs.len(), 1);
     assert_eq!(dialogs[0].call_id, "sip:a@bpresence");
     let watchers = store.watchers_for("sip:a@b", "presence").unwrap();
@@ -129,28 +134,28 @@ fn prefix_scans_match_only_that_presentity_and_event() {
 fn reput_with_new_expiry_leaves_no_stale_index_entry() {
     let (_dir, store) = open();
     store
-        .put_presentity(&presentity("sip:a@b", "presence", "e", 100))
+        .put_publication(&presentity("sip:a@b", "presence", "e", 100))
         .unwrap();
     store
-        .put_presentity(&presentity("sip:a@b", "presence", "e", 500))
+        .put_publication(&presentity("sip:a@b", "presence", "e", 500))
         .unwrap();
-    assert!(store.expired_presentities(499, 10).unwrap().is_empty());
-    assert_eq!(store.expired_presentities(500, 10).unwrap().len(), 1);
+    assert!(store.expired_publications(499, 10).unwrap().is_empty());
+    assert_eq!(store.expired_publications(500, 10).unwrap().len(), 1);
     // One row and one expiry entry, nothing else.
-    assert_eq!(store.inner.presentity.raw_len(), 2);
+    assert_eq!(store.inner.publications.raw_len(), 2);
 
     store
-        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c", 100))
+        .put_subscription(&dialog("sip:a@b", "presence", "c", 100))
         .unwrap();
     store
-        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c", 50))
+        .put_subscription(&dialog("sip:a@b", "presence", "c", 50))
         .unwrap();
-    let expired = store.expired_dialogs(60, 10).unwrap();
+    let expired = store.expired_subscriptions(60, 10).unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].expires, 50);
-    assert!(store.expired_dialogs(49, 10).unwrap().is_empty());
+    assert!(store.expired_subscriptions(49, 10).unwrap().is_empty());
     // Row, expiry entry, dialog index entry, by-watcher index entry.
-    assert_eq!(store.inner.dialogs.raw_len(), 4);
+    assert_eq!(store.inner.subscriptions.raw_len(), 4);
 }
 
 #[test]
@@ -158,35 +163,37 @@ fn expired_returns_only_due_rows_soonest_first_up_to_the_limit() {
     let (_dir, store) = open();
     for (etag, expires) in [("a", 30), ("b", 10), ("c", 20), ("d", 40), ("e", 20)] {
         store
-            .put_presentity(&presentity("sip:a@b", "presence", etag, expires))
+            .put_publication(&presentity("sip:a@b", "presence", etag, expires))
             .unwrap();
     }
-    let due = store.expired_presentities(30, 10).unwrap();
+    let due = store.expired_publications(30, 10).unwrap();
     let order: Vec<_> = due.iter().map(|p| (p.expires, p.etag.as_str())).collect();
     assert_eq!(order, [(10, "b"), (20, "c"), (20, "e"), (30, "a")]);
-    assert_eq!(store.expired_presentities(30, 2).unwrap().len(), 2);
-    assert!(store.expired_presentities(30, 0).unwrap().is_empty());
-    assert!(store.expired_presentities(9, 10).unwrap().is_empty());
-    assert_eq!(store.expired_presentities(u64::MAX, 10).unwrap().len(), 5);
+    assert_eq!(store.expired_publications(30, 2).unwrap().len(), 2);
+    assert!(store.expired_publications(30, 0).unwrap().is_empty());
+    assert!(store.expired_publications(9, 10).unwrap().is_empty());
+    assert_eq!(store.expired_publications(u64::MAX, 10).unwrap().len(), 5);
 }
 
 #[test]
 fn delete_removes_the_row_and_its_index_entries() {
     let (_dir, store) = open();
     let p = presentity("sip:a@b", "presence", "e", 10);
-    store.put_presentity(&p).unwrap();
+    store.put_publication(&p).unwrap();
     assert_eq!(
-        store.delete_presentity("presence", "sip:a@b", "e").unwrap(),
+        store
+            .delete_publication("presence", "sip:a@b", "e")
+            .unwrap(),
         Some(p)
     );
-    assert_eq!(store.inner.presentity.raw_len(), 0);
-    assert!(store.expired_presentities(u64::MAX, 10).unwrap().is_empty());
+    assert_eq!(store.inner.publications.raw_len(), 0);
+    assert!(store.expired_publications(u64::MAX, 10).unwrap().is_empty());
 
     let d = dialog("sip:a@b", "presence", "c", 10);
-    store.put_watcher_dialog(&d).unwrap();
-    assert_eq!(store.delete_dialog("c", "tt", "ft").unwrap(), Some(d));
-    assert_eq!(store.inner.dialogs.raw_len(), 0);
-    assert_eq!(store.get_dialog("c", "tt", "ft").unwrap(), None);
+    store.put_subscription(&d).unwrap();
+    assert_eq!(store.delete_subscription("c", "tt", "ft").unwrap(), Some(d));
+    assert_eq!(store.inner.subscriptions.raw_len(), 0);
+    assert_eq!(store.get_subscription("c", "tt", "ft").unwrap(), None);
 
     store
         .put_watcher(&watcher("sip:a@b", "presence", "sip:w@x"))
@@ -204,47 +211,55 @@ fn delete_removes_the_row_and_its_index_entries() {
 fn a_dialog_keeps_one_row_when_stored_under_another_presentity() {
     let (_dir, store) = open();
     store
-        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c", 10))
+        .put_subscription(&dialog("sip:a@b", "presence", "c", 10))
         .unwrap();
     let moved = dialog("sip:z@b", "presence", "c", 20);
-    store.put_watcher_dialog(&moved).unwrap();
-    assert_eq!(store.get_dialog("c", "tt", "ft").unwrap(), Some(moved));
-    assert!(store.dialogs_for("sip:a@b", "presence").unwrap().is_empty());
-    assert_eq!(store.dialogs_count(), 1);
-    assert_eq!(store.expired_dialogs(u64::MAX, 10).unwrap().len(), 1);
+    store.put_subscription(&moved).unwrap();
+    assert_eq!(
+        store.get_subscription("c", "tt", "ft").unwrap(),
+        Some(moved)
+    );
+    assert!(
+        store
+            .subscriptions_to("sip:a@b", "presence")
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.subscriptions_count(), 1);
+    assert_eq!(store.expired_subscriptions(u64::MAX, 10).unwrap().len(), 1);
 }
 
 #[test]
 fn counts_follow_inserts_overwrites_and_deletes() {
     let (_dir, store) = open();
     store
-        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c1", 10))
+        .put_subscription(&dialog("sip:a@b", "presence", "c1", 10))
         .unwrap();
     store
-        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c1", 20))
+        .put_subscription(&dialog("sip:a@b", "presence", "c1", 20))
         .unwrap();
     store
-        .put_watcher_dialog(&dialog("sip:a@b", "presence", "c2", 10))
+        .put_subscription(&dialog("sip:a@b", "presence", "c2", 10))
         .unwrap();
-    assert_eq!(store.dialogs_count(), 2);
-    store.delete_dialog("c1", "tt", "ft").unwrap();
-    assert_eq!(store.dialogs_count(), 1);
+    assert_eq!(store.subscriptions_count(), 2);
+    store.delete_subscription("c1", "tt", "ft").unwrap();
+    assert_eq!(store.subscriptions_count(), 1);
     store
-        .put_presentity(&presentity("sip:a@b", "presence", "e", 1))
+        .put_publication(&presentity("sip:a@b", "presence", "e", 1))
         .unwrap();
-    assert_eq!((store.presentities_count(), store.watchers_count()), (1, 0));
+    assert_eq!((store.publications_count(), store.watchers_count()), (1, 0));
 }
 
 #[test]
 fn key_parts_with_nul_are_rejected_not_stored() {
     let (_dir, store) = open();
-    let err = store.put_presentity(&presentity("sip:a@b", "presence", "e\0", 1));
+    let err = store.put_publication(&presentity("sip:a@b", "presence", "e\0", 1));
     assert!(matches!(err, Err(StoreError::InvalidKey { field: "etag" })));
     assert!(matches!(
-        store.get_dialog("c\0", "t", "f"),
+        store.get_subscription("c\0", "t", "f"),
         Err(StoreError::InvalidKey { field: "call_id" })
     ));
-    assert_eq!(store.presentities_count(), 0);
+    assert_eq!(store.publications_count(), 0);
 }
 
 #[test]
@@ -258,10 +273,10 @@ fn data_survives_drop_and_reopen() {
         {
             let store = Store::open(dir.path(), opts).unwrap();
             store
-                .put_presentity(&presentity("sip:a@b", "presence", "e", 7))
+                .put_publication(&presentity("sip:a@b", "presence", "e", 7))
                 .unwrap();
             store
-                .put_watcher_dialog(&dialog("sip:a@b", "presence", "c", 9))
+                .put_subscription(&dialog("sip:a@b", "presence", "c", 9))
                 .unwrap();
             store
                 .put_watcher(&watcher("sip:a@b", "presence", "sip:w@x"))
@@ -271,16 +286,16 @@ fn data_survives_drop_and_reopen() {
             }
         }
         let store = Store::open(dir.path(), opts).unwrap();
-        assert_eq!(store.expired_presentities(7, 10).unwrap().len(), 1);
+        assert_eq!(store.expired_publications(7, 10).unwrap().len(), 1);
         assert_eq!(
             store
-                .get_dialog("c", "tt", "ft")
+                .get_subscription("c", "tt", "ft")
                 .unwrap()
                 .map(|d| d.expires),
             Some(9)
         );
         assert_eq!(store.watchers_count(), 1);
-        assert_eq!(store.dialogs_count(), 1);
+        assert_eq!(store.subscriptions_count(), 1);
         assert!(store.size_on_disk().unwrap() > 0);
     }
 }
@@ -289,7 +304,7 @@ fn data_survives_drop_and_reopen() {
 fn flush_async_completes() {
     let (_dir, store) = open();
     store
-        .put_presentity(&presentity("sip:a@b", "presence", "e", 7))
+        .put_publication(&presentity("sip:a@b", "presence", "e", 7))
         .unwrap();
     smol::block_on(store.flush_async()).unwrap();
 }
@@ -300,10 +315,10 @@ fn repair_recreates_a_missing_watchers_row_from_its_dialog() {
     let mut d = dialog("sip:a@b", "presence", "c", 10);
     d.status = status::PENDING;
     d.reason = Some("probation".into());
-    store.put_watcher_dialog(&d).unwrap();
+    store.put_subscription(&d).unwrap();
     let mut winfo = dialog("sip:a@b", "presence.winfo", "c2", 10);
     winfo.to_tag = "other".into();
-    store.put_watcher_dialog(&winfo).unwrap();
+    store.put_subscription(&winfo).unwrap();
 
     let report = store.repair(1234, |d| d.event == "presence").unwrap();
     assert_eq!(report.watchers_recreated, 1);
@@ -329,7 +344,7 @@ fn repair_recreates_a_missing_watchers_row_from_its_dialog() {
 fn repair_keeps_an_existing_watchers_row() {
     let (_dir, store) = open();
     let d = dialog("sip:a@b", "presence", "c", 10);
-    store.put_watcher_dialog(&d).unwrap();
+    store.put_subscription(&d).unwrap();
     let mut w = watcher("sip:a@b", "presence", &d.watcher_uri);
     w.status = status::TERMINATED;
     store.put_watcher(&w).unwrap();
@@ -346,28 +361,28 @@ fn repair_keeps_an_existing_watchers_row() {
 fn repair_drops_dangling_index_entries_and_restores_missing_ones() {
     let (_dir, store) = open();
     let p = presentity("sip:a@b", "presence", "e", 10);
-    store.put_presentity(&p).unwrap();
+    store.put_publication(&p).unwrap();
     let d = dialog("sip:a@b", "presence", "c", 10);
-    store.put_watcher_dialog(&d).unwrap();
+    store.put_subscription(&d).unwrap();
     let gone = dialog("sip:gone@b", "presence", "gone", 5);
     let gone_key = gone.row_key().unwrap();
     let t = &store.inner;
-    t.presentity
+    t.publications
         .raw_insert(&keys::expiry(3, b"rno\0such\0row"), b"");
-    t.dialogs.raw_insert(&keys::expiry(5, &gone_key), b"");
-    t.dialogs
+    t.subscriptions.raw_insert(&keys::expiry(5, &gone_key), b"");
+    t.subscriptions
         .raw_insert(&gone.dialog_key().unwrap().unwrap(), &gone_key);
-    t.dialogs.raw_insert(b"x12", b""); // too short to be an expiry entry
+    t.subscriptions.raw_insert(b"x12", b""); // too short to be an expiry entry
     // Lose the dialog's own expiry entry, as an older bug might have.
-    t.dialogs
+    t.subscriptions
         .raw_remove(&keys::expiry(10, &d.row_key().unwrap()));
 
     let report = store.repair(0, |_| false).unwrap();
     assert_eq!(report.index_entries_removed, 4);
     assert_eq!(report.index_entries_added, 1);
-    assert_eq!(store.expired_presentities(u64::MAX, 10).unwrap(), [p]);
-    assert_eq!(store.expired_dialogs(u64::MAX, 10).unwrap(), [d]);
-    assert_eq!(store.get_dialog("gone", "tt", "ft").unwrap(), None);
+    assert_eq!(store.expired_publications(u64::MAX, 10).unwrap(), [p]);
+    assert_eq!(store.expired_subscriptions(u64::MAX, 10).unwrap(), [d]);
+    assert_eq!(store.get_subscription("gone", "tt", "ft").unwrap(), None);
     assert!(store.repair(0, |_| false).unwrap().changed_nothing());
 }
 
@@ -375,52 +390,52 @@ fn repair_drops_dangling_index_entries_and_restores_missing_ones() {
 fn garbage_in_a_tree_is_reported_never_a_panic() {
     let (_dir, store) = open();
     let good = presentity("sip:a@b", "presence", "ok", 10);
-    store.put_presentity(&good).unwrap();
+    store.put_publication(&good).unwrap();
     let bad = presentity("sip:a@b", "presence", "bad", 10);
     let t = &store.inner;
-    t.presentity
+    t.publications
         .raw_insert(&bad.row_key().unwrap(), b"\x01\xff\xff\xff garbage");
-    t.presentity
+    t.publications
         .raw_insert(&keys::expiry(10, &bad.row_key().unwrap()), b"");
-    t.presentity.raw_insert(b"r", b"");
-    t.presentity.raw_insert(b"zzz", b"\x00");
-    t.presentity.raw_insert(b"", b"");
-    t.dialogs.raw_insert(b"d\0\0", b"rnothing");
-    t.dialogs.raw_insert(b"rjunk", &[FORMAT_VERSION]);
+    t.publications.raw_insert(b"r", b"");
+    t.publications.raw_insert(b"zzz", b"\x00");
+    t.publications.raw_insert(b"", b"");
+    t.subscriptions.raw_insert(b"d\0\0", b"rnothing");
+    t.subscriptions.raw_insert(b"rjunk", &[FORMAT_VERSION]);
 
     assert!(matches!(
-        store.get_presentity("presence", "sip:a@b", "bad"),
+        store.get_publication("presence", "sip:a@b", "bad"),
         Err(StoreError::Corrupt { .. })
     ));
     assert_eq!(
-        store.presentities_for("presence", "sip:a@b").unwrap(),
+        store.publications_of("presence", "sip:a@b").unwrap(),
         std::slice::from_ref(&good)
     );
     assert_eq!(
-        store.expired_presentities(u64::MAX, 10).unwrap(),
+        store.expired_publications(u64::MAX, 10).unwrap(),
         std::slice::from_ref(&good)
     );
-    let results: Vec<_> = store.iter_presentities().collect();
+    let results: Vec<_> = store.iter_publications().collect();
     assert_eq!(results.iter().filter(|r| r.is_err()).count(), 2);
-    assert_eq!(store.iter_dialogs().filter(|r| r.is_err()).count(), 1);
+    assert_eq!(store.iter_subscriptions().filter(|r| r.is_err()).count(), 1);
     let report = store.repair(0, |_| true).unwrap();
     // bad, "r", "zzz" and "" in presentity; "rjunk" in active_watchers.
     assert_eq!(report.unreadable, 5);
     assert_eq!(report.index_entries_removed, 1);
     // Overwriting an unreadable row heals it.
-    store.put_presentity(&bad).unwrap();
+    store.put_publication(&bad).unwrap();
     assert_eq!(
-        store.get_presentity("presence", "sip:a@b", "bad").unwrap(),
+        store.get_publication("presence", "sip:a@b", "bad").unwrap(),
         Some(bad)
     );
     // Deleting an unreadable dialog removes it.
     let u = dialog("sip:u@b", "presence", "cu", 1);
-    t.dialogs.raw_insert(&u.row_key().unwrap(), b"?");
-    t.dialogs
+    t.subscriptions.raw_insert(&u.row_key().unwrap(), b"?");
+    t.subscriptions
         .raw_insert(&u.dialog_key().unwrap().unwrap(), &u.row_key().unwrap());
-    assert_eq!(store.dialogs_for("sip:u@b", "presence").unwrap(), []);
-    assert_eq!(store.delete_dialog("cu", "tt", "ft").unwrap(), None);
-    assert_eq!(store.iter_dialogs().count(), 1); // only "rjunk" is left
+    assert_eq!(store.subscriptions_to("sip:u@b", "presence").unwrap(), []);
+    assert_eq!(store.delete_subscription("cu", "tt", "ft").unwrap(), None);
+    assert_eq!(store.iter_subscriptions().count(), 1); // only "rjunk" is left
 }
 
 #[test]
@@ -432,7 +447,7 @@ fn concurrent_writers_of_one_row_leave_a_consistent_index() {
             std::thread::spawn(move || {
                 for i in 0..200 {
                     let p = presentity("sip:a@b", "presence", "e", t * 1000 + i);
-                    store.put_presentity(&p).unwrap();
+                    store.put_publication(&p).unwrap();
                 }
             })
         })
@@ -440,8 +455,8 @@ fn concurrent_writers_of_one_row_leave_a_consistent_index() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(store.inner.presentity.raw_len(), 2);
-    assert_eq!(store.expired_presentities(u64::MAX, 10).unwrap().len(), 1);
+    assert_eq!(store.inner.publications.raw_len(), 2);
+    assert_eq!(store.expired_publications(u64::MAX, 10).unwrap().len(), 1);
     assert!(store.repair(0, |_| true).unwrap().changed_nothing());
 }
 
@@ -461,27 +476,27 @@ fn reads_never_miss_a_row_while_write_behind_drains_concurrently() {
     // be found, by key and by scan, whatever the drain is doing.
     let mut etag = "e0".to_string();
     store
-        .put_presentity(&presentity("sip:a@b", "presence", &etag, 10))
+        .put_publication(&presentity("sip:a@b", "presence", &etag, 10))
         .unwrap();
     for i in 1..3000u64 {
         let next = format!("e{i}");
         store
-            .delete_presentity("presence", "sip:a@b", &etag)
+            .delete_publication("presence", "sip:a@b", &etag)
             .unwrap();
         store
-            .put_presentity(&presentity("sip:a@b", "presence", &next, 10 + i))
+            .put_publication(&presentity("sip:a@b", "presence", &next, 10 + i))
             .unwrap();
         etag = next;
-        let got = store.get_presentity("presence", "sip:a@b", &etag).unwrap();
+        let got = store.get_publication("presence", "sip:a@b", &etag).unwrap();
         assert_eq!(got.map(|p| p.expires), Some(10 + i));
-        let all = store.presentities_for("presence", "sip:a@b").unwrap();
+        let all = store.publications_of("presence", "sip:a@b").unwrap();
         assert_eq!(etags(&all), [("presence", "sip:a@b", etag.as_str())]);
-        assert_eq!(store.expired_presentities(u64::MAX, 5).unwrap().len(), 1);
+        assert_eq!(store.expired_publications(u64::MAX, 5).unwrap().len(), 1);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drainer.join().unwrap();
     store.flush().unwrap();
-    assert_eq!(store.inner.presentity.raw_len(), 2);
+    assert_eq!(store.inner.publications.raw_len(), 2);
     assert!(store.repair(0, |_| true).unwrap().changed_nothing());
 }
 
@@ -491,14 +506,14 @@ fn write_behind_rows_survive_drop_without_flush() {
     {
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         store
-            .put_watcher_dialog(&dialog("sip:a@b", "presence", "c1", 100))
+            .put_subscription(&dialog("sip:a@b", "presence", "c1", 100))
             .unwrap();
         assert!(store.pending_bytes() > 0);
     }
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     assert_eq!(
         store
-            .get_dialog("c1", "tt", "ft")
+            .get_subscription("c1", "tt", "ft")
             .unwrap()
             .map(|d| d.expires),
         Some(100)
@@ -594,12 +609,12 @@ mod model {
                 match op {
                     Op::Put { event, uri, etag, expires } => {
                         let k = (EVENTS[event], URIS[uri], ETAGS[etag]);
-                        store.put_presentity(&presentity(k.1, k.0, k.2, expires)).unwrap();
+                        store.put_publication(&presentity(k.1, k.0, k.2, expires)).unwrap();
                         pres.insert(k, expires);
                     }
                     Op::Delete { event, uri, etag } => {
                         let k = (EVENTS[event], URIS[uri], ETAGS[etag]);
-                        let got = store.delete_presentity(k.0, k.1, k.2).unwrap();
+                        let got = store.delete_publication(k.0, k.1, k.2).unwrap();
                         prop_assert_eq!(got.map(|p| p.expires), pres.remove(&k));
                     }
                     Op::Sweep { now, limit } => {
@@ -611,7 +626,7 @@ mod model {
                         due.sort();
                         due.truncate(limit);
                         let got: Vec<(u64, String, String, String)> = store
-                            .expired_presentities(now, limit)
+                            .expired_publications(now, limit)
                             .unwrap()
                             .into_iter()
                             .map(|p| (p.expires, p.event, p.presentity_uri, p.etag))
@@ -622,7 +637,7 @@ mod model {
                             .collect();
                         prop_assert_eq!(got, want);
                         for (_, k) in due {
-                            store.delete_presentity(k.0, k.1, k.2).unwrap();
+                            store.delete_publication(k.0, k.1, k.2).unwrap();
                             pres.remove(&k);
                         }
                         let mut due_dialogs: Vec<(u64, String)> = dialogs
@@ -633,7 +648,7 @@ mod model {
                         due_dialogs.sort_by_key(|(e, c)| (*e, dialogs[c].0, dialogs[c].1, c.clone()));
                         due_dialogs.truncate(limit);
                         let got: Vec<(u64, String)> = store
-                            .expired_dialogs(now, limit)
+                            .expired_subscriptions(now, limit)
                             .unwrap()
                             .into_iter()
                             .map(|d| (d.expires, d.call_id))
@@ -642,12 +657,12 @@ mod model {
                     }
                     Op::PutDialog { uri, event, call, expires } => {
                         let call_id = format!("call{call}");
-                        store.put_watcher_dialog(&dialog(URIS[uri], EVENTS[event], &call_id, expires)).unwrap();
+                        store.put_subscription(&dialog(URIS[uri], EVENTS[event], &call_id, expires)).unwrap();
                         dialogs.insert(call_id, (URIS[uri], EVENTS[event], expires));
                     }
                     Op::DeleteDialog { call } => {
                         let call_id = format!("call{call}");
-                        let got = store.delete_dialog(&call_id, "tt", "ft").unwrap();
+                        let got = store.delete_subscription(&call_id, "tt", "ft").unwrap();
                         prop_assert_eq!(got.map(|d| d.expires), dialogs.remove(&call_id).map(|d| d.2));
                     }
                     Op::Flush => {
@@ -655,13 +670,13 @@ mod model {
                         prop_assert_eq!(store.pending_bytes(), 0);
                     }
                 }
-                prop_assert_eq!(store.presentities_count(), pres.len() as u64);
-                prop_assert_eq!(store.dialogs_count(), dialogs.len() as u64);
+                prop_assert_eq!(store.publications_count(), pres.len() as u64);
+                prop_assert_eq!(store.subscriptions_count(), dialogs.len() as u64);
             }
             for event in EVENTS {
                 for uri in URIS {
                     let got: Vec<(&str, u64)> = store
-                        .presentities_for(event, uri)
+                        .publications_of(event, uri)
                         .unwrap()
                         .iter()
                         .map(|p| (ETAGS.iter().find(|e| **e == p.etag).copied().unwrap(), p.expires))
@@ -672,7 +687,7 @@ mod model {
                         .map(|(k, e)| (k.2, *e))
                         .collect();
                     prop_assert_eq!(got, want);
-                    let got: Vec<String> = store.dialogs_for(uri, event).unwrap().into_iter().map(|d| d.call_id).collect();
+                    let got: Vec<String> = store.subscriptions_to(uri, event).unwrap().into_iter().map(|d| d.call_id).collect();
                     let want: Vec<String> = dialogs
                         .iter()
                         .filter(|(_, d)| d.0 == uri && d.1 == event)
@@ -696,19 +711,19 @@ fn dialogs_of_watcher_finds_only_that_watchers_dialogs_and_follows_deletes() {
     let mut c = dialog("sip:p@x", "presence", "c3", 100);
     c.watcher_uri = "sip:w1@xy".into();
     for d in [&a, &b, &c] {
-        store.put_watcher_dialog(d).unwrap();
+        store.put_subscription(d).unwrap();
     }
     let found = store
-        .dialogs_of_watcher("sip:p@x", "presence", "sip:w1@x")
+        .subscriptions_of_watcher("sip:p@x", "presence", "sip:w1@x")
         .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].call_id, "c1");
     store
-        .delete_dialog(&a.call_id, &a.to_tag, &a.from_tag)
+        .delete_subscription(&a.call_id, &a.to_tag, &a.from_tag)
         .unwrap();
     assert!(
         store
-            .dialogs_of_watcher("sip:p@x", "presence", "sip:w1@x")
+            .subscriptions_of_watcher("sip:p@x", "presence", "sip:w1@x")
             .unwrap()
             .is_empty()
     );
