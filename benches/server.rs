@@ -1,4 +1,4 @@
-//! The whole server without sockets (sans-I/O `Server` on a real sled store): the hot
+//! The whole server without sockets (sans-I/O `Core` on a real sled store): the hot
 //! paths a presence box lives on — PUBLISH, SUBSCRIBE with its NOTIFY, and one PUBLISH
 //! fanned out to ten watchers with every NOTIFY answered.
 
@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use presenced::config::Config;
-use presenced::server::Server;
+use presenced::core::Core;
 use presenced::sip::endpoint::{Peer, Source, TransportKind};
 use presenced::sip::message::{Message, Method, Response};
 use presenced::store::{Store, StoreOptions};
@@ -25,7 +25,7 @@ fn source(port: u16) -> Source {
     }
 }
 
-fn server(dir: &tempfile::TempDir) -> Server {
+fn server(dir: &tempfile::TempDir) -> Core {
     let config = Config::default();
     let store = Store::open(
         &dir.path().join("db"),
@@ -35,7 +35,7 @@ fn server(dir: &tempfile::TempDir) -> Server {
         },
     )
     .unwrap();
-    Server::from_config(
+    Core::from_config(
         &config,
         store,
         &[(TransportKind::Udp, SERVER.parse().unwrap())],
@@ -79,10 +79,15 @@ fn subscribe(n: u64, port: u16) -> Vec<u8> {
 
 /// Drains what the server sends; answers every NOTIFY with 200 (as the watcher would).
 /// Returns the ETag of the last PUBLISH response seen and the NOTIFY count.
-fn pump(s: &mut Server, now: Instant) -> (Option<String>, usize) {
+fn pump(s: &mut Core, now: Instant) -> (Option<String>, usize) {
     let mut etag = None;
     let mut notifies = 0;
     loop {
+        // A flush the core asks for runs here, as the daemon's flush thread would.
+        if let Some(seq) = s.poll_flush(now) {
+            s.engine().store().flush().unwrap();
+            s.flushed(seq, now, 1_000_000);
+        }
         let mut answers = Vec::new();
         while let Some(t) = s.poll_transmit() {
             match Message::parse(&t.bytes) {

@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod core;
 pub mod daemon;
 pub mod dispatch;
 pub mod dump;
@@ -18,7 +19,6 @@ pub mod memory;
 pub mod mgmt;
 pub mod policy;
 pub mod presence;
-pub mod server;
 pub mod sip;
 pub mod store;
 pub mod transport;

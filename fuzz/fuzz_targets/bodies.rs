@@ -81,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = mwi::parse(a);
 
     // XCAP: paths and documents of every application usage.
-    let _ = xcap::parse_path(xcap::server::ROOT, &raw);
+    let _ = xcap::parse_path(xcap::integrated::ROOT, &raw);
     let _ = xcap::fetch::parse_url(&raw);
     for auid in &AUIDS {
         let _ = xcap::validate(auid, a, 64 * 1024);

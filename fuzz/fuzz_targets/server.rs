@@ -1,5 +1,5 @@
 //! Fuzzes the whole sans-I/O server on a fresh in-memory store: a script of datagrams
-//! from a handful of peers, clock jumps (timers and the expiry sweep), answers to the
+//! from a handful of peers, clock jumps (timers and expiry deadlines), answers to the
 //! NOTIFYs it sent, and delivery failures. It must never panic, and every message it
 //! sends must parse back (we never put a malformed message on the wire).
 //!
@@ -8,7 +8,7 @@
 //!   peers). `$ETAG` and `$TAG` in it become the last SIP-ETag the server answered with
 //!   and the To-tag of its last answer to a SUBSCRIBE, so refreshes, modifications and in-dialog requests are
 //!   reachable;
-//! - `op % 4 == 2`: the clock moves on by the next byte × 8 s, then timers and the sweep
+//! - `op % 4 == 2`: the clock moves on by the next byte × 8 s, then timers and the deadlines
 //!   run;
 //! - `op % 4 == 3`: every unanswered NOTIFY gets a response whose status the next byte
 //!   picks, or (status 0) its client transaction reports a transport error.
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use presenced::config::Config;
-use presenced::server::Server;
+use presenced::core::Core;
 use presenced::sip::endpoint::{ClientTxId, ConnId, Peer, Source, TransportKind};
 use presenced::sip::message::{Message, Method, Request, Response};
 use presenced::store::{Store, StoreOptions};
@@ -58,7 +58,14 @@ struct Seen {
 }
 
 /// Takes what the server sends; every message must parse.
-fn drain(server: &mut Server, seen: &mut Seen) {
+fn drain(server: &mut Core, seen: &mut Seen, now: Instant, unix: u64) {
+    // Flushes run at once, as the daemon's flush thread would run them.
+    while let Some(seq) = server.poll_flush(now) {
+        match server.engine().store().flush() {
+            Ok(()) => server.flushed(seq, now, unix),
+            Err(_) => server.flush_failed(now),
+        }
+    }
     while let Some(t) = server.poll_transmit() {
         match Message::parse(&t.bytes) {
             Ok(Message::Request(r)) if r.method == Method::Notify => {
@@ -115,7 +122,7 @@ fuzz_target!(|data: &[u8]| {
         (TransportKind::Udp, SERVER.parse().expect("literal address")),
         (TransportKind::Tcp, SERVER.parse().expect("literal address")),
     ];
-    let mut server = Server::from_config(&config, store, &addrs, Vec::new());
+    let mut server = Core::from_config(&config, store, &addrs, Vec::new());
     let start = Instant::now();
     let mut elapsed = 0u64;
     let mut seen = Seen::default();
@@ -136,7 +143,6 @@ fuzz_target!(|data: &[u8]| {
                 let now = start + Duration::from_secs(elapsed);
                 let unix = UNIX_START + elapsed;
                 server.handle_timeout(now, unix);
-                server.sweep(now, unix);
             }
             _ => {
                 let pick = rest.first().copied().unwrap_or(1);
@@ -157,7 +163,8 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        drain(&mut server, &mut seen);
+        let now = start + Duration::from_secs(elapsed);
+        drain(&mut server, &mut seen, now, UNIX_START + elapsed);
     }
 });
 

@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use presenced::config::Config;
 use presenced::store::{Store, StoreOptions};
 use presenced::xcap::http::{ReadError, read_request, response_bytes};
-use presenced::xcap::server::{MAX_HEAD, ServerConfig, handle, refusal};
+use presenced::xcap::integrated::{MAX_HEAD, ServerConfig, handle, refusal};
 
 /// `bytes` must be one complete HTTP response with `status`, `headers` headers and a
 /// body of `body_len` bytes.

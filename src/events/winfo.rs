@@ -44,6 +44,17 @@ impl EventPackage for PresenceWinfo {
     fn watcher_body(&self, shared: &[u8], version: u32) -> Option<Vec<u8>> {
         Some(stamp_version(shared, version))
     }
+    fn watches(&self) -> Option<&str> {
+        watched_event(self.name())
+    }
+    fn watcher_document(&self, resource: &str, rows: &[Watcher], full: bool) -> Vec<u8> {
+        let state = if full {
+            DocState::Full
+        } else {
+            DocState::Partial
+        };
+        document(resource, self.watches().unwrap_or_default(), state, rows)
+    }
 }
 
 /// The package a `*.winfo` package reports on (`presence` for `presence.winfo`).

@@ -5,12 +5,12 @@
 //! commands `refreshWatchers` and `refreshXcapDoc`.
 //!
 //! - [`protocol`]: frames and requests.
-//! - [`server`]: the daemon side; hands core-loop work over as [`server::CoreRequest`].
+//! - [`listener`]: the daemon side; hands core-loop work over as a [`crate::daemon::Command`].
 //! - [`client`]: the command-line side.
 
 pub mod client;
+pub mod listener;
 pub mod protocol;
-pub mod server;
 
 use std::path::{Path, PathBuf};
 

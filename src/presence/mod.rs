@@ -1,44 +1,51 @@
-//! The presence engine: the transaction user for PUBLISH (RFC 3903) and SUBSCRIBE /
-//! NOTIFY (RFC 6665), independent of any one event package.
+//! The engine: the transaction user for PUBLISH (RFC 3903) and SUBSCRIBE / NOTIFY
+//! (RFC 6665), independent of any one event package — everything that differs between
+//! events is asked of the package (`events::package`).
 //!
-//! Sans-I/O: it takes requests, NOTIFY outcomes and `now` (Unix seconds), reads and
-//! writes the store, and returns responses and NOTIFY requests for the daemon to send.
-//! It runs on the daemon's single core loop, so the publications of one presentity are
+//! Sans-I/O and polled, like the SIP endpoint: requests, NOTIFY outcomes and time
+//! (`now`, Unix seconds) go in; the answer to a request comes back at once, and
+//! everything else the engine wants done leaves through [`Engine::poll_action`], the
+//! one output path. [`Engine::poll_timeout`] names the next deadline: an expiry, the
+//! housekeeping period, a retry. It reads and writes the store, whose writes land in
+//! memory and reach the disk off the core loop.
+//!
+//! Subscriptions ([`subscription::Subscription`]) live in their rows; one is held in
+//! memory ("resident") only while it has something its row does not: a NOTIFY in flight
+//! or waiting, counters ahead of the row, a connection to reuse. It leaves memory as
+//! soon as it has none of those, or at the next idle check.
+//!
+//! It runs on the daemon's single core loop, so the publications of one resource are
 //! handled strictly one after another.
 
-mod authz;
-mod counters;
-mod notify;
+mod expiry;
 mod publish;
 mod restore;
+mod state;
 mod subscribe;
-mod sweep;
+pub mod subscription;
 mod watchers;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use log::{error, warn};
+
 use crate::events::package::{EventPackage, Registry};
-use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Source};
-use crate::sip::message::{Request, Response};
+use crate::sip::dialog::DialogId;
+use crate::sip::endpoint::{ClientResult, Peer, Source};
+use crate::sip::message::{Method, Request, Response};
 use crate::store::Store;
 
-pub use authz::split_aor;
-pub use notify::DialogKey;
-
-/// OpenSIPS status integers, kept in the store and in dumps.
-pub mod status {
-    pub const ACTIVE: u8 = 1;
-    pub const PENDING: u8 = 2;
-    pub const TERMINATED: u8 = 3;
-    pub const WAITING: u8 = 4;
-}
+use subscription::{Body, Delivery, Next, Subscription};
+pub use subscription::{Reason, Status};
 
 /// Engine settings (a view of `Config`).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub min_expires: u32,
     pub max_expires: u32,
+    /// Expires of a PUBLISH or SUBSCRIBE that carries none.
+    pub default_expires: u32,
     pub expires_offset: u32,
     pub to_tag_pref: String,
     /// Contact for 200 responses and NOTIFYs; `None` uses the receiving socket.
@@ -47,17 +54,14 @@ pub struct EngineConfig {
     pub end_sub_on_timeout: bool,
     pub replace_stale_subscriptions: bool,
     pub max_body_size: usize,
-    /// Flush the store before a response leaves.
-    pub sync_always: bool,
-    /// Aggregate each user's pidf-manipulation document as a permanent publication
-    /// (RFC 4827).
-    pub pidf_manipulation: bool,
-    /// pres-rules live on external XCAP servers: report missing ones through
-    /// [`Engine::take_fetch_requests`].
+    /// Rules documents live on external XCAP servers: ask for missing ones with
+    /// [`Action::FetchDocuments`].
     pub fetch_rules: bool,
     /// Seconds that pending, waiting and terminated watchers rows are kept; `None`
     /// keeps them for ever.
     pub watchers_retention: Option<u64>,
+    /// Seconds between housekeeping rounds (OpenSIPS `clean_period`).
+    pub clean_period: u64,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +69,7 @@ impl Default for EngineConfig {
         EngineConfig {
             min_expires: 0,
             max_expires: 3600,
+            default_expires: 3600,
             expires_offset: 0,
             to_tag_pref: "10".into(),
             server_address: None,
@@ -72,27 +77,30 @@ impl Default for EngineConfig {
             end_sub_on_timeout: true,
             replace_stale_subscriptions: true,
             max_body_size: 32 * 1024,
-            sync_always: false,
-            pidf_manipulation: false,
             fetch_rules: false,
             watchers_retention: Some(3 * 86_400),
+            clean_period: 100,
         }
     }
 }
 
-/// A NOTIFY for the daemon to send as a client transaction.
+/// Something the engine wants done, from [`Engine::poll_action`].
+// NOTIFY is the common, large variant: boxing it would cost an allocation per NOTIFY.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub struct Outgoing {
-    pub dialog: DialogKey,
-    pub request: Request,
-    pub to: Peer,
-}
-
-/// What handling one request produced.
-#[derive(Debug)]
-pub struct Outcome {
-    pub response: Response,
-    pub notifies: Vec<Outgoing>,
+pub enum Action {
+    /// Send `request` as a client transaction; its outcome goes back through
+    /// [`Engine::handle_notify_result`] with `dialog` (`None`: a fetch's lone NOTIFY).
+    Notify {
+        dialog: Option<DialogId>,
+        request: Request,
+        to: Peer,
+        /// The store write that reserved its CSeq and version: it may leave only once
+        /// that write is durable (0: nothing to wait for).
+        after_write: u64,
+    },
+    /// `user@domain`'s rules documents were needed and are not stored: fetch them.
+    FetchDocuments { user: String, domain: String },
 }
 
 /// Counters for status and benchmarks.
@@ -105,39 +113,55 @@ pub struct EngineStats {
     pub aggregations: u64,
 }
 
-/// The presence engine.
+/// Seconds between checks for resident subscriptions that can leave memory.
+const IDLE_CHECK: u64 = 10;
+/// Seconds before a NOTIFY whose counters could not be reserved is tried again.
+const RETRY: u64 = 1;
+
+/// The engine.
 pub struct Engine {
     store: Store,
     packages: Registry,
     config: EngineConfig,
-    /// Per dialog: the NOTIFY in flight and the newest one waiting behind it.
-    queues: HashMap<DialogKey, notify::Queue>,
-    /// Local CSeq and body version of the dialogs sending NOTIFYs now.
-    counters: counters::Counters,
-    in_flight: HashMap<ClientTxId, DialogKey>,
-    /// TCP connections subscriptions arrived on, reused for their NOTIFYs.
-    conns: HashMap<DialogKey, ConnId>,
+    /// Subscriptions with state their row does not hold (see the module doc).
+    resident: HashMap<DialogId, Subscription>,
+    /// The output path.
+    actions: VecDeque<Action>,
+    /// No row expires before this (a hint: it may be early, never late).
+    next_expiry: Option<u64>,
+    next_housekeeping: u64,
+    next_idle_check: u64,
+    /// Subscriptions whose waiting NOTIFY could not reserve its counters, and when to
+    /// try again.
+    stalled: BTreeSet<DialogId>,
+    retry_at: Option<u64>,
+    /// Users whose documents were asked for since the last housekeeping round.
+    fetch_asked: HashSet<(String, String)>,
     stats: EngineStats,
-    /// NOTIFYs produced on the side (winfo reports of watcher changes), handed out with
-    /// the outputs of the public call that caused them.
-    pending_out: Vec<Outgoing>,
-    /// Users whose pres-rules should be fetched (see `take_fetch_requests`).
-    fetch_wanted: BTreeSet<(String, String)>,
 }
 
 impl Engine {
     pub fn new(store: Store, packages: Registry, config: EngineConfig) -> Engine {
+        let next_expiry = match store.next_expiry() {
+            Ok(t) => t,
+            Err(e) => {
+                warn!("store: {e}");
+                Some(0)
+            }
+        };
         Engine {
             store,
             packages,
             config,
-            queues: HashMap::new(),
-            counters: counters::Counters::default(),
-            in_flight: HashMap::new(),
-            conns: HashMap::new(),
+            resident: HashMap::new(),
+            actions: VecDeque::new(),
+            next_expiry,
+            next_housekeeping: 0,
+            next_idle_check: 0,
+            stalled: BTreeSet::new(),
+            retry_at: None,
+            fetch_asked: HashSet::new(),
             stats: EngineStats::default(),
-            pending_out: Vec::new(),
-            fetch_wanted: BTreeSet::new(),
         }
     }
 
@@ -153,67 +177,242 @@ impl Engine {
         self.stats
     }
 
-    /// Handles a PUBLISH or SUBSCRIBE that passed the dispatcher's checks.
-    pub fn handle_request(&mut self, req: &Request, source: &Source, now: u64) -> Outcome {
-        let mut outcome = match req.method {
-            crate::sip::message::Method::Publish => self.publish(req, now),
-            _ => self.subscribe(req, source, now),
-        };
-        outcome.notifies.append(&mut self.pending_out);
-        if outcome.response.status < 300 {
-            self.durable();
-        }
-        outcome
+    /// Subscriptions held in memory now (see the module doc); 0 when nothing is in
+    /// flight, waiting or bound to a connection.
+    pub fn resident_subscriptions(&self) -> usize {
+        self.resident.len()
     }
 
-    /// Writes the NOTIFY counters of dialogs idle since the previous call (of every
-    /// dialog with `all`, at shutdown) back into their rows exactly, and lets them leave
-    /// memory (see counters.rs).
-    pub fn write_back_counters(&mut self, all: bool) {
-        for (key, cseq, version) in self.counters.take_idle(all) {
-            match self
-                .store
-                .get_subscription(&key.call_id, &key.to_tag, &key.from_tag)
-            {
-                Ok(Some(mut d)) if (d.local_cseq, d.version) != (cseq, version) => {
-                    d.local_cseq = cseq;
-                    d.version = version;
-                    if let Err(e) = self.store.put_subscription(&d) {
-                        log::warn!("store: {e}");
-                    }
+    /// The next thing to do, in the order the engine decided it.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest Unix second at which [`Engine::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let idle = (!self.resident.is_empty()).then_some(self.next_idle_check);
+        [
+            self.next_expiry,
+            Some(self.next_housekeeping),
+            idle,
+            self.retry_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Handles a PUBLISH or SUBSCRIBE that passed the dispatcher's checks; returns its
+    /// answer. NOTIFYs it causes follow through [`Engine::poll_action`].
+    pub fn handle_request(&mut self, req: &Request, source: &Source, now: u64) -> Response {
+        match req.method {
+            Method::Publish => self.publish(req, now),
+            _ => self.subscribe(req, source, now),
+        }
+    }
+
+    /// A NOTIFY's client transaction ended.
+    pub fn handle_notify_result(&mut self, dialog: &DialogId, result: &ClientResult, now: u64) {
+        if !matches!(result, ClientResult::Response(r) if (200..300).contains(&r.status)) {
+            self.stats.notify_failures += 1;
+            log::debug!("NOTIFY in dialog {} ended with {result:?}", dialog.call_id);
+        }
+        let Some(mut sub) = self.resident.remove(dialog) else {
+            return;
+        };
+        match sub.delivered(result, self.config.end_sub_on_timeout) {
+            Delivery::Ended => {
+                if !sub.is_terminated() {
+                    self.forget(&sub, Reason::Deactivated, now);
                 }
-                Ok(_) => {}
-                Err(e) => log::warn!("store: {e}"),
+            }
+            Delivery::Delivered | Delivery::Failed => self.pump(sub, now),
+        }
+    }
+
+    /// Does what is due at `now`: expiries, retries, housekeeping.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.next_expiry.is_some_and(|t| t <= now) {
+            self.expire(now);
+        }
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+            for id in std::mem::take(&mut self.stalled) {
+                if let Some(sub) = self.resident.remove(&id) {
+                    self.pump(sub, now);
+                }
+            }
+        }
+        if self.next_idle_check <= now {
+            self.idle_check();
+            self.next_idle_check = now + IDLE_CHECK;
+        }
+        if self.next_housekeeping <= now {
+            self.housekeeping(now);
+            self.next_housekeeping = now + self.config.clean_period.max(1);
+        }
+    }
+
+    /// Writes the exact counters of every resident subscription into its row (at
+    /// shutdown), so a clean restart continues without a jump.
+    pub fn settle_all(&mut self) {
+        for sub in self.resident.values_mut() {
+            if !sub.is_exact() && !sub.is_terminated() {
+                sub.settle();
+                if let Err(e) = self.store.put_subscription(sub.row()) {
+                    warn!("store: {e}");
+                }
             }
         }
     }
 
-    /// sync = "always": what was just written is on disk before anyone hears about it.
-    /// One flush per request or event, not one per row.
-    fn durable(&self) {
-        if self.config.sync_always
-            && let Err(e) = self.store.flush()
+    /// No row expires before `at` any more than it did: keep the earliest deadline.
+    fn expiry_at(&mut self, at: u64) {
+        self.next_expiry = Some(self.next_expiry.map_or(at, |t| t.min(at)));
+    }
+
+    /// The package a stored Event value names.
+    fn package_for_key(&self, event: &str) -> Option<Arc<dyn EventPackage>> {
+        self.packages.by_key(event).cloned()
+    }
+
+    /// The subscription of `row`: the resident one (which is newer than its row) taken
+    /// out of memory, or one read from the row. `None` for an unknown event.
+    fn take_subscription(&mut self, row: crate::store::SubscriptionRow) -> Option<Subscription> {
+        let id = subscription::id_of(&row);
+        if let Some(sub) = self.resident.remove(&id) {
+            return Some(sub);
+        }
+        let package = self.package_for_key(&row.event)?;
+        Some(Subscription::from_row(row, package))
+    }
+
+    /// Sends the subscription's waiting NOTIFY if nothing is in flight, then keeps it in
+    /// memory or lets it go.
+    fn pump(&mut self, mut sub: Subscription, now: u64) {
+        let Some(next) = sub.next_to_send().cloned() else {
+            return self.keep(sub);
+        };
+        let body = match next {
+            Next::Send(body) => body,
+            Next::FullState => self.body_for(&sub, now),
+        };
+        // A terminated subscription's row is gone: nothing to reserve.
+        if !sub.is_terminated()
+            && let Some(reservation) = sub.reservation_needed()
         {
-            log::error!("flush failed: {e}");
+            let row = sub.row_reserving(reservation);
+            if let Err(e) = self.store.put_subscription(&row) {
+                // Never send a CSeq the disk has not reserved (RFC 3261 §12.2.2 across
+                // a crash): the NOTIFY waits and is tried again.
+                error!(
+                    "store: cannot reserve NOTIFY counters of {}: {e}",
+                    sub.id().call_id
+                );
+                if !sub.next_is_reserved() {
+                    self.stall(sub, now);
+                    return;
+                }
+            } else {
+                sub.reserved(reservation, self.store.write_seq());
+            }
+        }
+        let id = sub.id().clone();
+        match sub.send(body, now) {
+            Some((request, to, after_write)) => {
+                self.stats.notifies_sent += 1;
+                self.actions.push_back(Action::Notify {
+                    dialog: Some(id.clone()),
+                    request,
+                    to,
+                    after_write,
+                });
+                self.resident.insert(id, sub);
+            }
+            None => {
+                warn!("no usable target for dialog {}; ending it", id.call_id);
+                if !sub.is_terminated() {
+                    self.forget(&sub, Reason::Noresource, now);
+                }
+            }
         }
     }
 
-    /// Hands back the capacity per-dialog tables kept after a burst of NOTIFYs.
-    pub fn release_idle_capacity(&mut self) {
-        use crate::sip::endpoint::shrink_sparse;
-        shrink_sparse(&mut self.queues);
-        shrink_sparse(&mut self.in_flight);
-        shrink_sparse(&mut self.conns);
+    /// After a step: a subscription with nothing of its own in memory leaves (its row
+    /// is current); a terminated one with nothing left to send is dropped.
+    fn keep(&mut self, sub: Subscription) {
+        let done =
+            sub.is_quiet() && (sub.is_terminated() || (sub.conn().is_none() && sub.is_exact()));
+        if !done {
+            self.resident.insert(sub.id().clone(), sub);
+        }
     }
 
-    /// The daemon started a client transaction for a NOTIFY.
-    pub fn notify_started(&mut self, tx: ClientTxId, dialog: DialogKey) {
-        self.in_flight.insert(tx, dialog);
+    fn stall(&mut self, sub: Subscription, now: u64) {
+        self.stalled.insert(sub.id().clone());
+        self.resident.insert(sub.id().clone(), sub);
+        let at = now + RETRY;
+        self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
     }
 
-    fn package_for_key(&self, event: &str) -> Option<Arc<dyn EventPackage>> {
-        let parsed = crate::sip::header::Event::parse(event).ok()?;
-        self.packages.find(&parsed).cloned()
+    /// Ends a subscription: its row leaves the store now and a final NOTIFY with
+    /// `Subscription-State: terminated;reason=…` and `body` follows any NOTIFY in flight.
+    fn end(&mut self, mut sub: Subscription, reason: Reason, body: Body, now: u64) {
+        self.forget(&sub, reason, now);
+        sub.terminate(reason, body);
+        self.pump(sub, now);
+    }
+
+    /// Removes a subscription's row and records the end in its watchers row:
+    /// terminated, or waiting when a subscription still pending consent timed out
+    /// (RFC 3857 §3.3: the owner may still approve it). Template packages hear of it.
+    fn forget(&mut self, sub: &Subscription, reason: Reason, now: u64) {
+        let id = sub.id();
+        if let Err(e) = self
+            .store
+            .delete_subscription(&id.call_id, &id.to_tag, &id.from_tag)
+        {
+            warn!("store: {e}");
+        }
+        let status = if sub.status() == Status::Pending && reason == Reason::Timeout {
+            Status::Waiting
+        } else {
+            Status::Terminated(reason)
+        };
+        self.set_watcher_status(
+            sub.resource(),
+            sub.event(),
+            sub.watcher(),
+            status,
+            reason,
+            now,
+        );
+    }
+
+    /// Subscriptions left idle since the last check leave memory, their exact counters
+    /// written back; connection-bound ones stay.
+    fn idle_check(&mut self) {
+        let mut leaving = Vec::new();
+        for (id, sub) in self.resident.iter_mut() {
+            let busy = sub.take_busy();
+            if busy || !sub.is_quiet() || self.stalled.contains(id) {
+                continue;
+            }
+            if !sub.is_exact() && !sub.is_terminated() {
+                sub.settle();
+                if let Err(e) = self.store.put_subscription(sub.row()) {
+                    warn!("store: {e}");
+                    continue;
+                }
+            }
+            if sub.conn().is_none() || sub.is_terminated() {
+                leaving.push(id.clone());
+            }
+        }
+        for id in leaving {
+            self.resident.remove(&id);
+        }
+        crate::sip::endpoint::shrink_sparse(&mut self.resident);
     }
 
     /// The Contact we give out: server_address, or the socket the request came in on.
@@ -230,7 +429,7 @@ impl Engine {
         }
     }
 
-    /// The expiry a PUBLISH or SUBSCRIBE gets: its Expires (or the package default)
+    /// The expiry a PUBLISH or SUBSCRIBE gets: its Expires (or `default_expires`)
     /// within the configured range and the package's own cap. `Err` is the answer to
     /// send instead: 400 for a malformed Expires, 423 with Min-Expires for a short one.
     fn expires_for(&self, req: &Request, package: &dyn EventPackage) -> Result<u32, Response> {
@@ -241,7 +440,7 @@ impl Engine {
                 Some("Bad Request - malformed Expires"),
             ));
         };
-        let e = requested.unwrap_or(package.default_expires());
+        let e = requested.unwrap_or(self.config.default_expires);
         // RFC 3903 §6 step 5, RFC 6665 §4.2.1.1: too short → 423 with Min-Expires.
         if e != 0 && e < self.config.min_expires {
             let mut r = Response::for_request(req, 423, None);
@@ -254,4 +453,12 @@ impl Engine {
             .map_or(self.config.max_expires, |m| m.min(self.config.max_expires));
         Ok(e.min(max))
     }
+}
+
+/// `sip:alice@example.com` → (`alice`, `example.com`), the xcap table's user key.
+pub fn split_aor(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
+    let (user, host) = rest.split_once('@')?;
+    let host = host.split([';', '?', '>']).next().unwrap_or(host);
+    (!user.is_empty() && !host.is_empty()).then_some((user, host))
 }

@@ -1,49 +1,40 @@
 //! PUBLISH (RFC 3903 §6): initial, refresh, modify and remove, keyed by entity-tag, and
-//! the aggregate recomputed once per change for every watcher of the presentity.
-
-use std::sync::Arc;
+//! the state recomputed once per change for every watcher of the resource.
 
 use log::warn;
 
-use crate::events::package::{EventPackage, Registry};
-use crate::presence::{Engine, Outcome, Outgoing};
+use super::Engine;
+use crate::events::package::Registry;
 use crate::sip::endpoint::random_token;
 use crate::sip::message::{Request, Response};
 use crate::store::Publication;
 
 impl Engine {
-    pub(super) fn publish(&mut self, req: &Request, now: u64) -> Outcome {
+    pub(super) fn publish(&mut self, req: &Request, now: u64) -> Response {
         let reply = |status: u16, reason: Option<&str>| Response::for_request(req, status, reason);
-        let done = |response: Response| Outcome {
-            response,
-            notifies: Vec::new(),
-        };
 
         // §6 step 2: the event package must be one we know.
         let package = match self.package_of(req) {
             Ok(p) => p,
-            Err(r) => return done(r),
+            Err(r) => return r,
         };
         if package.publish_types().is_empty() {
-            return done(self.bad_event(req));
+            return self.bad_event(req);
         }
         let Some(presentity) = req.uri.as_sip().map(|u| u.aor()) else {
-            return done(reply(
-                400,
-                Some("Bad Request - Request-URI is not a SIP URI"),
-            ));
+            return reply(400, Some("Bad Request - Request-URI is not a SIP URI"));
         };
         let event = Registry::event_key(package.as_ref());
 
         let expires = match self.expires_for(req, package.as_ref()) {
             Ok(e) => e,
-            Err(r) => return done(r),
+            Err(r) => return r,
         };
 
         let has_body = !req.body.is_empty();
         if has_body {
             if req.body.len() > self.config.max_body_size {
-                return done(reply(413, None));
+                return reply(413, None);
             }
             // §6 step 3 / RFC 3261 §21.4.16: a body type the package does not take → 415.
             let ctype = match req.headers.content_type() {
@@ -53,10 +44,10 @@ impl Engine {
             if !package.publish_types().iter().any(|t| *t == ctype) {
                 let mut r = reply(415, None);
                 r.headers.push("Accept", package.publish_types().join(", "));
-                return done(r);
+                return r;
             }
             if let Err(e) = package.validate(&req.body) {
-                return done(reply(400, Some(&format!("Bad Request - {}", e.0))));
+                return reply(400, Some(&format!("Bad Request - {}", e.0)));
             }
         }
 
@@ -72,10 +63,7 @@ impl Engine {
             None => {
                 // §6 step 4: an initial PUBLISH must carry state.
                 if !has_body {
-                    return done(reply(
-                        400,
-                        Some("Bad Request - initial PUBLISH without body"),
-                    ));
+                    return reply(400, Some("Bad Request - initial PUBLISH without body"));
                 }
                 let etag = random_token(12);
                 if expires > 0 {
@@ -97,8 +85,9 @@ impl Engine {
                     };
                     if let Err(e) = self.store.put_publication(&row) {
                         warn!("store: {e}");
-                        return done(reply(500, Some("Server Internal Error - store")));
+                        return reply(500, Some("Server Internal Error - store"));
                     }
+                    self.expiry_at(row.expires);
                 }
                 (expires > 0, etag)
             }
@@ -106,15 +95,15 @@ impl Engine {
                 // §6 step 3: the entity-tag must name a live publication, else 412.
                 let old = match self.store.get_publication(&event, &presentity, &etag) {
                     Ok(Some(p)) if p.expires > now => p,
-                    Ok(_) => return done(reply(412, None)),
+                    Ok(_) => return reply(412, None),
                     Err(e) => {
                         warn!("store: {e}");
-                        return done(reply(500, Some("Server Internal Error - store")));
+                        return reply(500, Some("Server Internal Error - store"));
                     }
                 };
                 if let Err(e) = self.store.delete_publication(&event, &presentity, &etag) {
                     warn!("store: {e}");
-                    return done(reply(500, Some("Server Internal Error - store")));
+                    return reply(500, Some("Server Internal Error - store"));
                 }
                 if expires == 0 {
                     // §6 step 6: Expires 0 removes the publication.
@@ -133,8 +122,9 @@ impl Engine {
                     }
                     if let Err(e) = self.store.put_publication(&row) {
                         warn!("store: {e}");
-                        return done(reply(500, Some("Server Internal Error - store")));
+                        return reply(500, Some("Server Internal Error - store"));
                     }
+                    self.expiry_at(row.expires);
                     (modified, new_etag)
                 }
             }
@@ -150,88 +140,10 @@ impl Engine {
             expires
         };
         r.headers.push("Expires", advertised.to_string());
-        let notifies = if changed {
-            self.state_changed(&presentity, package.as_ref(), now)
-        } else {
-            Vec::new()
-        };
-        Outcome {
-            response: r,
-            notifies,
+        if changed {
+            self.fan_out(&presentity, package.as_ref(), now);
         }
-    }
-
-    /// The newest-first aggregate of a presentity's live publications, or the package's
-    /// empty body. Computed once per change and shared by every watcher. A winfo package
-    /// gets the full watcher list instead; with pidf_manipulation, the user's
-    /// pidf-manipulation document joins presence as the oldest, permanent publication
-    /// (RFC 4827), so a user with no device online still shows a state.
-    pub(super) fn current_state(
-        &mut self,
-        presentity: &str,
-        package: &dyn EventPackage,
-        now: u64,
-    ) -> Option<Arc<Vec<u8>>> {
-        if let Some(watched) = Self::winfo_of(package) {
-            return Some(Arc::new(self.winfo_full(presentity, &watched)));
-        }
-        let event = Registry::event_key(package);
-        let mut rows: Vec<Publication> = match self.store.publications_of(&event, presentity) {
-            Ok(rows) => rows.into_iter().filter(|p| p.expires > now).collect(),
-            Err(e) => {
-                warn!("store: {e}");
-                Vec::new()
-            }
-        };
-        let permanent = self.permanent_documents(presentity, package);
-        self.stats.aggregations += 1;
-        if rows.is_empty() && permanent.is_empty() {
-            return package.empty_body(presentity).map(Arc::new);
-        }
-        rows.sort_by_key(|p| std::cmp::Reverse(p.priority));
-        let bodies: Vec<&[u8]> = rows
-            .iter()
-            .map(|p| p.body.as_slice())
-            .chain(permanent.iter().map(Vec::as_slice))
-            .collect();
-        Some(Arc::new(package.aggregate(presentity, &bodies)))
-    }
-
-    /// RFC 4827: the user's pidf-manipulation documents, for packages carrying PIDF.
-    fn permanent_documents(&self, presentity: &str, package: &dyn EventPackage) -> Vec<Vec<u8>> {
-        let pidf = package.publish_types().contains(&"application/pidf+xml");
-        if !self.config.pidf_manipulation || !pidf {
-            return Vec::new();
-        }
-        let Some((user, domain)) = super::split_aor(presentity) else {
-            return Vec::new();
-        };
-        let docs = self.store.xcap_for_user(
-            user,
-            domain,
-            Some(crate::store::xcap::doc_type::PIDF_MANIPULATION),
-        );
-        match docs {
-            Ok(docs) => docs
-                .into_iter()
-                .filter(|d| package.validate(&d.doc).is_ok())
-                .map(|d| d.doc)
-                .collect(),
-            Err(e) => {
-                warn!("store: {e}");
-                Vec::new()
-            }
-        }
-    }
-
-    /// Sends every watcher of `presentity` the new state, as its rules let it see it.
-    pub(super) fn state_changed(
-        &mut self,
-        presentity: &str,
-        package: &dyn EventPackage,
-        now: u64,
-    ) -> Vec<Outgoing> {
-        self.fan_out(presentity, package, now)
+        r
     }
 
     /// Publication order: later publications sort first in the aggregate.

@@ -1,17 +1,30 @@
-//! SUBSCRIBE (RFC 6665 §4.2.1): new subscriptions create a dialog, in-dialog requests
-//! refresh or end it, out-of-dialog Expires: 0 is a fetch. Authorization is one function,
-//! `authorize`: force_active, or the presentity's pres-rules (RFC 5025) through `policy`.
+//! SUBSCRIBE (RFC 6665 §4.2.1): a new subscription creates a dialog, an in-dialog
+//! request refreshes or ends it, an out-of-dialog Expires: 0 is a fetch. Whether the
+//! watcher may subscribe is the package's rules' decision (`state`).
 
 use std::sync::Arc;
 
 use log::warn;
 
-use crate::events::package::{EventPackage, Registry};
-use crate::presence::notify::{DialogKey, SubState};
-use crate::presence::{Engine, Outcome, status};
-use crate::sip::endpoint::{TransportKind, random_token};
+use super::subscription::{Body, Reason, Status, Subscription};
+use super::{Action, Engine};
+use crate::events::package::{EventPackage, Handling, Registry};
+use crate::sip::dialog::DialogId;
+use crate::sip::endpoint::{ConnId, Source, TransportKind, random_token};
+use crate::sip::header::NameAddr;
 use crate::sip::message::{Request, Response};
 use crate::store::{SubscriptionRow, Watcher};
+
+/// What an in-dialog SUBSCRIBE carries.
+struct Refresh {
+    id: DialogId,
+    package: Arc<dyn EventPackage>,
+    event_id: Option<String>,
+    expires: u32,
+    remote_cseq: u32,
+    contact: Option<NameAddr>,
+    conn: Option<ConnId>,
+}
 
 impl Engine {
     /// The package an Event header names, or the 489 answer (RFC 6665 §8.3.1).
@@ -33,20 +46,11 @@ impl Engine {
         r
     }
 
-    pub(super) fn subscribe(
-        &mut self,
-        req: &Request,
-        source: &crate::sip::endpoint::Source,
-        now: u64,
-    ) -> Outcome {
+    pub(super) fn subscribe(&mut self, req: &Request, source: &Source, now: u64) -> Response {
         let reply = |status: u16, reason: Option<&str>| Response::for_request(req, status, reason);
-        let done = |response: Response| Outcome {
-            response,
-            notifies: Vec::new(),
-        };
         let package = match self.package_of(req) {
             Ok(p) => p,
-            Err(r) => return done(r),
+            Err(r) => return r,
         };
         // RFC 6665 §4.1.2.1 / RFC 3261 §21.4.7: we must be able to send a body the
         // subscriber accepts.
@@ -58,12 +62,12 @@ impl Engine {
             if !acceptable {
                 let mut r = reply(406, None);
                 r.headers.push("Accept", package.notify_type());
-                return done(r);
+                return r;
             }
         }
         let expires = match self.expires_for(req, package.as_ref()) {
             Ok(e) => e,
-            Err(r) => return done(r),
+            Err(r) => return r,
         };
         let (Ok(from), Ok(to), Ok(call_id), Ok(cseq)) = (
             req.headers.from(),
@@ -71,10 +75,10 @@ impl Engine {
             req.headers.call_id(),
             req.headers.cseq(),
         ) else {
-            return done(reply(400, None));
+            return reply(400, None);
         };
         let Some(from_tag) = from.tag().map(str::to_string) else {
-            return done(reply(400, Some("Bad Request - From without tag")));
+            return reply(400, Some("Bad Request - From without tag"));
         };
         let event_id = req
             .headers
@@ -87,70 +91,79 @@ impl Engine {
             .contacts()
             .ok()
             .and_then(|c| c.into_iter().next());
+        let conn = match source.peer.kind {
+            TransportKind::Tcp => source.peer.conn,
+            TransportKind::Udp => None,
+        };
 
         if let Some(to_tag) = to.tag() {
-            let key = DialogKey {
-                call_id: call_id.to_string(),
-                to_tag: to_tag.to_string(),
-                from_tag,
+            let refresh = Refresh {
+                id: DialogId {
+                    call_id: call_id.to_string(),
+                    to_tag: to_tag.to_string(),
+                    from_tag,
+                },
+                package,
+                event_id,
+                expires,
+                remote_cseq: cseq.seq,
+                contact,
+                conn,
             };
-            return self.refresh(req, key, package, event_id, expires, cseq.seq, contact, now);
+            return self.refresh(req, refresh, now);
         }
 
-        let Some(presentity) = req.uri.as_sip().map(|u| u.aor()) else {
-            return done(reply(
-                400,
-                Some("Bad Request - Request-URI is not a SIP URI"),
-            ));
+        let Some(resource) = req.uri.as_sip().map(|u| u.aor()) else {
+            return reply(400, Some("Bad Request - Request-URI is not a SIP URI"));
         };
         let Some(contact) = contact else {
             // RFC 6665 §4.1.2.1 requires a Contact on SUBSCRIBE.
-            return done(reply(400, Some("Bad Request - missing Contact")));
+            return reply(400, Some("Bad Request - missing Contact"));
         };
         let watcher_uri = match from.uri.as_sip() {
             Some(u) => u.aor(),
             None => from.uri.to_string(),
         };
         let event = Registry::event_key(package.as_ref());
-        if package.owner_only() && watcher_uri != presentity {
-            return done(reply(403, Some("Forbidden - only the owner may subscribe")));
+        if package.owner_only() && watcher_uri != resource {
+            return reply(403, Some("Forbidden - only the owner may subscribe"));
         }
-        let to_tag = format!("{}{}", self.config.to_tag_pref, random_token(10));
-        let key = DialogKey {
-            call_id: call_id.to_string(),
-            to_tag: to_tag.clone(),
-            from_tag,
+        let mut change = self.change(&resource, package.as_ref(), now);
+        let decision = change.decide(&watcher_uri, now);
+        let status = match decision.handling {
+            Handling::Allow => Status::Active,
+            Handling::Confirm => Status::Pending,
+            Handling::Block => {
+                // RFC 5025 §3.2.1 block; the owner's template packages still learn of
+                // the attempt.
+                let status = Status::Terminated(Reason::Rejected);
+                let row = Watcher {
+                    presentity_uri: resource,
+                    watcher_uri,
+                    event,
+                    status: status.code(),
+                    reason: Some(Reason::Rejected.as_str().into()),
+                    inserted_time: now,
+                };
+                self.put_watcher_row(row, now);
+                return reply(403, None);
+            }
         };
-        let state = self.current_state(&presentity, package.as_ref(), now);
-        let decision = self.authorize(&watcher_uri, &presentity, package.as_ref(), &state, now);
-        let sub_status = super::authz::status_of(&decision);
-        if sub_status == status::TERMINATED {
-            // RFC 5025 §3.2.1 block; the presentity's winfo still learns of the attempt.
-            let row = Watcher {
-                presentity_uri: presentity.clone(),
-                watcher_uri,
-                event,
-                status: status::TERMINATED,
-                reason: Some("rejected".into()),
-                inserted_time: now,
-            };
-            self.put_watcher_row(row, now);
-            return done(reply(403, None));
-        }
+        let to_tag = format!("{}{}", self.config.to_tag_pref, random_token(10));
         let local_contact = self.local_contact(source);
-        let mut dialog = SubscriptionRow {
-            presentity_uri: presentity.clone(),
+        let row = SubscriptionRow {
+            presentity_uri: resource.clone(),
             watcher_uri: watcher_uri.clone(),
             to_uri: to.uri.to_string(),
             event: event.clone(),
             event_id,
-            call_id: key.call_id.clone(),
-            to_tag: key.to_tag.clone(),
-            from_tag: key.from_tag.clone(),
+            call_id: call_id.to_string(),
+            to_tag: to_tag.clone(),
+            from_tag,
             local_cseq: 0,
             remote_cseq: cseq.seq,
             expires: now + u64::from(expires),
-            status: sub_status,
+            status: status.code(),
             reason: None,
             version: 0,
             remote_target: contact.uri.to_string(),
@@ -176,192 +189,135 @@ impl Engine {
         r.headers.push("Expires", expires.to_string());
         r.headers.push("Contact", local_contact);
 
-        let mut cache = super::authz::BodyCache::new();
-        let body = if sub_status == status::ACTIVE {
-            self.view_body(&state, &presentity, &decision.view, &mut cache)
-        } else {
-            None
+        let body = match status {
+            Status::Active => Body::full(change.body(decision.view, &resource)),
+            _ => Body::None,
         };
+        let mut sub = Subscription::new(row, package, status, conn);
         if expires == 0 {
             // RFC 6665 §4.4.3: a fetch gets one NOTIFY and leaves nothing behind.
-            let notify = self.fetch_notify(&mut dialog, package.as_ref(), body, source);
-            return Outcome {
-                response: r,
-                notifies: notify.into_iter().collect(),
-            };
+            sub.terminate(Reason::Timeout, Body::None);
+            if let Some((request, to, _)) = sub.send(body, now) {
+                self.stats.notifies_sent += 1;
+                self.actions.push_back(Action::Notify {
+                    dialog: None,
+                    request,
+                    to,
+                    after_write: 0,
+                });
+            }
+            return r;
         }
-
         if self.config.replace_stale_subscriptions {
-            self.replace_stale(&dialog);
+            self.replace_stale(&sub);
         }
-        if source.peer.kind == TransportKind::Tcp
-            && let Some(conn) = source.peer.conn
-        {
-            self.conns.insert(key.clone(), conn);
+        // One write creates the dialog, with the counters of its first NOTIFY
+        // (subscription.rs). Dialog first, watchers row second: a crash in between
+        // leaves a dialog whose watchers row the store's repair re-derives at open.
+        if let Err(e) = self.store.put_subscription(sub.row()) {
+            warn!("store: {e}");
+            return reply(500, Some("Server Internal Error - store"));
         }
-        // Sending the first NOTIFY writes the dialog in one store write: a new dialog has
-        // no NOTIFY counters yet, so that NOTIFY reserves them in the row (counters.rs).
-        // Dialog first, watchers row second: a crash in between leaves a dialog whose
-        // watchers row the store's repair re-derives at open.
-        let notifies = self.queue_notify(dialog, package.as_ref(), body, now);
-        if notifies.is_empty() {
-            // No usable target: nothing was stored, and refreshes will get 481.
-            return Outcome {
-                response: r,
-                notifies,
-            };
-        }
+        self.expiry_at(sub.expires());
         let watcher = Watcher {
-            presentity_uri: presentity.clone(),
+            presentity_uri: resource,
             watcher_uri,
             event,
-            status: sub_status,
-            reason: Some("subscribe".into()),
+            status: status.code(),
+            reason: Some(Reason::Subscribe.as_str().into()),
             inserted_time: now,
         };
         self.put_watcher_row(watcher, now);
         self.stats.subscribes += 1;
-        Outcome {
-            response: r,
-            notifies,
-        }
+        sub.notify(body);
+        self.pump(sub, now);
+        r
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn refresh(
-        &mut self,
-        req: &Request,
-        key: DialogKey,
-        package: Arc<dyn EventPackage>,
-        event_id: Option<String>,
-        expires: u32,
-        remote_cseq: u32,
-        contact: Option<crate::sip::header::NameAddr>,
-        now: u64,
-    ) -> Outcome {
+    fn refresh(&mut self, req: &Request, refresh: Refresh, now: u64) -> Response {
         let reply = |status: u16, reason: Option<&str>| Response::for_request(req, status, reason);
-        let done = |response: Response| Outcome {
-            response,
-            notifies: Vec::new(),
-        };
-        let mut dialog = match self
+        let id = &refresh.id;
+        let row = match self
             .store
-            .get_subscription(&key.call_id, &key.to_tag, &key.from_tag)
+            .get_subscription(&id.call_id, &id.to_tag, &id.from_tag)
         {
-            Ok(Some(d)) if d.expires > now => d,
-            Ok(_) => return done(reply(481, None)),
+            Ok(Some(row)) => row,
+            Ok(None) => return reply(481, None),
             Err(e) => {
                 warn!("store: {e}");
-                return done(reply(500, Some("Server Internal Error - store")));
+                return reply(500, Some("Server Internal Error - store"));
             }
         };
-        // The subscription in this dialog is identified by event and id (RFC 6665 §4.5.2).
-        if dialog.event != Registry::event_key(package.as_ref()) || dialog.event_id != event_id {
-            return done(reply(481, None));
+        let Some(mut sub) = self.take_subscription(row) else {
+            return reply(481, None);
+        };
+        // The subscription in this dialog is identified by event and id (RFC 6665
+        // §4.5.2); one past its expiry is over even before the deadline is handled.
+        let same = sub.event() == Registry::event_key(refresh.package.as_ref())
+            && sub.event_id() == refresh.event_id.as_deref();
+        if !same || sub.expires() <= now {
+            self.keep(sub);
+            return reply(481, None);
         }
-        // RFC 3261 §12.2.2: an out-of-order request is refused with 500.
-        if remote_cseq < dialog.remote_cseq {
-            return done(reply(
-                500,
-                Some("Server Internal Error - CSeq out of order"),
-            ));
-        }
-        dialog.remote_cseq = remote_cseq;
-        if let Some(c) = contact {
-            // SUBSCRIBE is a target refresh request (RFC 6665 §4.1.2.1).
-            dialog.remote_target = c.uri.to_string();
+        let expires_at = now + u64::from(refresh.expires);
+        let target = refresh.contact.map(|c| c.uri.to_string());
+        if sub
+            .refresh(refresh.remote_cseq, expires_at, target, refresh.conn)
+            .is_err()
+        {
+            self.keep(sub);
+            // RFC 3261 §12.2.2: an out-of-order request is refused with 500.
+            return reply(500, Some("Server Internal Error - CSeq out of order"));
         }
         let mut r = reply(200, None);
-        r.headers.push("Expires", expires.to_string());
-        r.headers.push("Contact", dialog.local_contact.clone());
-        let state = self.current_state(&dialog.presentity_uri, package.as_ref(), now);
+        r.headers.push("Expires", refresh.expires.to_string());
+        r.headers.push("Contact", sub.local_contact().to_owned());
         // The rules may have changed (validity, sphere) since the last look.
-        let decision = self.authorize(
-            &dialog.watcher_uri,
-            &dialog.presentity_uri,
-            package.as_ref(),
-            &state,
-            now,
-        );
-        let mut cache = super::authz::BodyCache::new();
-        if expires == 0 {
+        let package = refresh.package;
+        let mut change = self.change(sub.resource(), package.as_ref(), now);
+        let decision = change.decide(sub.watcher(), now);
+        if refresh.expires == 0 {
             // Unsubscribe: final NOTIFY, then the dialog goes (RFC 6665 §4.2.1.4).
-            dialog.expires = now;
-            let body = if dialog.status == status::ACTIVE {
-                self.view_body(&state, &dialog.presentity_uri, &decision.view, &mut cache)
-            } else {
-                None
+            let body = match sub.status() {
+                Status::Active => Body::full(change.body(decision.view, sub.resource())),
+                _ => Body::None,
             };
-            let notifies = self.terminate(
-                dialog,
-                package.as_ref(),
-                SubState::Terminated("timeout"),
-                body,
-                now,
-            );
-            return Outcome {
-                response: r,
-                notifies,
-            };
+            self.end(sub, Reason::Timeout, body, now);
+            return r;
         }
-        dialog.expires = now + u64::from(expires);
-        if let Err(e) = self.store.put_subscription(&dialog) {
+        if let Err(e) = self.store.put_subscription(sub.row()) {
             warn!("store: {e}");
-            return done(reply(500, Some("Server Internal Error - store")));
+            self.keep(sub);
+            return reply(500, Some("Server Internal Error - store"));
         }
-        let notifies = self.apply_decision(
-            dialog,
-            package.as_ref(),
-            &decision,
-            &state,
-            &mut cache,
-            true,
-            now,
-        );
-        Outcome {
-            response: r,
-            notifies,
-        }
-    }
-
-    /// The single authorization decision for a subscription. With force_active (or a
-    /// package that needs none) every watcher sees everything; otherwise the
-    /// presentity's pres-rules decide, and without a matching rule it waits for the
-    /// presentity's consent (pending).
-    pub(super) fn authorize(
-        &mut self,
-        watcher: &str,
-        presentity: &str,
-        package: &dyn EventPackage,
-        state: &Option<Arc<Vec<u8>>>,
-        now: u64,
-    ) -> crate::policy::Decision {
-        let policy = self.policy_for(presentity, package, state.as_deref().map(|b| b.as_slice()));
-        self.decide(&policy, watcher, now)
+        self.expiry_at(expires_at);
+        self.apply(sub, decision, &mut change, true, now);
+        r
     }
 
     /// A rebooted phone subscribes again from the same contact with a new Call-ID; its
     /// old dialog is dead, so drop it instead of letting stale rows pile up.
-    fn replace_stale(&mut self, new: &SubscriptionRow) {
+    fn replace_stale(&mut self, new: &Subscription) {
         let Ok(existing) =
             self.store
-                .subscriptions_of_watcher(&new.presentity_uri, &new.event, &new.watcher_uri)
+                .subscriptions_of_watcher(new.resource(), new.event(), new.watcher())
         else {
             return;
         };
         for old in existing {
-            if old.watcher_uri == new.watcher_uri
-                && old.remote_target == new.remote_target
-                && old.event_id == new.event_id
-                && old.call_id != new.call_id
-            {
-                let _ = self
-                    .store
-                    .delete_subscription(&old.call_id, &old.to_tag, &old.from_tag);
-                let key = DialogKey::of(&old);
-                self.queues.remove(&key);
-                self.conns.remove(&key);
-                self.counters.forget(&key);
+            let stale = old.watcher_uri == new.watcher()
+                && old.remote_target == new.remote_target()
+                && old.event_id.as_deref() == new.event_id()
+                && old.call_id != new.id().call_id;
+            if stale {
+                if let Err(e) =
+                    self.store
+                        .delete_subscription(&old.call_id, &old.to_tag, &old.from_tag)
+                {
+                    warn!("store: {e}");
+                }
+                // Dropping it is its cleanup: nothing else holds the dialog.
+                self.resident.remove(&super::subscription::id_of(&old));
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The SIP endpoint: the sans-I/O layer between the transports and the transaction user.
 //!
 //! Bytes and their source go in (`handle_incoming`), time goes in (`handle_timeout`), and
-//! the TU's answers go in (`respond`, `send_request`). Out come `Output`s: bytes to send
-//! to a peer, new requests for the TU, and results of client transactions. The endpoint
+//! the TU's answers go in (`respond`, `send_request`). Out come [`Transmit`]s, bytes for
+//! the transport (`poll_transmit`), and [`Event`]s for the TU (`poll_event`): new requests
+//! and the results of client transactions. The endpoint
 //! owns parsing at the edge, stateless rejection of broken requests, Via receive
 //! processing (RFC 3261 §18.2.1, RFC 3581), transaction matching (§17.1.3, §17.2.3),
 //! response routing (§18.2.2) and the transaction timers.
@@ -16,6 +17,7 @@ use std::time::Instant;
 use log::debug;
 
 use crate::sip::absorb::Absorber;
+use crate::sip::dialog::DialogId;
 use crate::sip::header::{Via, split_comma};
 use crate::sip::message::{Message, Method, Request, Response};
 use crate::sip::replay::{ReplayLog, Slot};
@@ -110,24 +112,28 @@ pub enum ClientResult {
     TransportError,
 }
 
-/// What the endpoint asks of its owner.
+/// Bytes for the transport to deliver.
 #[derive(Debug)]
-pub enum Output {
-    /// Send bytes. `tx` names the client transaction to blame if delivery fails.
-    Transmit {
-        to: Peer,
-        bytes: Vec<u8>,
-        tx: Option<ClientTxId>,
-    },
-    /// A new request for the TU; answer it with `respond(id, ..)`.
+pub struct Transmit {
+    pub to: Peer,
+    pub bytes: Vec<u8>,
+    /// The client transaction to blame if delivery fails.
+    pub tx: Option<ClientTxId>,
+}
+
+/// What the endpoint tells the transaction user.
+#[derive(Debug)]
+pub enum Event {
+    /// A new request; answer it with `respond(id, ..)`.
     Request {
         id: ServerTxId,
         request: Request,
         source: Source,
     },
-    /// A client transaction finished.
+    /// A client transaction finished; `dialog` is the one given to `send_request`.
     ClientResult {
         id: ClientTxId,
+        dialog: Option<DialogId>,
         result: ClientResult,
     },
 }
@@ -202,6 +208,8 @@ struct ClientEntry {
     key: (String, String),
     machine: ClientNonInvite,
     to: Peer,
+    /// The dialog the request was sent in; handed back with the result.
+    dialog: Option<DialogId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -222,7 +230,8 @@ pub struct Endpoint {
     replays: ReplayLog,
     /// Completed UDP client transactions absorbing retransmitted finals until Timer K.
     completed_clients: Absorber,
-    outputs: VecDeque<Output>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
     next_id: u64,
     stats: Stats,
 }
@@ -239,7 +248,8 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             replays: ReplayLog::default(),
             completed_clients: Absorber::new(t4),
-            outputs: VecDeque::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
             next_id: 1,
             stats: Stats::default(),
         }
@@ -277,9 +287,14 @@ impl Endpoint {
         (self.servers.len(), self.clients.len())
     }
 
-    /// Next output, if any.
-    pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+    /// The next bytes to send, in the order they were produced.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next request or client transaction result for the TU.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// The earliest instant at which `handle_timeout` has work to do.
@@ -384,7 +399,7 @@ impl Endpoint {
                 replay: None,
             },
         );
-        self.outputs.push_back(Output::Request {
+        self.events.push_back(Event::Request {
             id: ServerTxId(id),
             request: req,
             source,
@@ -397,7 +412,7 @@ impl Endpoint {
         };
         if let Some(bytes) = entry.replay.and_then(|slot| self.replays.get(slot)) {
             self.stats.retransmissions_absorbed += 1;
-            self.outputs.push_back(Output::Transmit {
+            self.transmits.push_back(Transmit {
                 to: entry.reply_to,
                 bytes: bytes.to_vec(),
                 tx: None,
@@ -450,7 +465,7 @@ impl Endpoint {
         self.stats.rejected_stateless += 1;
         let mut resp = Response::for_request(req, status, reason);
         resp.set_to_tag(&random_token(10));
-        self.outputs.push_back(Output::Transmit {
+        self.transmits.push_back(Transmit {
             to: response_destination(req, source),
             bytes: resp.to_bytes(),
             tx: None,
@@ -486,7 +501,7 @@ impl Endpoint {
         let mut terminated = false;
         for out in outs {
             match out {
-                TxOutput::Transmit(bytes) => self.outputs.push_back(Output::Transmit {
+                TxOutput::Transmit(bytes) => self.transmits.push_back(Transmit {
                     to,
                     bytes,
                     tx: None,
@@ -512,9 +527,16 @@ impl Endpoint {
         })
     }
 
-    /// Starts a client transaction for `request` towards `to`. The endpoint writes the
-    /// top Via (transport, sent-by, a fresh branch, `rport`).
-    pub fn send_request(&mut self, mut request: Request, to: Peer, now: Instant) -> ClientTxId {
+    /// Starts a client transaction for `request` towards `to`, inside `dialog` if given
+    /// (its result names it). The endpoint writes the top Via (transport, sent-by, a
+    /// fresh branch, `rport`).
+    pub fn send_request(
+        &mut self,
+        mut request: Request,
+        to: Peer,
+        dialog: Option<DialogId>,
+        now: Instant,
+    ) -> ClientTxId {
         let branch = format!("{BRANCH_COOKIE}{}", random_token(16));
         let sent_by = match to.kind {
             TransportKind::Udp => &self.config.sent_by_udp,
@@ -537,7 +559,15 @@ impl Endpoint {
         );
         let key = (branch, method);
         self.client_by_key.insert(key.clone(), id);
-        self.clients.insert(id, ClientEntry { key, machine, to });
+        self.clients.insert(
+            id,
+            ClientEntry {
+                key,
+                machine,
+                to,
+                dialog,
+            },
+        );
         self.apply_client_outputs(id, outs, None, now);
         ClientTxId(id)
     }
@@ -549,8 +579,10 @@ impl Endpoint {
         };
         let outs = entry.machine.on_transport_error();
         if !outs.is_empty() {
-            self.outputs.push_back(Output::ClientResult {
+            let dialog = entry.dialog.take();
+            self.events.push_back(Event::ClientResult {
                 id,
+                dialog,
                 result: ClientResult::TransportError,
             });
         }
@@ -604,23 +636,27 @@ impl Endpoint {
         let mut terminated = false;
         for out in outs {
             match out {
-                TxOutput::Transmit(bytes) => self.outputs.push_back(Output::Transmit {
+                TxOutput::Transmit(bytes) => self.transmits.push_back(Transmit {
                     to,
                     bytes,
                     tx: Some(ClientTxId(id)),
                 }),
                 TxOutput::Final(_) => {
                     if let Some(r) = resp.take() {
-                        self.outputs.push_back(Output::ClientResult {
+                        let dialog = self.take_dialog(id);
+                        self.events.push_back(Event::ClientResult {
                             id: ClientTxId(id),
+                            dialog,
                             result: ClientResult::Response(r),
                         });
                     }
                 }
                 TxOutput::Timeout => {
                     self.stats.client_timeouts += 1;
-                    self.outputs.push_back(Output::ClientResult {
+                    let dialog = self.take_dialog(id);
+                    self.events.push_back(Event::ClientResult {
                         id: ClientTxId(id),
+                        dialog,
                         result: ClientResult::Timeout,
                     });
                 }
@@ -645,6 +681,11 @@ impl Endpoint {
         } else if let Some(d) = self.clients.get(&id).and_then(|e| e.machine.deadline()) {
             self.timers.push(Reverse((d, TxRef::Client(id))));
         }
+    }
+
+    /// A client transaction's dialog, handed out with its one result.
+    fn take_dialog(&mut self, id: u64) -> Option<DialogId> {
+        self.clients.get_mut(&id).and_then(|e| e.dialog.take())
     }
 
     /// Fires every timer due at `now`.
@@ -859,9 +900,14 @@ mod tests {
         .into_bytes()
     }
 
+    /// Nothing to send and nothing for the TU.
+    fn quiet(ep: &mut Endpoint) -> bool {
+        ep.poll_transmit().is_none() && ep.poll_event().is_none()
+    }
+
     fn take_request(ep: &mut Endpoint) -> (ServerTxId, Request) {
-        match ep.poll_output() {
-            Some(Output::Request { id, request, .. }) => (id, request),
+        match ep.poll_event() {
+            Some(Event::Request { id, request, .. }) => (id, request),
             other => panic!("expected a request, got {other:?}"),
         }
     }
@@ -897,8 +943,8 @@ mod tests {
         ep.handle_incoming(&req("127.0.0.1:5070", "OPTIONS", "b"), source(4000), now);
         let (id, r) = take_request(&mut ep);
         ep.respond(id, Response::for_request(&r, 200, None), now);
-        match ep.poll_output() {
-            Some(Output::Transmit { to, .. }) => assert_eq!(to.addr.port(), 5070),
+        match ep.poll_transmit() {
+            Some(Transmit { to, .. }) => assert_eq!(to.addr.port(), 5070),
             other => panic!("{other:?}"),
         }
     }
@@ -912,13 +958,13 @@ mod tests {
         let (id, r) = take_request(&mut ep);
         // Retransmission before the TU answered: absorbed silently.
         ep.handle_incoming(&bytes, source(4000), now);
-        assert!(ep.poll_output().is_none());
+        assert!(quiet(&mut ep));
         ep.respond(id, Response::for_request(&r, 200, None), now);
-        let Some(Output::Transmit { bytes: first, .. }) = ep.poll_output() else {
+        let Some(Transmit { bytes: first, .. }) = ep.poll_transmit() else {
             panic!()
         };
         ep.handle_incoming(&bytes, source(4000), now);
-        let Some(Output::Transmit { bytes: again, .. }) = ep.poll_output() else {
+        let Some(Transmit { bytes: again, .. }) = ep.poll_transmit() else {
             panic!()
         };
         assert_eq!(first, again);
@@ -931,7 +977,7 @@ mod tests {
         assert_eq!(ep.replays.held_bytes(), 0);
         assert_eq!(ep.live_transactions(), (0, 0));
         ep.handle_incoming(&bytes, source(4000), after_j);
-        assert!(matches!(ep.poll_output(), Some(Output::Request { .. })));
+        assert!(matches!(ep.poll_event(), Some(Event::Request { .. })));
         assert_eq!(ep.stats().requests_in, 2);
     }
 
@@ -943,7 +989,7 @@ mod tests {
             source(4000),
             Instant::now(),
         );
-        let Some(Output::Transmit { bytes, .. }) = ep.poll_output() else {
+        let Some(Transmit { bytes, .. }) = ep.poll_transmit() else {
             panic!()
         };
         let Ok(Message::Response(r)) = Message::parse(&bytes) else {
@@ -960,7 +1006,7 @@ mod tests {
             source(4000),
             Instant::now(),
         );
-        assert!(ep.poll_output().is_none());
+        assert!(quiet(&mut ep));
     }
 
     #[test]
@@ -973,8 +1019,13 @@ mod tests {
         notify.headers.push("From", "<sip:p@x>;tag=a");
         notify.headers.push("To", "<sip:w@x>;tag=b");
         let to = source(4000).peer;
-        let id = ep.send_request(notify, to, now);
-        let Some(Output::Transmit { bytes, tx, .. }) = ep.poll_output() else {
+        let dialog = DialogId {
+            call_id: "n1".into(),
+            to_tag: "a".into(),
+            from_tag: "b".into(),
+        };
+        let id = ep.send_request(notify, to, Some(dialog.clone()), now);
+        let Some(Transmit { bytes, tx, .. }) = ep.poll_transmit() else {
             panic!()
         };
         assert_eq!(tx, Some(id));
@@ -991,18 +1042,20 @@ mod tests {
         );
         let resp = Response::for_request(&sent, 200, None).to_bytes();
         ep.handle_incoming(&resp, source(4000), now);
-        match ep.poll_output() {
-            Some(Output::ClientResult {
+        match ep.poll_event() {
+            Some(Event::ClientResult {
                 id: got,
+                dialog: got_dialog,
                 result: ClientResult::Response(r),
             }) => {
                 assert_eq!(got, id);
+                assert_eq!(got_dialog, Some(dialog), "the result names its dialog");
                 assert_eq!(r.status, 200);
             }
             other => panic!("{other:?}"),
         }
         ep.handle_incoming(&resp, source(4000), now);
-        assert!(ep.poll_output().is_none(), "retransmitted final absorbed");
+        assert!(quiet(&mut ep), "retransmitted final absorbed");
         assert_eq!(ep.stats().dropped, 0, "absorbed, not dropped as unmatched");
         // In Completed only the key's digest is left, and only until Timer K (T4).
         assert!(ep.clients.is_empty());
@@ -1010,16 +1063,13 @@ mod tests {
         let t4 = ep.config().timers.t4;
         assert_eq!(ep.poll_timeout(), Some(now + ep.config().timers.t1));
         ep.handle_timeout(now + ep.config().timers.t1);
-        assert!(
-            ep.poll_output().is_none(),
-            "no retransmission after the final"
-        );
+        assert!(quiet(&mut ep), "no retransmission after the final");
         assert_eq!(ep.poll_timeout(), Some(now + t4));
         ep.handle_timeout(now + t4);
         assert_eq!(ep.completed_clients.len(), 0);
         assert_eq!(ep.poll_timeout(), None);
         ep.handle_incoming(&resp, source(4000), now + t4);
-        assert!(ep.poll_output().is_none());
+        assert!(quiet(&mut ep));
         assert_eq!(ep.stats().dropped, 1, "after Timer K it matches nothing");
     }
 }

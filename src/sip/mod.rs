@@ -3,6 +3,7 @@
 //! callers pass bytes and `now` in and get messages and deadlines back.
 
 pub mod absorb;
+pub mod dialog;
 pub mod endpoint;
 pub mod error;
 pub mod framing;

@@ -17,6 +17,8 @@ pub enum StoreError {
     },
     /// A key part contains a NUL byte, which the key layout reserves as separator.
     InvalidKey { field: &'static str },
+    /// A write refused on purpose by [`super::Store::fail_next_writes`] (tests).
+    Injected,
 }
 
 impl fmt::Display for StoreError {
@@ -32,6 +34,7 @@ impl fmt::Display for StoreError {
                 )
             }
             StoreError::InvalidKey { field } => write!(f, "{field} contains a NUL byte"),
+            StoreError::Injected => write!(f, "write refused (injected fault)"),
         }
     }
 }

@@ -51,6 +51,7 @@ pub use xcap::{Xcap, doc_type as xcap_doc_type};
 use keys::{DIALOG, ROW};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use table::{Record, Table};
 
 /// Open-time settings.
@@ -85,6 +86,10 @@ struct Inner {
     watchers: Table,
     xcap: Table,
     sync_always: bool,
+    /// Writes so far: a flush that starts after a write has returned covers it.
+    writes: AtomicU64,
+    /// Writes still to refuse (fault injection for tests).
+    failing: AtomicU32,
 }
 
 fn presentity_key(event: &str, uri: &str, etag: &str) -> Result<Vec<u8>, StoreError> {
@@ -166,6 +171,11 @@ impl Record for SubscriptionRow {
 impl Record for Watcher {
     fn row_key(&self) -> Result<Vec<u8>, StoreError> {
         watcher_key(&self.presentity_uri, &self.event, &self.watcher_uri)
+    }
+    /// Only rows that are not active are ever removed (after the retention period,
+    /// counted from `inserted_time`), so only they are indexed, by that time.
+    fn expires(&self) -> Option<u64> {
+        (self.status != status::ACTIVE).then_some(self.inserted_time)
     }
 }
 
@@ -252,6 +262,8 @@ impl Store {
             xcap: Table::open(&db, "xcap", behind)?,
             db,
             sync_always: opts.sync_always,
+            writes: AtomicU64::new(0),
+            failing: AtomicU32::new(0),
         };
         Ok(Store {
             inner: Arc::new(inner),
@@ -291,17 +303,59 @@ impl Store {
         Ok(self.inner.db.size_on_disk()?)
     }
 
+    /// Counts a completed write; with `sync_always`, makes it durable first.
     fn written(&self) -> Result<(), StoreError> {
+        self.inner.writes.fetch_add(1, Ordering::Release);
         if self.inner.sync_always {
             self.flush()?;
         }
         Ok(())
     }
 
+    /// Refuses the write about to happen when faults are being injected.
+    fn may_write(&self) -> Result<(), StoreError> {
+        let refused = self
+            .inner
+            .failing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            Err(StoreError::Injected)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// How many writes have completed on this handle's database. Writes are made
+    /// durable in order: a [`Store::flush`] begun after reading `n` here makes every
+    /// write up to `n` durable.
+    pub fn write_seq(&self) -> u64 {
+        self.inner.writes.load(Ordering::Acquire)
+    }
+
+    /// Makes the next `n` writes fail with [`StoreError::Injected`], so tests can show
+    /// what the engine does when the disk refuses a write.
+    #[doc(hidden)]
+    pub fn fail_next_writes(&self, n: u32) {
+        self.inner.failing.store(n, Ordering::Release);
+    }
+
+    /// The earliest expiry among publications and subscriptions, if any: when the
+    /// engine next has rows to expire. A look at the first entry of each expiry index.
+    pub fn next_expiry(&self) -> Result<Option<u64>, StoreError> {
+        let a = self.inner.publications.first_expiry()?;
+        let b = self.inner.subscriptions.first_expiry()?;
+        Ok(match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
     // --- presentity ---------------------------------------------------------------
 
     /// Inserts or replaces the publication (event, uri, etag) and its expiry entry.
     pub fn put_publication(&self, p: &Publication) -> Result<(), StoreError> {
+        self.may_write()?;
         self.inner.publications.put(p)?;
         self.written()
     }
@@ -324,6 +378,7 @@ impl Store {
         uri: &str,
         etag: &str,
     ) -> Result<Option<Publication>, StoreError> {
+        self.may_write()?;
         let old = self
             .inner
             .publications
@@ -356,6 +411,7 @@ impl Store {
     /// Inserts or replaces a subscription dialog, its expiry entry and its dialog index
     /// entry. Write it before its watchers row (see the module doc).
     pub fn put_subscription(&self, d: &SubscriptionRow) -> Result<(), StoreError> {
+        self.may_write()?;
         self.inner.subscriptions.put(d)?;
         self.written()
     }
@@ -382,6 +438,7 @@ impl Store {
         to_tag: &str,
         from_tag: &str,
     ) -> Result<Option<SubscriptionRow>, StoreError> {
+        self.may_write()?;
         let dkey = dialog_index_key(call_id, to_tag, from_tag)?;
         let Some(row_key) = self.inner.subscriptions.lookup(&dkey)? else {
             return Ok(None);
@@ -441,6 +498,7 @@ impl Store {
     // --- watchers -----------------------------------------------------------------
 
     pub fn put_watcher(&self, w: &Watcher) -> Result<(), StoreError> {
+        self.may_write()?;
         self.inner.watchers.put(w)?;
         self.written()
     }
@@ -462,6 +520,7 @@ impl Store {
         event: &str,
         watcher_uri: &str,
     ) -> Result<Option<Watcher>, StoreError> {
+        self.may_write()?;
         let old = self
             .inner
             .watchers
@@ -478,6 +537,21 @@ impl Store {
 
     pub fn watchers_count(&self) -> u64 {
         self.inner.watchers.len()
+    }
+
+    /// Up to `limit` watchers rows that are not active and were inserted at or before
+    /// `inserted_before`, oldest first: what the retention period lets go, read from
+    /// the index. Pages on from the cursor `after` the previous call returned; the
+    /// cursor returned is `None` when nothing further is that old.
+    pub fn stale_watchers(
+        &self,
+        inserted_before: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<Watcher>, Option<Vec<u8>>), StoreError> {
+        self.inner
+            .watchers
+            .expired_page(inserted_before, after, limit)
     }
 
     // --- expiry -------------------------------------------------------------------

@@ -116,19 +116,57 @@ impl Overlay {
     /// The pending operations on keys starting with `prefix`, in key order (what a scan
     /// merges over the tree).
     pub fn range(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Option<IVec>)> {
+        self.range_from(prefix, Bound::Included(prefix))
+    }
+
+    /// [`Overlay::range`] from `start` on (a key under `prefix`).
+    pub fn range_from(&self, prefix: &[u8], start: Bound<&[u8]>) -> Vec<(Vec<u8>, Option<IVec>)> {
         let st = lock(&self.state);
         if st.active.is_empty() && st.flushing.is_empty() {
             return Vec::new();
         }
         let mut out: Ops = BTreeMap::new();
         for map in [&*st.flushing, &st.active] {
-            let range = map.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded));
+            let range = map.range::<[u8], _>((start, Bound::Unbounded));
             for (k, op) in range.take_while(|(k, _)| k.starts_with(prefix)) {
                 // `active` comes second: its newer operation replaces the flushing one.
                 out.insert(k.clone(), op.value.clone());
             }
         }
         out.into_iter().collect()
+    }
+
+    /// The first key under `prefix` that a pending operation writes (not removes), in
+    /// key order; a key's newest operation counts.
+    pub fn first_written(&self, prefix: &[u8]) -> Option<Vec<u8>> {
+        let st = lock(&self.state);
+        let from = || (Bound::Included(prefix), Bound::Unbounded);
+        let mut active = st.active.range::<[u8], _>(from()).peekable();
+        let mut flushing = st.flushing.range::<[u8], _>(from()).peekable();
+        loop {
+            let (key, op) = match (active.peek(), flushing.peek()) {
+                (None, None) => return None,
+                (Some(_), None) => active.next()?,
+                (None, Some(_)) => flushing.next()?,
+                (Some((a, _)), Some((f, _))) => {
+                    if a < f {
+                        active.next()?
+                    } else if f < a {
+                        flushing.next()?
+                    } else {
+                        // The same key in both: the active operation is the newer one.
+                        flushing.next();
+                        active.next()?
+                    }
+                }
+            };
+            if !key.starts_with(prefix) {
+                return None;
+            }
+            if op.value.is_some() {
+                return Some(key.clone());
+            }
+        }
     }
 
     /// Writes every pending operation to `tree`. Returns how many were written. On an
@@ -179,6 +217,9 @@ fn write_all(tree: &sled::Tree, ops: &Pending) -> Result<(), sled::Error> {
 pub(super) struct Merged {
     tree: std::iter::Peekable<sled::Iter>,
     pending: std::iter::Peekable<std::vec::IntoIter<(Vec<u8>, Option<IVec>)>>,
+    /// Stop at the first tree key outside it (for a range that starts inside a prefix).
+    prefix: Option<Vec<u8>>,
+    tree_done: bool,
 }
 
 impl Merged {
@@ -186,7 +227,15 @@ impl Merged {
         Merged {
             tree: tree.peekable(),
             pending: pending.into_iter().peekable(),
+            prefix: None,
+            tree_done: false,
         }
+    }
+
+    /// Ends the tree side at the first key not under `prefix`.
+    pub fn with_prefix(mut self, prefix: Vec<u8>) -> Merged {
+        self.prefix = Some(prefix);
+        self
     }
 }
 
@@ -195,7 +244,18 @@ impl Iterator for Merged {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let take_pending = match (self.tree.peek(), self.pending.peek()) {
+            if let (Some(prefix), Some(Ok((k, _)))) = (&self.prefix, self.tree.peek())
+                && !k.starts_with(prefix)
+            {
+                // Past the prefix: the tree side is done.
+                self.tree_done = true;
+            }
+            let tree = if self.tree_done {
+                None
+            } else {
+                self.tree.peek()
+            };
+            let take_pending = match (tree, self.pending.peek()) {
                 (None, None) => return None,
                 (Some(Err(_)), _) => return self.tree.next(),
                 (None, Some(_)) => true,
@@ -211,7 +271,11 @@ impl Iterator for Merged {
                 }
             };
             if !take_pending {
-                return self.tree.next();
+                return if self.tree_done {
+                    None
+                } else {
+                    self.tree.next()
+                };
             }
             match self.pending.next() {
                 Some((k, Some(v))) => return Some(Ok((IVec::from(k), v))),

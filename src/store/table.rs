@@ -68,9 +68,10 @@ pub(super) struct Reindexed {
     pub unreadable: usize,
 }
 
-/// Pending writes beyond this many bytes are drained by the writer itself instead of
-/// waiting for the next flush: memory stays bounded under any write rate.
-const DRAIN_AT_BYTES: usize = 16 * 1024 * 1024;
+/// Pending writes beyond this many bytes are drained by the writer itself. The daemon
+/// asks for a flush off its core loop long before (see `Core::poll_flush`), so this
+/// only bounds memory for a writer that never flushes (a command-line tool, a bug).
+const DRAIN_AT_BYTES: usize = 256 * 1024 * 1024;
 
 pub(super) struct Table {
     name: &'static str,
@@ -142,6 +143,20 @@ impl Table {
         Merged::new(self.tree.scan_prefix(prefix), pending)
     }
 
+    /// Entries under `prefix` after the key `after`, pending writes laid over the tree.
+    fn scan_after(&self, prefix: Vec<u8>, after: &[u8]) -> Merged {
+        use std::ops::Bound;
+        let pending = self
+            .overlay
+            .as_ref()
+            .map(|o| o.range_from(&prefix, Bound::Excluded(after)))
+            .unwrap_or_default();
+        let tree = self
+            .tree
+            .range::<&[u8], _>((Bound::Excluded(after), Bound::Unbounded));
+        Merged::new(tree, pending).with_prefix(prefix)
+    }
+
     /// Applies one row's operations: atomically to the tree, or to the pending map.
     fn commit(&self, ops: Ops) -> Result<(), StoreError> {
         match &self.overlay {
@@ -198,6 +213,32 @@ impl Table {
             Some(bytes) => self.decode(key, &bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The time of the first expiry index entry, pending writes included.
+    pub fn first_expiry(&self) -> Result<Option<u64>, StoreError> {
+        let prefix = [EXPIRY];
+        let pending = self.overlay.as_ref().and_then(|o| o.first_written(&prefix));
+        let mut in_tree = None;
+        for entry in self.tree.scan_prefix(prefix) {
+            let (key, _) = entry?;
+            let removed = self
+                .overlay
+                .as_ref()
+                .is_some_and(|o| matches!(o.get(&key), Some(None)));
+            if !removed {
+                in_tree = Some(key.to_vec());
+                break;
+            }
+        }
+        let first = match (pending, in_tree) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(first
+            .as_deref()
+            .and_then(keys::parse_expiry)
+            .map(|(when, _)| when))
     }
 
     /// The row keys that index entries under `prefix` point at.
@@ -337,11 +378,26 @@ impl Table {
     /// Up to `limit` rows with `expires <= now`, soonest first, read by walking the
     /// expiry index (never the table). Entries whose row is gone or moved on are skipped.
     pub fn expired<R: Record>(&self, now: u64, limit: usize) -> Result<Vec<R>, StoreError> {
+        Ok(self.expired_page(now, None, limit)?.0)
+    }
+
+    /// [`Table::expired`] from after the index entry `after`, with the entry to go on
+    /// from when `limit` rows were found (`None`: nothing further is due).
+    pub fn expired_page<R: Record>(
+        &self,
+        now: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<R>, Option<Vec<u8>>), StoreError> {
         let mut out = Vec::new();
         if limit == 0 {
-            return Ok(out);
+            return Ok((out, None));
         }
-        for entry in self.scan_raw(vec![EXPIRY]) {
+        let entries = match after {
+            None => self.scan_raw(vec![EXPIRY]),
+            Some(a) => self.scan_after(vec![EXPIRY], a),
+        };
+        for entry in entries {
             let (entry, _) = entry?;
             let Some((when, row_key)) = keys::parse_expiry(&entry) else {
                 warn!("{}: malformed expiry entry {entry:?}", self.name);
@@ -359,10 +415,10 @@ impl Table {
                 Err(e) => error!("{e}; not swept"),
             }
             if out.len() >= limit {
-                break;
+                return Ok((out, Some(entry.to_vec())));
             }
         }
-        Ok(out)
+        Ok((out, None))
     }
 
     /// Rebuilds the index from the rows: drops entries that point at nothing or at a row

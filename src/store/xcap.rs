@@ -73,6 +73,7 @@ impl Store {
 
     /// Inserts or replaces one document.
     pub fn put_xcap(&self, x: &Xcap) -> Result<(), StoreError> {
+        self.may_write()?;
         self.inner.xcap.put(x)?;
         self.written()
     }
@@ -96,6 +97,7 @@ impl Store {
         doc_type: u8,
         doc_uri: &str,
     ) -> Result<Option<Xcap>, StoreError> {
+        self.may_write()?;
         let old = self
             .inner
             .xcap

@@ -1,5 +1,5 @@
 //! The thin smol I/O shell around the sans-I/O SIP core: UDP sockets, TCP listeners and a
-//! connection table. It turns sockets into `Event`s for the daemon's core loop and sends
+//! connection table. It turns sockets into `Inbound` messages for the daemon's core loop and sends
 //! what the core asks it to send; it never interprets SIP beyond stream framing.
 
 mod tcp;
@@ -21,7 +21,7 @@ pub use udp_send::UdpOut;
 
 /// What the transports tell the core loop.
 #[derive(Debug)]
-pub enum Event {
+pub enum Inbound {
     /// One complete SIP message (a datagram or a framed stream message).
     Message { bytes: Vec<u8>, source: Source },
     /// A send for a client transaction failed (connect refused, connection reset, ...).
@@ -125,7 +125,7 @@ impl Transport {
     pub fn start(
         self,
         ex: &Arc<smol::Executor<'static>>,
-        events: Sender<Event>,
+        events: Sender<Inbound>,
         stop: smol::channel::Receiver<()>,
     ) -> std::io::Result<(SendHandle, UdpOut)> {
         let udp_out = UdpOut::start(&self.udp, events.clone())?;
@@ -157,12 +157,12 @@ impl Transport {
 
 impl SendHandle {
     /// Sends `bytes` to `to` over TCP, reusing the peer's connection or opening one. A
-    /// failure is reported as `Event::SendFailed` when `tx` is given.
+    /// failure is reported as `Inbound::SendFailed` when `tx` is given.
     pub async fn send_tcp(&self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
         if let Err(e) = tcp::send(&self.ctx, to, bytes).await {
             debug!("send to {to} failed: {e}");
             if let Some(tx) = tx {
-                let _ = self.ctx.events.send(Event::SendFailed { tx }).await;
+                let _ = self.ctx.events.send(Inbound::SendFailed { tx }).await;
             }
         }
     }

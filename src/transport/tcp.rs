@@ -15,7 +15,7 @@ use smol::net::TcpStream;
 use crate::clock::Clock;
 use crate::sip::endpoint::{ConnId, Peer};
 use crate::sip::framing::{Frame, StreamFramer};
-use crate::transport::{Event, TransportConfig, stream_source};
+use crate::transport::{Inbound, TransportConfig, stream_source};
 
 type Writer = Arc<smol::lock::Mutex<TcpStream>>;
 
@@ -104,7 +104,7 @@ impl ConnTable {
 #[derive(Clone)]
 pub struct ConnContext {
     pub conns: Arc<ConnTable>,
-    pub events: Sender<Event>,
+    pub events: Sender<Inbound>,
     pub config: TransportConfig,
     pub clock: Arc<dyn Clock>,
     pub stop: Receiver<()>,
@@ -183,7 +183,7 @@ async fn read_loop(mut stream: TcpStream, peer: SocketAddr, id: ConnId, ctx: Con
                     let source = stream_source(peer, local, id);
                     if ctx
                         .events
-                        .send(Event::Message { bytes, source })
+                        .send(Inbound::Message { bytes, source })
                         .await
                         .is_err()
                     {

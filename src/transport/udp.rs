@@ -6,13 +6,13 @@ use log::warn;
 use smol::channel::Sender;
 
 use crate::sip::endpoint::{Peer, Source, TransportKind};
-use crate::transport::Event;
+use crate::transport::Inbound;
 
 /// Largest possible UDP payload; anything above `max_message_size` is still read whole so
 /// the core can answer 513 instead of parsing a truncated message.
 const DATAGRAM_BUFFER: usize = 65_536;
 
-pub(super) async fn receive_loop(sock: Arc<smol::net::UdpSocket>, events: Sender<Event>) {
+pub(super) async fn receive_loop(sock: Arc<smol::net::UdpSocket>, events: Sender<Inbound>) {
     let Ok(local) = sock.local_addr() else {
         return;
     };
@@ -34,7 +34,7 @@ pub(super) async fn receive_loop(sock: Arc<smol::net::UdpSocket>, events: Sender
                     local,
                 };
                 if events
-                    .send(Event::Message {
+                    .send(Inbound::Message {
                         bytes: bytes.to_vec(),
                         source,
                     })

@@ -2,7 +2,7 @@
 //! datagram is paid by the sender inside `sendto` (the kernel delivers it to the receiver
 //! in the sender's context), so the core loop hands its datagrams over in batches and a
 //! second core sends them, in order, with `sendmmsg`. A send that fails for a client
-//! transaction comes back to the core as `Event::SendFailed`.
+//! transaction comes back to the core as `Inbound::SendFailed`.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
@@ -14,7 +14,7 @@ use log::{debug, warn};
 use smol::channel::Sender;
 
 use crate::sip::endpoint::ClientTxId;
-use crate::transport::Event;
+use crate::transport::Inbound;
 
 /// One datagram for the sending thread.
 struct Datagram {
@@ -43,7 +43,7 @@ impl UdpOut {
     /// Starts the sending thread over clones of the bound sockets.
     pub(super) fn start(
         sockets: &[std::sync::Arc<smol::net::UdpSocket>],
-        events: Sender<Event>,
+        events: Sender<Inbound>,
     ) -> std::io::Result<UdpOut> {
         let mut out = Vec::new();
         for s in sockets {
@@ -104,7 +104,7 @@ impl Drop for UdpOut {
 fn send_loop(
     sockets: Vec<(SocketAddr, std::net::UdpSocket)>,
     rx: mpsc::Receiver<Vec<Datagram>>,
-    events: Sender<Event>,
+    events: Sender<Inbound>,
 ) {
     let mut work: Vec<Datagram> = Vec::new();
     while let Ok(batch) = rx.recv() {
@@ -141,17 +141,17 @@ fn send_loop(
     }
 }
 
-fn fail(events: &Sender<Event>, d: &Datagram) {
+fn fail(events: &Sender<Inbound>, d: &Datagram) {
     // Never block on the core: if its queue is full the transaction times out instead.
     if let Some(tx) = d.tx
-        && events.try_send(Event::SendFailed { tx }).is_err()
+        && events.try_send(Inbound::SendFailed { tx }).is_err()
     {
         debug!("udp: failure of {tx:?} not reported; the core's queue is full");
     }
 }
 
 /// Sends `chunk` in order, with as few `sendmmsg` calls as the kernel allows.
-fn send_chunk(sock: &std::net::UdpSocket, chunk: &[Datagram], events: &Sender<Event>) {
+fn send_chunk(sock: &std::net::UdpSocket, chunk: &[Datagram], events: &Sender<Inbound>) {
     let mut done = 0;
     let mut stalled_since: Option<Instant> = None;
     while done < chunk.len() {
@@ -297,7 +297,7 @@ mod tests {
         out.push(peer.local_addr().expect("addr"), b"after".to_vec(), None);
         out.close();
         match rx.try_recv() {
-            Ok(Event::SendFailed { tx }) => assert_eq!(tx, ClientTxId::for_test(7)),
+            Ok(Inbound::SendFailed { tx }) => assert_eq!(tx, ClientTxId::for_test(7)),
             other => panic!("expected SendFailed, got {other:?}"),
         }
         let mut buf = [0u8; 16];

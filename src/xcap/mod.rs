@@ -5,7 +5,7 @@
 
 pub mod fetch;
 pub mod http;
-pub mod server;
+pub mod integrated;
 
 use std::fmt;
 

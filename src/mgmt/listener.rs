@@ -1,10 +1,10 @@
-//! The control socket's server side, inside the daemon. Each connection is served on
-//! a blocking thread (`smol::unblock`): dumps and restores are long, sequential I/O over
+//! The control socket's listener, inside the daemon. Each connection is served on a
+//! blocking thread (`smol::unblock`): dumps and restores are long, sequential I/O over
 //! the store, which is `Sync`, so they never run on the core loop. Only what must be
-//! ordered with SIP processing goes to the core loop as a [`CoreRequest`]: the dump's
-//! barrier between dialogs and watchers, a restore's commit (the engine owns the
-//! NOTIFY state, and the restored subscriptions get their NOTIFYs from it), and
-//! OpenSIPS's refresh commands, which become the daemon's own [`Control`] requests.
+//! ordered with SIP processing goes to the core loop as a [`Command`]: the dump's
+//! barrier between dialogs and watchers, a restore's commit (the engine must re-read
+//! the store and the restored subscriptions get their NOTIFYs from it), status, and
+//! OpenSIPS's refresh commands.
 
 use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -18,29 +18,9 @@ use smol::channel::Sender;
 
 use super::protocol::{self, ERROR, FrameReader, FrameWriter, OK, REQUEST, Refreshed, Request};
 use crate::clock::Clock;
-use crate::daemon::Control;
+use crate::daemon::Command;
 use crate::dump::{self, DumpError};
-use crate::store::{Staging, Store, TableCounts};
-
-/// Work only the core loop may do, with where to send the answer.
-pub enum CoreRequest {
-    /// Answered when the core loop reaches it: every step queued before has finished.
-    Barrier(Sender<()>),
-    /// Apply a staged restore, then NOTIFY every active subscription.
-    Commit {
-        staging: Staging,
-        replace: bool,
-        reply: Sender<Result<TableCounts, String>>,
-    },
-    /// Engine counters for `status`.
-    Status(Sender<serde_json::Value>),
-    /// A refresh command, carried out like the daemon's own control requests; the
-    /// error is a message for the user.
-    Control {
-        request: Control,
-        reply: Sender<Result<Refreshed, String>>,
-    },
-}
+use crate::store::Store;
 
 /// Binds the control socket at `path`. A file left there by a daemon that died is
 /// removed first: the caller already holds the database, so no live daemon owns it.
@@ -57,7 +37,7 @@ pub async fn serve(
     listener: UnixListener,
     path: PathBuf,
     store: Store,
-    core: Sender<CoreRequest>,
+    core: Sender<Command>,
     clock: Arc<dyn Clock>,
 ) {
     let _remove = RemoveOnDrop(path);
@@ -119,7 +99,7 @@ fn fail(w: &mut impl Write, msg: &str) -> io::Result<()> {
 fn handle(
     stream: UnixStream,
     store: &Store,
-    core: &Sender<CoreRequest>,
+    core: &Sender<Command>,
     clock: &dyn Clock,
 ) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -136,7 +116,7 @@ fn handle(
         Request::Ping => ok(&mut out, &"pong"),
         Request::Status => {
             let (tx, rx) = smol::channel::bounded(1);
-            let engine = match core.send_blocking(CoreRequest::Status(tx)) {
+            let engine = match core.send_blocking(Command::Status(tx)) {
                 Ok(()) => rx.recv_blocking().unwrap_or_default(),
                 Err(_) => serde_json::Value::Null,
             };
@@ -147,19 +127,25 @@ fn handle(
                 &serde_json::json!({ "tables": tables, "size_on_disk": disk, "engine": engine }),
             )
         }
-        Request::RefreshWatchers { presentity, event } => control(
-            &mut out,
-            core,
-            Control::RefreshWatchers { presentity, event },
-        ),
+        Request::RefreshWatchers { presentity, event } => {
+            control(&mut out, core, |reply| Command::RefreshWatchers {
+                presentity,
+                event,
+                reply: Some(reply),
+            })
+        }
         Request::RefreshXcapDoc { doc_uri, port } => {
-            control(&mut out, core, Control::RefreshXcapDoc { doc_uri, port })
+            control(&mut out, core, |reply| Command::RefreshXcapDoc {
+                doc_uri,
+                port,
+                reply: Some(reply),
+            })
         }
         Request::Dump(opts) => {
             let mut frames = FrameWriter::new(&mut out);
             let mut barrier = || {
                 let (tx, rx) = smol::channel::bounded(1);
-                core.send_blocking(CoreRequest::Barrier(tx))
+                core.send_blocking(Command::Barrier(tx))
                     .map_err(|_| DumpError::Aborted("the daemon is stopping".into()))?;
                 rx.recv_blocking()
                     .map_err(|_| DumpError::Aborted("the daemon is stopping".into()))
@@ -182,7 +168,7 @@ fn handle(
                 Err(e) => return fail(&mut out, &e.to_string()),
             };
             let (tx, rx) = smol::channel::bounded(1);
-            let commit = CoreRequest::Commit {
+            let commit = Command::Restore {
                 staging,
                 replace: opts.replace,
                 reply: tx,
@@ -203,13 +189,14 @@ fn handle(
     }
 }
 
-/// Hands `request` to the core loop and answers with what it did.
-fn control(out: &mut impl Write, core: &Sender<CoreRequest>, request: Control) -> io::Result<()> {
+/// Hands a refresh command to the core loop and answers with what it did.
+fn control(
+    out: &mut impl Write,
+    core: &Sender<Command>,
+    command: impl FnOnce(Sender<Result<Refreshed, String>>) -> Command,
+) -> io::Result<()> {
     let (reply, rx) = smol::channel::bounded(1);
-    if core
-        .send_blocking(CoreRequest::Control { request, reply })
-        .is_err()
-    {
+    if core.send_blocking(command(reply)).is_err() {
         return fail(out, "the daemon is stopping");
     }
     match rx.recv_blocking() {

@@ -1,0 +1,509 @@
+//! The whole SIP server as one sans-I/O state machine: the endpoint (transactions), the
+//! dispatcher (server-wide policy) and the engine, wired together. Bytes, time, transport
+//! failures and finished flushes go in; bytes to send ([`Core::poll_transmit`]), flushes
+//! to run ([`Core::poll_flush`]) and documents to fetch ([`Core::poll_fetch`]) come out,
+//! and [`Core::poll_timeout`] says when to call again. The daemon moves bytes between
+//! this and the sockets and runs flushes on another thread; benchmarks, tests and the
+//! fuzzer drive the complete server without any socket.
+//!
+//! Durability: the store's writes land in memory and reach the disk when a flush runs,
+//! off the core loop. What must not leave before its writes are on disk waits here, in
+//! order, until the flush covering them is reported: with `sync = "always"` every answer
+//! and NOTIFY that follows a write, in every mode a NOTIFY whose CSeq reservation was
+//! just written. Other requests are served meanwhile, and one flush covers every write
+//! made before it started (group commit).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, SyncMode};
+use crate::dispatch::{Dispatcher, Route};
+use crate::events::package::{EventPackage, Registry};
+use crate::presence::{Action, Engine, EngineConfig};
+use crate::sip::dialog::DialogId;
+use crate::sip::endpoint::{
+    ClientTxId, Endpoint, EndpointConfig, Event, Peer, ServerTxId, Source, Transmit, TransportKind,
+    random_token,
+};
+use crate::sip::message::{Method, Request, Response};
+use crate::sip::transaction::TimerConfig;
+use crate::store::Store;
+
+/// Pending writes beyond this many bytes ask for a flush at once.
+const FLUSH_AT_BYTES: usize = 16 * 1024 * 1024;
+/// Requests for the engine held while a restore commits; more get 503.
+const PAUSED_MAX: usize = 4096;
+
+/// How the core flushes.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreConfig {
+    /// `sync = "always"`: answers and NOTIFYs wait for their writes to be durable.
+    pub sync_always: bool,
+    /// Flush at least this often while there are writes (`sync_period_ms`).
+    pub flush_period: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            sync_always: false,
+            flush_period: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What waits for a flush. Both variants are common: no box per held message.
+#[allow(clippy::large_enum_variant)]
+enum Held {
+    Response {
+        id: ServerTxId,
+        response: Response,
+    },
+    Notify {
+        dialog: Option<DialogId>,
+        request: Request,
+        to: Peer,
+    },
+}
+
+/// Endpoint + dispatcher + engine.
+pub struct Core {
+    endpoint: Endpoint,
+    dispatcher: Dispatcher,
+    engine: Engine,
+    store: Store,
+    config: CoreConfig,
+    draining: bool,
+    /// The last (monotonic, Unix seconds) pair seen, to place the engine's deadlines.
+    clock: Option<(Instant, u64)>,
+    /// Outputs waiting for the write they follow to be durable, with that write.
+    held: VecDeque<(u64, Held)>,
+    /// Every write up to this one is durable.
+    flushed: u64,
+    /// When the next periodic flush is due (`None`: at the first write).
+    next_flush: Option<Instant>,
+    /// A flush asked for by [`Core::poll_flush`] has not been reported yet.
+    flushing: bool,
+    /// After a failed flush, the next is not tried before this.
+    retry_flush: Option<Instant>,
+    /// Users whose documents the engine asked for.
+    fetches: VecDeque<(String, String)>,
+    /// While a restore commits, requests for the engine wait here.
+    paused: Option<VecDeque<(ServerTxId, Request, Source)>>,
+}
+
+impl Core {
+    pub fn new(
+        endpoint: Endpoint,
+        dispatcher: Dispatcher,
+        engine: Engine,
+        config: CoreConfig,
+    ) -> Core {
+        let store = engine.store().clone();
+        let flushed = store.write_seq();
+        Core {
+            endpoint,
+            dispatcher,
+            engine,
+            store,
+            config,
+            draining: false,
+            clock: None,
+            held: VecDeque::new(),
+            flushed,
+            next_flush: None,
+            flushing: false,
+            retry_flush: None,
+            fetches: VecDeque::new(),
+            paused: None,
+        }
+    }
+
+    /// Builds the server a configuration describes, for sockets bound at `addrs`, with
+    /// `extra` event packages registered after the built-in ones.
+    pub fn from_config(
+        config: &Config,
+        store: Store,
+        addrs: &[(TransportKind, SocketAddr)],
+        extra: Vec<Arc<dyn EventPackage>>,
+    ) -> Core {
+        let sent_by = |kind| {
+            addrs
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .or(addrs.first())
+                .map(|(_, a)| a.to_string())
+                .unwrap_or_default()
+        };
+        let endpoint = Endpoint::new(EndpointConfig {
+            timers: TimerConfig {
+                t1: Duration::from_millis(config.timer_t1_ms),
+                t2: Duration::from_millis(config.timer_t2_ms),
+                t4: Duration::from_millis(config.timer_t4_ms),
+            },
+            max_message_size: config.max_message_size,
+            sent_by_udp: sent_by(TransportKind::Udp),
+            sent_by_tcp: sent_by(TransportKind::Tcp),
+        });
+        let local_hosts = addrs.iter().map(|(_, a)| a.ip().to_string()).collect();
+        let mut packages = registry(config);
+        for p in extra {
+            packages.register(p);
+        }
+        let dispatcher = Dispatcher::new(&config.domains, local_hosts).with_engine(
+            vec![Method::Publish, Method::Subscribe],
+            packages.allow_events(),
+            packages.publish_types(),
+        );
+        let engine = Engine::new(store, packages, engine_config(config));
+        let core = CoreConfig {
+            sync_always: config.sync == SyncMode::Always,
+            flush_period: Duration::from_millis(config.sync_period_ms.max(1)),
+        };
+        Core::new(endpoint, dispatcher, engine, core)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// From now on new requests get 503; in-flight transactions finish.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Work a graceful shutdown waits for: unanswered requests, unanswered NOTIFYs, and
+    /// what waits for a flush.
+    pub fn in_flight(&self) -> usize {
+        self.endpoint.in_flight() + self.held.len()
+    }
+
+    /// A datagram or framed stream message. `unix` is wall-clock seconds for expiry.
+    pub fn handle_incoming(&mut self, bytes: &[u8], source: Source, now: Instant, unix: u64) {
+        self.clock = Some((now, unix));
+        self.endpoint.handle_incoming(bytes, source, now);
+        self.process(now, unix);
+    }
+
+    /// Fires what is due: transaction timers, the engine's deadlines, housekeeping.
+    pub fn handle_timeout(&mut self, now: Instant, unix: u64) {
+        self.clock = Some((now, unix));
+        self.endpoint.handle_timeout(now);
+        // A draining server finishes what is in flight and starts nothing new.
+        let engine_due = self.engine.poll_timeout().is_some_and(|t| t <= unix);
+        if engine_due && self.paused.is_none() && !self.draining {
+            self.engine.handle_timeout(unix);
+            self.drain_engine(now);
+        }
+        self.process(now, unix);
+    }
+
+    /// The transport could not deliver a client transaction's request.
+    pub fn transport_error(&mut self, tx: ClientTxId, now: Instant, unix: u64) {
+        self.clock = Some((now, unix));
+        self.endpoint.transport_error(tx, now);
+        self.process(now, unix);
+    }
+
+    /// The next bytes to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.endpoint.poll_transmit()
+    }
+
+    /// When `handle_timeout` next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut at = self.endpoint.poll_timeout();
+        let mut earliest = |t: Instant| at = Some(at.map_or(t, |a: Instant| a.min(t)));
+        if let (Some((now, unix)), Some(deadline), None) =
+            (self.clock, self.engine.poll_timeout(), &self.paused)
+        {
+            earliest(now + Duration::from_secs(deadline.saturating_sub(unix)));
+        }
+        if !self.flushing
+            && self.store.write_seq() > self.flushed
+            && let Some((now, _)) = self.clock
+        {
+            earliest(self.next_flush.unwrap_or(now));
+        }
+        at
+    }
+
+    /// A flush to run now, if one is wanted and none is running: the write it covers
+    /// (every write made so far). The caller runs [`Store::flush`] off the core loop
+    /// and reports back with [`Core::flushed`] or [`Core::flush_failed`].
+    pub fn poll_flush(&mut self, now: Instant) -> Option<u64> {
+        let written = self.store.write_seq();
+        if self.flushing || written <= self.flushed || self.retry_flush.is_some_and(|t| now < t) {
+            return None;
+        }
+        let waiting = self
+            .held
+            .front()
+            .is_some_and(|(seq, _)| *seq > self.flushed);
+        let periodic = self.next_flush.is_none_or(|t| t <= now);
+        let big = self.store.pending_bytes() > FLUSH_AT_BYTES;
+        if !(waiting || periodic || big) {
+            return None;
+        }
+        self.flushing = true;
+        self.next_flush = Some(now + self.config.flush_period);
+        Some(written)
+    }
+
+    /// A flush begun at write `seq` (from [`Core::poll_flush`]) finished: what waited
+    /// for it leaves.
+    pub fn flushed(&mut self, seq: u64, now: Instant, unix: u64) {
+        self.clock = Some((now, unix));
+        self.flushing = false;
+        self.retry_flush = None;
+        self.flushed = self.flushed.max(seq);
+        while let Some((seq, _)) = self.held.front() {
+            if *seq > self.flushed {
+                break;
+            }
+            let Some((_, held)) = self.held.pop_front() else {
+                break;
+            };
+            match held {
+                Held::Response { id, response } => self.endpoint.respond(id, response, now),
+                Held::Notify {
+                    dialog,
+                    request,
+                    to,
+                } => {
+                    self.endpoint.send_request(request, to, dialog, now);
+                }
+            }
+        }
+        self.process(now, unix);
+    }
+
+    /// A flush failed: what waits for it keeps waiting, and the next one is tried after
+    /// a period.
+    pub fn flush_failed(&mut self, now: Instant) {
+        self.flushing = false;
+        let at = now + self.config.flush_period;
+        self.next_flush = Some(at);
+        self.retry_flush = Some(at);
+    }
+
+    /// A user whose documents the engine needs fetched.
+    pub fn poll_fetch(&mut self) -> Option<(String, String)> {
+        self.fetches.pop_front()
+    }
+
+    /// OpenSIPS refreshWatchers; `None` for an event no package serves.
+    pub fn refresh_watchers(
+        &mut self,
+        resource: &str,
+        event: &str,
+        now: Instant,
+        unix: u64,
+    ) -> Option<usize> {
+        let n = self.engine.refresh_watchers(resource, event, unix);
+        self.drain_engine(now);
+        self.process(now, unix);
+        n
+    }
+
+    /// An XCAP document changed; returns how many NOTIFYs that caused.
+    pub fn xcap_changed(
+        &mut self,
+        user: &str,
+        domain: &str,
+        doc_type: u8,
+        now: Instant,
+        unix: u64,
+    ) -> usize {
+        let n = self.engine.xcap_changed(user, domain, doc_type, unix);
+        self.drain_engine(now);
+        self.process(now, unix);
+        n
+    }
+
+    /// A restore is about to change the store: requests for the engine wait (up to a
+    /// bound; beyond it they get 503) and its deadlines stand still until
+    /// [`Core::restored`].
+    pub fn pause_engine(&mut self) {
+        self.paused.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The restore committed (or failed, `changed` false): the engine re-reads the
+    /// store and notifies, then the requests that waited are handled in order.
+    pub fn restored(&mut self, changed: bool, now: Instant, unix: u64) {
+        self.clock = Some((now, unix));
+        let waiting = self.paused.take().unwrap_or_default();
+        if changed {
+            self.engine.restored(unix);
+            self.drain_engine(now);
+        }
+        for (id, request, source) in waiting {
+            self.engine_request(id, request, source, now, unix);
+        }
+        self.process(now, unix);
+    }
+
+    /// Writes exact NOTIFY counters back into the rows (before a clean stop).
+    pub fn settle(&mut self) {
+        self.engine.settle_all();
+    }
+
+    /// Hands the endpoint's requests and results to the dispatcher and the engine until
+    /// nothing is left.
+    fn process(&mut self, now: Instant, unix: u64) {
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                Event::Request {
+                    id,
+                    request,
+                    source,
+                } => self.request(id, request, source, now, unix),
+                Event::ClientResult {
+                    dialog: Some(dialog),
+                    result,
+                    ..
+                } => {
+                    self.engine.handle_notify_result(&dialog, &result, unix);
+                    self.drain_engine(now);
+                }
+                Event::ClientResult { dialog: None, .. } => {}
+            }
+        }
+    }
+
+    fn request(
+        &mut self,
+        id: ServerTxId,
+        request: Request,
+        source: Source,
+        now: Instant,
+        unix: u64,
+    ) {
+        if self.draining {
+            let mut r = Response::for_request(&request, 503, Some("Shutting Down"));
+            r.headers.push("Retry-After", "5");
+            return self.answer(id, r, false, now);
+        }
+        match self.dispatcher.route(&request) {
+            Route::Respond(r) => self.answer(id, r, false, now),
+            Route::Engine => match &mut self.paused {
+                Some(queue) if queue.len() < PAUSED_MAX => queue.push_back((id, request, source)),
+                Some(_) => {
+                    // RFC 3261 §21.5.4: busy for a moment.
+                    let mut r = Response::for_request(&request, 503, Some("Restoring"));
+                    r.headers.push("Retry-After", "1");
+                    self.answer(id, r, false, now);
+                }
+                None => self.engine_request(id, request, source, now, unix),
+            },
+        }
+    }
+
+    fn engine_request(
+        &mut self,
+        id: ServerTxId,
+        request: Request,
+        source: Source,
+        now: Instant,
+        unix: u64,
+    ) {
+        let before = self.store.write_seq();
+        let response = self.engine.handle_request(&request, &source, unix);
+        let wrote = self.store.write_seq() != before;
+        self.answer(id, response, wrote, now);
+        // NOTIFYs leave after the response that created their dialog.
+        self.drain_engine(now);
+    }
+
+    /// Sends an answer, or holds it until the writes it follows are durable.
+    fn answer(&mut self, id: ServerTxId, mut response: Response, wrote: bool, now: Instant) {
+        if response.status > 100 {
+            response.set_to_tag(&random_token(10));
+        }
+        if self.config.sync_always && wrote {
+            let seq = self.store.write_seq();
+            self.held.push_back((seq, Held::Response { id, response }));
+        } else {
+            self.endpoint.respond(id, response, now);
+        }
+    }
+
+    /// Carries out what the engine asked for.
+    fn drain_engine(&mut self, now: Instant) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Notify {
+                    dialog,
+                    request,
+                    to,
+                    after_write,
+                } => {
+                    // With sync=always a NOTIFY shows state only once it is durable; in
+                    // every mode its CSeq only once its reservation is.
+                    let seq = match self.config.sync_always {
+                        true => self.store.write_seq(),
+                        false => after_write,
+                    };
+                    let must_wait = seq > self.flushed;
+                    // With sync=always nothing overtakes what waits (its 200 first).
+                    let behind = self.config.sync_always && !self.held.is_empty();
+                    if must_wait || behind {
+                        self.held.push_back((
+                            seq,
+                            Held::Notify {
+                                dialog,
+                                request,
+                                to,
+                            },
+                        ));
+                    } else {
+                        self.endpoint.send_request(request, to, dialog, now);
+                    }
+                }
+                Action::FetchDocuments { user, domain } => self.fetches.push_back((user, domain)),
+            }
+        }
+    }
+}
+
+/// The event packages this server offers, in Allow-Events order.
+fn registry(config: &Config) -> Registry {
+    use crate::events::{dialog::DialogInfo, mwi::MessageSummary, presence::Presence};
+    let mut r = Registry::new();
+    r.register(Arc::new(Presence::new(
+        config.notify_closed_when_empty,
+        config.pidf_manipulation,
+    )));
+    r.register(Arc::new(MessageSummary {
+        owner_only: config.mwi_owner_only,
+    }));
+    r.register(Arc::new(DialogInfo { sla: false }));
+    r.register(Arc::new(DialogInfo { sla: true }));
+    r.register(Arc::new(crate::events::winfo::PresenceWinfo));
+    r
+}
+
+fn engine_config(c: &Config) -> EngineConfig {
+    EngineConfig {
+        min_expires: c.min_expires,
+        max_expires: c.max_expires,
+        default_expires: c.default_expires,
+        expires_offset: c.expires_offset,
+        to_tag_pref: c.to_tag_pref.clone(),
+        server_address: c.server_address.clone(),
+        force_active: c.force_active,
+        end_sub_on_timeout: c.end_sub_on_timeout,
+        replace_stale_subscriptions: c.replace_stale_subscriptions,
+        max_body_size: c.max_body_size,
+        fetch_rules: !c.integrated_xcap_server,
+        watchers_retention: (c.watchers_retention_days > 0)
+            .then(|| c.watchers_retention_days.saturating_mul(86_400)),
+        clean_period: c.clean_period.max(1),
+    }
+}

@@ -1,0 +1,676 @@
+//! The run loop: binds the transports, owns the sans-I/O [`Core`], feeds it bytes, time
+//! and finished flushes, and carries out what it returns: bytes to the sockets, flushes
+//! to a blocking thread, document fetches to the XCAP side. The only place that spawns
+//! tasks. Shutdown is graceful: stop taking new work, let in-flight transactions finish
+//! for a bounded time, flush the database, return.
+//!
+//! - [`command`]: the one command type into the core loop.
+//! - [`xcap`]: the integrated XCAP server or the fetcher.
+
+mod command;
+mod xcap;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use smol::channel::{Receiver, Sender};
+use smol::future::FutureExt;
+
+pub use command::{Command, CommandError};
+
+use crate::clock::Clock;
+use crate::config::{Config, ListenAddr};
+use crate::core::Core;
+use crate::events::package::EventPackage;
+use crate::mgmt::{self, protocol::Refreshed};
+use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Transmit, TransportKind};
+use crate::store::{Store, StoreOptions};
+use crate::transport::{Inbound, SendHandle, Transport, TransportConfig, UdpOut};
+use xcap::XcapSide;
+
+/// Why the daemon could not start or stopped badly.
+#[derive(Debug)]
+pub enum DaemonError {
+    Bind(std::io::Error),
+    Database(String),
+}
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DaemonError::Bind(e) => write!(f, "{e}"),
+            DaemonError::Database(e) => write!(f, "database: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+/// A daemon running on its own threads; used by `presenced run` and by tests.
+pub struct Handle {
+    addrs: Vec<(TransportKind, SocketAddr)>,
+    xcap: Option<SocketAddr>,
+    commands: Sender<Command>,
+    shutdown: Sender<()>,
+    thread: Option<std::thread::JoinHandle<Result<(), DaemonError>>>,
+}
+
+impl Handle {
+    /// The bound addresses (ports resolved when 0 was asked for).
+    pub fn addrs(&self) -> &[(TransportKind, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The first bound address of `kind`.
+    pub fn addr(&self, kind: TransportKind) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
+    }
+
+    /// The integrated XCAP server's address, when it runs.
+    pub fn xcap_addr(&self) -> Option<SocketAddr> {
+        self.xcap
+    }
+
+    /// Hands a command to the core loop; false if the daemon is not taking commands.
+    pub fn command(&self, command: Command) -> bool {
+        self.commands.try_send(command).is_ok()
+    }
+
+    /// OpenSIPS `refreshWatchers <presentity_uri> <event>`: re-evaluate that
+    /// presentity's watchers now. False if the daemon is not taking commands.
+    pub fn refresh_watchers(&self, presentity: &str, event: &str) -> bool {
+        self.command(Command::RefreshWatchers {
+            presentity: presentity.to_owned(),
+            event: event.to_owned(),
+            reply: None,
+        })
+    }
+
+    /// OpenSIPS `refreshXcapDoc <doc_uri> <port>`: fetch that document again (or, with
+    /// the integrated server, re-read it) and re-evaluate its user's watchers.
+    pub fn refresh_xcap_doc(&self, doc_uri: &str, port: u32) -> bool {
+        self.command(Command::RefreshXcapDoc {
+            doc_uri: doc_uri.to_owned(),
+            port,
+            reply: None,
+        })
+    }
+
+    /// Engine and table figures, as `presenced ctl status` shows them under `engine`.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let (tx, rx) = smol::channel::bounded(1);
+        self.commands.send_blocking(Command::Status(tx)).ok()?;
+        rx.recv_blocking().ok()
+    }
+
+    /// Asks the daemon to stop gracefully.
+    pub fn request_shutdown(&self) {
+        let _ = self.shutdown.try_send(());
+    }
+
+    /// Stops the daemon and waits for it to finish.
+    pub fn shutdown(mut self) -> Result<(), DaemonError> {
+        self.request_shutdown();
+        self.join()
+    }
+
+    /// Waits until the daemon stops by itself (signal).
+    pub fn join(&mut self) -> Result<(), DaemonError> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(DaemonError::Database("daemon thread panicked".into()))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.request_shutdown();
+            let _ = self.join();
+        }
+    }
+}
+
+/// What a daemon runs with beyond its configuration.
+#[derive(Default)]
+pub struct Options {
+    /// Event packages registered after the built-in ones: the engine learns a new
+    /// event without any change of its own.
+    pub packages: Vec<Arc<dyn EventPackage>>,
+    /// Called on the flush thread before each flush (tests hold a flush with it).
+    #[doc(hidden)]
+    pub before_flush: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+/// Starts the daemon in the background and returns once its sockets are bound.
+pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Handle, DaemonError> {
+    start_with(config, clock, Options::default())
+}
+
+/// Like `start`, with extra event packages registered after the built-in ones.
+pub fn start_with_packages(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    packages: Vec<Arc<dyn EventPackage>>,
+) -> Result<Handle, DaemonError> {
+    start_with(
+        config,
+        clock,
+        Options {
+            packages,
+            ..Options::default()
+        },
+    )
+}
+
+/// Like `start`, with [`Options`].
+pub fn start_with(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    options: Options,
+) -> Result<Handle, DaemonError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (shutdown_tx, shutdown_rx) = smol::channel::bounded::<()>(1);
+    let (commands_tx, commands_rx) = smol::channel::bounded::<Command>(1024);
+    let commands = (commands_tx.clone(), commands_rx);
+    let thread = std::thread::Builder::new()
+        .name("presenced".into())
+        .spawn(move || run_blocking(config, clock, options, shutdown_rx, commands, ready_tx))
+        .map_err(DaemonError::Bind)?;
+    match ready_rx.recv() {
+        Ok(Ok((addrs, xcap))) => Ok(Handle {
+            addrs,
+            xcap,
+            commands: commands_tx,
+            shutdown: shutdown_tx,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => match thread.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(DaemonError::Database("daemon failed to start".into())),
+        },
+    }
+}
+
+type Ready = std::sync::mpsc::Sender<
+    Result<(Vec<(TransportKind, SocketAddr)>, Option<SocketAddr>), DaemonError>,
+>;
+type CommandChannel = (Sender<Command>, Receiver<Command>);
+
+fn run_blocking(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    options: Options,
+    shutdown: Receiver<()>,
+    commands: CommandChannel,
+    ready: Ready,
+) -> Result<(), DaemonError> {
+    // Socket tasks and the core loop run on this one thread: they hand messages over
+    // without cross-thread wake-ups, which on a 2-core box are the cost that matters.
+    // The store's disk work (flushes, restores) and UDP sending run on other threads.
+    let ex = Arc::new(smol::Executor::new());
+    smol::block_on(ex.run(serve(
+        config,
+        clock,
+        options,
+        ex.clone(),
+        shutdown,
+        commands,
+        ready,
+    )))
+}
+
+/// Reports a start-up failure to `start` and returns it.
+fn failed(ready: &Ready, e: DaemonError) -> DaemonError {
+    let copy = match &e {
+        DaemonError::Bind(io) => DaemonError::Bind(std::io::Error::new(io.kind(), io.to_string())),
+        DaemonError::Database(m) => DaemonError::Database(m.clone()),
+    };
+    let _ = ready.send(Err(copy));
+    e
+}
+
+async fn serve(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    options: Options,
+    ex: Arc<smol::Executor<'static>>,
+    shutdown: Receiver<()>,
+    (commands_tx, commands_rx): CommandChannel,
+    ready: Ready,
+) -> Result<(), DaemonError> {
+    let store = match Store::open(
+        &config.db,
+        StoreOptions {
+            cache_capacity: config.cache_capacity,
+            // Writes are write-behind; the core asks for flushes (sync = "always"
+            // included) and they run off the core loop.
+            sync_always: false,
+        },
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("{}: {e}", config.db.display());
+            return Err(failed(&ready, DaemonError::Database(msg)));
+        }
+    };
+    let now_unix = clock.unix_now();
+    match store.repair(now_unix, |_| true) {
+        Ok(report) => debug!("store repair at open: {report:?}"),
+        Err(e) => warn!("store repair failed: {e}"),
+    }
+    let listen: Vec<(TransportKind, SocketAddr)> = config
+        .listen
+        .iter()
+        .map(|l| match l {
+            ListenAddr::Udp(a) => (TransportKind::Udp, *a),
+            ListenAddr::Tcp(a) => (TransportKind::Tcp, *a),
+        })
+        .collect();
+    let tconf = TransportConfig {
+        max_message_size: config.max_message_size,
+        max_connections: config.max_connections,
+        tcp_idle_timeout: Duration::from_secs(config.tcp_idle_timeout),
+        connect_timeout: Duration::from_secs(5),
+    };
+    let transport = match Transport::bind(&listen, tconf, clock.clone()).await {
+        Ok(t) => t,
+        Err(e) => return Err(failed(&ready, DaemonError::Bind(e))),
+    };
+    let addrs = transport.local_addrs();
+    let core = Core::from_config(&config, store.clone(), &addrs, options.packages);
+
+    let ctl_path = crate::mgmt::socket_path(&config.db, config.control_socket.as_deref());
+    match mgmt::listener::bind(&ctl_path) {
+        Ok(listener) => {
+            ex.spawn(mgmt::listener::serve(
+                listener,
+                ctl_path.clone(),
+                store.clone(),
+                commands_tx.clone(),
+                clock.clone(),
+            ))
+            .detach();
+        }
+        Err(e) => warn!("control socket {}: {e}", ctl_path.display()),
+    }
+
+    let (inbound_tx, inbound_rx) = smol::channel::bounded::<Inbound>(4096);
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let (sender, udp_out) = match transport.start(&ex, inbound_tx, stop_rx) {
+        Ok(s) => s,
+        Err(e) => {
+            let e = std::io::Error::new(e.kind(), format!("cannot start the UDP sender: {e}"));
+            return Err(failed(&ready, DaemonError::Bind(e)));
+        }
+    };
+    info!(
+        "presenced listening on {}",
+        addrs
+            .iter()
+            .map(|(k, a)| format!("{}:{a}", k.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let xcap = match XcapSide::start(&config, &store, &ex, commands_tx.clone()).await {
+        Ok(x) => x,
+        Err(e) => return Err(failed(&ready, DaemonError::Bind(e))),
+    };
+    let _ = ready.send(Ok((addrs.clone(), xcap.addr)));
+
+    let mut rl = RunLoop {
+        core,
+        store,
+        sender,
+        udp_out,
+        ex: ex.clone(),
+        clock: clock.clone(),
+        outboxes: HashMap::new(),
+        commands: commands_tx,
+        xcap,
+        before_flush: options.before_flush,
+        tcp_idle: Duration::from_secs(config.tcp_idle_timeout),
+        next_prune: clock.now(),
+    };
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let mut drain_until: Option<Instant> = None;
+    // What expired while we were down ends now, with its NOTIFYs.
+    rl.core.handle_timeout(clock.now(), clock.unix_now());
+
+    loop {
+        let now = clock.now();
+        if let Some(until) = drain_until
+            && (rl.core.in_flight() == 0 || now >= until)
+        {
+            break;
+        }
+        rl.carry_out(now);
+        let mut wake = rl.core.poll_timeout().map(|t| t.min(rl.next_prune));
+        if let Some(until) = drain_until {
+            wake = Some(wake.map_or(until, |w| w.min(until)));
+        }
+        let step = async {
+            inbound_rx
+                .recv()
+                .await
+                .map(Step::Inbound)
+                .unwrap_or(Step::Closed)
+        }
+        .or(async {
+            match wake {
+                Some(at) => {
+                    clock.sleep_until(at).await;
+                    Step::Timer
+                }
+                None => std::future::pending().await,
+            }
+        })
+        .or(async {
+            if drain_until.is_some() {
+                std::future::pending::<()>().await;
+            }
+            let _ = shutdown.recv().await;
+            Step::Shutdown
+        })
+        .or(async {
+            match commands_rx.recv().await {
+                Ok(c) => Step::Command(c),
+                Err(_) => std::future::pending().await,
+            }
+        })
+        .await;
+        let now = clock.now();
+        let unix = clock.unix_now();
+        match step {
+            Step::Inbound(first) => {
+                // Take whatever else is already queued before timers run again: under
+                // load one wake-up handles a batch.
+                let mut next = Some(first);
+                let mut handled = 0;
+                while let Some(inbound) = next.take() {
+                    match inbound {
+                        Inbound::Message { bytes, source } => {
+                            rl.core.handle_incoming(&bytes, source, now, unix)
+                        }
+                        Inbound::SendFailed { tx } => rl.core.transport_error(tx, now, unix),
+                    }
+                    rl.send_transmits();
+                    handled += 1;
+                    if handled < INBOUND_BATCH {
+                        next = inbound_rx.try_recv().ok();
+                    }
+                }
+            }
+            Step::Timer => {}
+            Step::Command(c) => rl.command(c, now, unix),
+            Step::Shutdown => {
+                info!("shutting down: finishing in-flight transactions");
+                // Stop accepting connections; sockets keep answering (503) so that
+                // responses to our own requests still arrive while we drain.
+                let _ = stop_tx.try_send(());
+                stop_tx.close();
+                rl.core.start_draining();
+                drain_until = Some(now + grace);
+            }
+            Step::Closed => break,
+        }
+        // Timers run after every step, so a busy socket cannot starve retransmissions.
+        rl.core.handle_timeout(now, unix);
+        if now >= rl.next_prune {
+            rl.prune_outboxes(now);
+        }
+    }
+    info!(
+        "stats: {:?} {:?}",
+        rl.core.endpoint().stats(),
+        rl.core.engine().stats()
+    );
+    rl.send_transmits();
+    // The last datagrams (final NOTIFYs, 503s) leave before we report stopped.
+    rl.udp_out.close();
+    // Exact NOTIFY counters into the rows, so a clean restart continues without a jump.
+    rl.core.settle();
+    let store = rl.store.clone();
+    match smol::unblock(move || store.flush()).await {
+        Ok(()) => {
+            info!("presenced stopped");
+            Ok(())
+        }
+        Err(e) => Err(DaemonError::Database(format!("final flush: {e}"))),
+    }
+}
+
+/// Inbound messages handled per wake-up before timers get their turn.
+const INBOUND_BATCH: usize = 256;
+
+enum Step {
+    Inbound(Inbound),
+    Command(Command),
+    Timer,
+    Shutdown,
+    Closed,
+}
+
+/// The state the run loop owns: the sans-I/O core and the I/O around it.
+struct RunLoop {
+    core: Core,
+    store: Store,
+    sender: SendHandle,
+    /// UDP leaves from a thread of its own, in order (see transport::udp_send).
+    udp_out: UdpOut,
+    ex: Arc<smol::Executor<'static>>,
+    clock: Arc<dyn Clock>,
+    /// One ordered outbox per TCP peer: a slow connection never holds the loop, and a
+    /// 200 always leaves before the NOTIFY that follows it on the same connection.
+    outboxes: HashMap<OutboxKey, Outbox>,
+    /// For the daemon's own tasks to report back.
+    commands: Sender<Command>,
+    xcap: XcapSide,
+    before_flush: Option<Arc<dyn Fn() + Send + Sync>>,
+    tcp_idle: Duration,
+    next_prune: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum OutboxKey {
+    Conn(ConnId),
+    Addr(SocketAddr),
+}
+
+struct Outbox {
+    queue: Sender<(Peer, Vec<u8>, Option<ClientTxId>)>,
+    last_used: Instant,
+}
+
+impl RunLoop {
+    /// Everything the core wants done now: bytes out, a flush, fetches.
+    fn carry_out(&mut self, now: Instant) {
+        self.send_transmits();
+        // Nothing waits in the UDP batch while the loop sleeps.
+        self.udp_out.flush();
+        if let Some(seq) = self.core.poll_flush(now) {
+            self.start_flush(seq);
+        }
+        self.xcap.request_fetches(&mut self.core);
+    }
+
+    /// Runs one flush on the blocking pool; its end comes back as a command.
+    fn start_flush(&mut self, seq: u64) {
+        let store = self.store.clone();
+        let done = self.commands.clone();
+        let gate = self.before_flush.clone();
+        self.ex
+            .spawn(async move {
+                let result = smol::unblock(move || {
+                    if let Some(gate) = gate {
+                        gate();
+                    }
+                    store.flush()
+                })
+                .await;
+                if let Err(e) = &result {
+                    warn!("flush failed: {e}");
+                }
+                let ok = result.is_ok();
+                let _ = done.send(Command::Flushed { seq, ok }).await;
+            })
+            .detach();
+    }
+
+    /// Carries out a command, from the control socket, a [`Handle`] or the daemon's
+    /// own tasks.
+    fn command(&mut self, c: Command, now: Instant, unix: u64) {
+        match c {
+            Command::XcapChanged((c, done)) => {
+                self.core
+                    .xcap_changed(&c.username, &c.domain, c.doc_type, now, unix);
+                if let Some(done) = done {
+                    let _ = done.try_send(());
+                }
+            }
+            Command::RefreshWatchers {
+                presentity,
+                event,
+                reply,
+            } => {
+                let result = match self.core.refresh_watchers(&presentity, &event, now, unix) {
+                    Some(notifies) => Ok(Refreshed {
+                        notifies,
+                        fetching: false,
+                    }),
+                    None => Err(CommandError::UnknownEvent(event)),
+                };
+                answer(reply, result);
+            }
+            Command::RefreshXcapDoc {
+                doc_uri,
+                port,
+                reply,
+            } => {
+                let result = self
+                    .xcap
+                    .refresh_doc(&mut self.core, doc_uri, port, now, unix);
+                answer(reply, result);
+            }
+            Command::Barrier(done) => {
+                let _ = done.try_send(());
+            }
+            Command::Restore {
+                staging,
+                replace,
+                reply,
+            } => {
+                // The commit writes many rows: it runs off the core loop, which keeps
+                // serving; requests for the engine wait until it is done.
+                self.core.pause_engine();
+                let done = self.commands.clone();
+                self.ex
+                    .spawn(async move {
+                        let result = smol::unblock(move || {
+                            let counts = staging.commit(replace).map_err(|e| e.to_string())?;
+                            Ok(counts)
+                        })
+                        .await;
+                        let _ = done.send(Command::Restored { result, reply }).await;
+                    })
+                    .detach();
+            }
+            Command::Restored { result, reply } => {
+                // Restored subscriptions hear the current state at once.
+                self.core.restored(result.is_ok(), now, unix);
+                let _ = reply.try_send(result);
+            }
+            Command::Status(reply) => {
+                let s = self.core.engine().stats();
+                let _ = reply.try_send(serde_json::json!({
+                    "publishes": s.publishes,
+                    "subscribes": s.subscribes,
+                    "notifies_sent": s.notifies_sent,
+                    "notify_failures": s.notify_failures,
+                    "aggregations": s.aggregations,
+                    "resident_subscriptions": self.core.engine().resident_subscriptions(),
+                    "transactions_in_flight": self.core.in_flight(),
+                }));
+            }
+            Command::Flushed { seq, ok } => {
+                if ok {
+                    self.core.flushed(seq, now, unix);
+                } else {
+                    self.core.flush_failed(now);
+                }
+            }
+        }
+    }
+
+    /// Sends everything the core has ready.
+    fn send_transmits(&mut self) {
+        while let Some(Transmit { to, bytes, tx }) = self.core.poll_transmit() {
+            match to.kind {
+                TransportKind::Udp => self.udp_out.push(to.addr, bytes, tx),
+                // A TCP send may connect or stall; never let one peer hold the loop.
+                TransportKind::Tcp => self.send_tcp(to, bytes, tx),
+            }
+        }
+    }
+
+    fn send_tcp(&mut self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
+        let key = match to.conn {
+            Some(c) => OutboxKey::Conn(c),
+            None => OutboxKey::Addr(to.addr),
+        };
+        let now = self.clock.now();
+        let outbox = self.outboxes.entry(key).or_insert_with(|| {
+            let (queue, rx) = smol::channel::unbounded::<(Peer, Vec<u8>, Option<ClientTxId>)>();
+            let sender = self.sender.clone();
+            self.ex
+                .spawn(async move {
+                    while let Ok((to, bytes, tx)) = rx.recv().await {
+                        sender.send_tcp(to, bytes, tx).await;
+                    }
+                })
+                .detach();
+            Outbox {
+                queue,
+                last_used: now,
+            }
+        });
+        outbox.last_used = now;
+        let _ = outbox.queue.try_send((to, bytes, tx));
+    }
+
+    /// Drops outboxes unused for the TCP idle time; their tasks end once their queues
+    /// are sent.
+    fn prune_outboxes(&mut self, now: Instant) {
+        let idle = self.tcp_idle;
+        self.outboxes
+            .retain(|_, o| now.saturating_duration_since(o.last_used) < idle);
+        self.next_prune = now + idle.min(Duration::from_secs(60));
+    }
+}
+
+/// Sends a command's result to whoever asked, or logs a failure nobody will read.
+fn answer(
+    reply: Option<Sender<Result<Refreshed, String>>>,
+    result: Result<Refreshed, CommandError>,
+) {
+    match reply {
+        Some(reply) => {
+            let _ = reply.try_send(result.map_err(|e| e.to_string()));
+        }
+        None => {
+            if let Err(e) = &result {
+                xcap::log_failure(e);
+            }
+        }
+    }
+}

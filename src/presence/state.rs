@@ -1,0 +1,316 @@
+//! A resource's state and who may see what of it: the document computed once per change
+//! (from its publications, or for a template package from the watchers table), the
+//! owner's rules read once per change, one body per distinct view, and the fan-out that
+//! gives every subscription what its decision allows (OpenSIPS refreshWatchers).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use log::{debug, warn};
+
+use super::subscription::{Body, Reason, Status, Subscription};
+use super::{Action, Engine, split_aor};
+use crate::events::package::{Decision, EventPackage, Handling, Registry, Rules, ViewId};
+use crate::sip::header::Event;
+use crate::store::{Publication, Watcher};
+
+/// What one change of a resource gives its watchers: the shared state, the owner's
+/// rules, and the bodies already built for each view.
+pub(super) struct Change {
+    pub state: Option<Arc<Vec<u8>>>,
+    rules: Option<Box<dyn Rules>>,
+    views: HashMap<ViewId, Option<Arc<Vec<u8>>>>,
+}
+
+impl Change {
+    pub fn decide(&mut self, watcher: &str, now: u64) -> Decision {
+        match &mut self.rules {
+            None => Decision::ALLOW_ALL,
+            Some(rules) => rules.decide(watcher, now),
+        }
+    }
+
+    /// The body a watcher with `view` gets, built at most once per view.
+    pub fn body(&mut self, view: ViewId, resource: &str) -> Option<Arc<Vec<u8>>> {
+        if view == ViewId::FULL {
+            return self.state.clone();
+        }
+        let (state, rules) = (&self.state, &self.rules);
+        self.views
+            .entry(view)
+            .or_insert_with(|| {
+                rules
+                    .as_ref()
+                    .and_then(|r| r.view(view, state.as_deref().map(|b| b.as_slice()), resource))
+                    .map(Arc::new)
+            })
+            .clone()
+    }
+}
+
+impl Engine {
+    /// The state of `resource` for `package`: the aggregate of its live publications
+    /// newest first (with the owner's state documents as the oldest, permanent ones),
+    /// the package's empty body when there are none, or for a template package the
+    /// full list of the watched event's watchers.
+    pub(super) fn state_of(
+        &mut self,
+        resource: &str,
+        package: &dyn EventPackage,
+        now: u64,
+    ) -> Option<Arc<Vec<u8>>> {
+        if let Some(watched) = package.watches() {
+            return Some(Arc::new(self.watcher_list(resource, package, watched)));
+        }
+        let event = Registry::event_key(package);
+        let mut rows: Vec<Publication> = match self.store.publications_of(&event, resource) {
+            Ok(rows) => rows.into_iter().filter(|p| p.expires > now).collect(),
+            Err(e) => {
+                warn!("store: {e}");
+                Vec::new()
+            }
+        };
+        let permanent = self.state_documents(resource, package);
+        self.stats.aggregations += 1;
+        if rows.is_empty() && permanent.is_empty() {
+            return package.empty_body(resource).map(Arc::new);
+        }
+        rows.sort_by_key(|p| std::cmp::Reverse(p.priority));
+        let bodies: Vec<&[u8]> = rows
+            .iter()
+            .map(|p| p.body.as_slice())
+            .chain(permanent.iter().map(Vec::as_slice))
+            .collect();
+        Some(Arc::new(package.aggregate(resource, &bodies)))
+    }
+
+    /// The owner's documents that take part in the state (RFC 4827), valid ones only.
+    fn state_documents(&self, resource: &str, package: &dyn EventPackage) -> Vec<Vec<u8>> {
+        let (Some(doc_type), Some((user, domain))) =
+            (package.state_documents(), split_aor(resource))
+        else {
+            return Vec::new();
+        };
+        match self.store.xcap_for_user(user, domain, Some(doc_type)) {
+            Ok(docs) => docs
+                .into_iter()
+                .filter(|d| package.validate(&d.doc).is_ok())
+                .map(|d| d.doc)
+                .collect(),
+            Err(e) => {
+                warn!("store: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The owner's rules for `package`, read once, or `None` when every watcher is let
+    /// in (force_active, or a package without authorization).
+    fn rules_for(
+        &mut self,
+        resource: &str,
+        package: &dyn EventPackage,
+        state: Option<&[u8]>,
+    ) -> Option<Box<dyn Rules>> {
+        if self.config.force_active {
+            return None;
+        }
+        let auth = package.authorization()?;
+        let mut documents = Vec::new();
+        if let Some((user, domain)) = split_aor(resource) {
+            match self
+                .store
+                .xcap_for_user(user, domain, Some(auth.rules_document()))
+            {
+                Ok(docs) => {
+                    if docs.is_empty() && self.config.fetch_rules {
+                        self.ask_fetch(user, domain);
+                    }
+                    documents = docs.into_iter().map(|d| d.doc).collect();
+                }
+                Err(e) => warn!("store: {e}"),
+            }
+        }
+        let refs: Vec<&[u8]> = documents.iter().map(Vec::as_slice).collect();
+        Some(auth.compile(&refs, state))
+    }
+
+    /// Asks once per housekeeping period for a user's documents.
+    fn ask_fetch(&mut self, user: &str, domain: &str) {
+        let key = (user.to_owned(), domain.to_owned());
+        if self.fetch_asked.insert(key) {
+            self.actions.push_back(Action::FetchDocuments {
+                user: user.to_owned(),
+                domain: domain.to_owned(),
+            });
+        }
+    }
+
+    /// The state of `resource` and its owner's rules, for one change.
+    pub(super) fn change(
+        &mut self,
+        resource: &str,
+        package: &dyn EventPackage,
+        now: u64,
+    ) -> Change {
+        let state = self.state_of(resource, package, now);
+        let rules = self.rules_for(resource, package, state.as_deref().map(|b| b.as_slice()));
+        Change {
+            state,
+            rules,
+            views: HashMap::new(),
+        }
+    }
+
+    /// The current body one subscription should get (for a NOTIFY that must carry the
+    /// full state).
+    pub(super) fn body_for(&mut self, sub: &Subscription, now: u64) -> Body {
+        if sub.status() != Status::Active {
+            return Body::None;
+        }
+        let package = sub.package().clone();
+        let mut change = self.change(sub.resource(), package.as_ref(), now);
+        let decision = change.decide(sub.watcher(), now);
+        Body::full(change.body(decision.view, sub.resource()))
+    }
+
+    /// Re-evaluates every subscription to `resource`'s `package` and NOTIFYs: active
+    /// ones get the current state as their rules let them see it, pending ones that are
+    /// now allowed get their first full state, blocked ones end with `rejected`.
+    pub(super) fn fan_out(&mut self, resource: &str, package: &dyn EventPackage, now: u64) {
+        let event = Registry::event_key(package);
+        let rows = match self.store.subscriptions_to(resource, &event) {
+            Ok(rows) => rows,
+            Err(e) => {
+                warn!("store: {e}");
+                return;
+            }
+        };
+        // Nobody to tell: the aggregate would be built for nothing (the common case for
+        // a device publishing before anyone watches it).
+        if rows.iter().all(|d| d.expires <= now) {
+            return;
+        }
+        let mut change = self.change(resource, package, now);
+        for row in rows {
+            if row.expires <= now {
+                continue;
+            }
+            let Some(sub) = self.take_subscription(row) else {
+                continue;
+            };
+            let decision = change.decide(sub.watcher(), now);
+            self.apply(sub, decision, &mut change, false, now);
+        }
+        if change.views.len() > 1 {
+            debug!("{resource}: {} distinct views", change.views.len());
+        }
+    }
+
+    /// Puts one subscription in the state `decision` gives and sends what that calls
+    /// for. `always_notify`: a SUBSCRIBE refresh, which gets a NOTIFY even when pending.
+    pub(super) fn apply(
+        &mut self,
+        mut sub: Subscription,
+        decision: Decision,
+        change: &mut Change,
+        always_notify: bool,
+        now: u64,
+    ) {
+        let status = match decision.handling {
+            // RFC 5025 §3.2.1 block: the subscription ends, RFC 6665 §4.2.2 reason
+            // rejected.
+            Handling::Block => return self.end(sub, Reason::Rejected, Body::None, now),
+            Handling::Allow => Status::Active,
+            Handling::Confirm => Status::Pending,
+        };
+        if sub.set_status(status) {
+            if let Err(e) = self.store.put_subscription(sub.row()) {
+                warn!("store: {e}");
+            }
+            let reason = match status {
+                Status::Active => Reason::Approved,
+                _ => Reason::Subscribe,
+            };
+            self.set_watcher_status(
+                sub.resource(),
+                sub.event(),
+                sub.watcher(),
+                status,
+                reason,
+                now,
+            );
+        } else if status != Status::Active && !always_notify {
+            return self.keep(sub);
+        }
+        let body = match status {
+            Status::Active => Body::full(change.body(decision.view, sub.resource())),
+            _ => Body::None,
+        };
+        sub.notify(body);
+        self.pump(sub, now);
+    }
+
+    /// OpenSIPS `refreshWatchers <presentity_uri> <event>`: re-reads the resource's
+    /// rules and state and updates its watchers at once. Returns how many NOTIFYs that
+    /// queued, or `None` for an event no package serves.
+    pub fn refresh_watchers(&mut self, resource: &str, event: &str, now: u64) -> Option<usize> {
+        let package = Event::parse(event)
+            .ok()
+            .and_then(|e| self.packages.find(&e).cloned())?;
+        let before = self.actions.len();
+        self.fan_out(resource, package.as_ref(), now);
+        Some(self.notifies_since(before))
+    }
+
+    /// An XCAP document of `username@domain` was written, replaced or removed: the
+    /// packages whose rules or state it holds re-evaluate that user's watchers. Returns
+    /// how many NOTIFYs that queued.
+    pub fn xcap_changed(&mut self, username: &str, domain: &str, doc_type: u8, now: u64) -> usize {
+        let resource = format!("sip:{username}@{domain}");
+        let affected: Vec<Arc<dyn EventPackage>> = self
+            .packages
+            .iter()
+            .filter(|p| {
+                p.state_documents() == Some(doc_type)
+                    || p.authorization()
+                        .is_some_and(|a| a.rules_document() == doc_type)
+            })
+            .cloned()
+            .collect();
+        let before = self.actions.len();
+        for package in affected {
+            self.fan_out(&resource, package.as_ref(), now);
+        }
+        self.notifies_since(before)
+    }
+
+    fn notifies_since(&self, before: usize) -> usize {
+        self.actions
+            .iter()
+            .skip(before)
+            .filter(|a| matches!(a, Action::Notify { .. }))
+            .count()
+    }
+
+    /// The full list of `watched`'s watchers of `resource`, as `package` writes it.
+    /// Terminated rows are history, not watchers, so they are left out.
+    pub(super) fn watcher_list(
+        &self,
+        resource: &str,
+        package: &dyn EventPackage,
+        watched: &str,
+    ) -> Vec<u8> {
+        let rows: Vec<Watcher> = match self.store.watchers_for(resource, watched) {
+            Ok(rows) => rows
+                .into_iter()
+                .filter(|w| !matches!(Status::from_code(w.status, None), Status::Terminated(_)))
+                .collect(),
+            Err(e) => {
+                warn!("store: {e}");
+                Vec::new()
+            }
+        };
+        package.watcher_document(resource, &rows, true)
+    }
+}
