@@ -1786,6 +1786,101 @@ control_socket = "/run/presenced.sock"
         assert_eq!(Config::from_toml_str(&cfg.to_toml_string()).unwrap(), cfg);
     }
 
+    #[test]
+    fn a_field_is_known_to_the_key_check_and_the_printer_through_serde_alone() {
+        let every = Config::from_toml_str(EVERY_KEY).unwrap();
+        // Serialize's view of the struct, independent of the Deserialize-derived schema:
+        // both list the same fields, so a new field reaches Key::ALL with no more code.
+        let serialized: std::collections::BTreeSet<String> = toml::Table::try_from(&every)
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let known: std::collections::BTreeSet<String> =
+            Key::ALL.iter().map(|k| k.name().to_owned()).collect();
+        assert_eq!(known, serialized);
+        assert_eq!(Key::ALL.len(), serialized.len(), "a key listed twice");
+
+        // Every field is printed once, in struct order, and every printed key (and each
+        // of its aliases) passes the unknown-key check.
+        let text = every.to_toml_string();
+        let printed: Vec<(&str, &str)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(" = "))
+            .collect();
+        let names: Vec<&str> = printed.iter().map(|(k, _)| *k).collect();
+        let fields: Vec<&str> = Key::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names, fields);
+        for (key, value) in &printed {
+            assert_eq!(
+                lookup(key).map(Key::name),
+                Some(*key),
+                "{key} printed but not canonical"
+            );
+            let aliases = ALIASES.iter().filter(|(_, k)| k.name() == *key);
+            for name in std::iter::once(*key).chain(aliases.map(|(a, _)| *a)) {
+                let e = Config::from_toml_str(&format!("{name} = {value}")).err();
+                assert!(
+                    !matches!(e, Some(ConfigError::UnknownKey { .. })),
+                    "{name} refused: {e:?}"
+                );
+            }
+        }
+        // Unset options are named in comments.
+        let text = Config::default().to_toml_string();
+        for key in Key::ALL {
+            let set = format!("{} = ", key.name());
+            let unset = format!("# {} unset", key.name());
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&set) || l.starts_with(&unset)),
+                "{} missing in\n{text}",
+                key.name()
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_toml_cannot_hold_spoils_only_its_own_line() {
+        let cfg = Config {
+            cache_capacity: u64::MAX,
+            ..Config::default()
+        };
+        let text = cfg.to_toml_string();
+        assert!(
+            text.contains("\n# cache_capacity = 18446744073709551615 does not fit in TOML\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nclean_period = 100\n"), "{text}");
+    }
+
+    #[test]
+    fn a_date_time_is_not_taken_for_a_string() {
+        let (line, key, reason) = invalid_at("db = 1979-05-27");
+        assert_eq!((line, key.as_str()), (1, "db"));
+        assert_eq!(reason, "expected a string, got a date-time");
+    }
+
+    #[test]
+    fn the_second_max_expires_alias_is_checked_too() {
+        let (line, key, reason) =
+            invalid_at("max_expires_subscribe = 100\nmax_expires_publish = 5000000000");
+        assert_eq!((line, key.as_str()), (2, "max_expires_publish"));
+        assert!(reason.contains("out of range"), "{reason}");
+        let e = err("max_expires_subscribe = 100\nmax_expires_publish = 50\nmax_expires = 9");
+        assert_eq!((e.line(), e.key()), (Some(3), Some("max_expires")));
+    }
+
+    #[test]
+    fn numbers_toml_cannot_hold_are_syntax_errors_in_file_order() {
+        let e = err("sync = 99999999999999999999\nclean_period = 1e400\n");
+        assert!(
+            matches!(e, ConfigError::Syntax { line: Some(1), .. }),
+            "{e}"
+        );
+    }
+
     fn arb_config() -> impl Strategy<Value = Config> {
         let listen = prop::collection::vec(
             (any::<bool>(), any::<[u8; 4]>(), any::<u16>()).prop_map(|(tcp, ip, port)| {
