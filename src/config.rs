@@ -2,101 +2,191 @@
 //! follow the OpenSIPS presence/tm/core parameter names, with every value defaulted so
 //! that no file is needed. Loading checks every key and value up front and names the
 //! file, line and key of the first mistake, so a typo never silently becomes a default.
+//!
+//! The struct is the one list of settings: serde's derive carries each key, its aliases
+//! and the check of its value, and the unknown-key check, the suggestions and the printer
+//! ask serde for the keys (see `Schema`) instead of keeping lists of their own.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::LazyLock;
 
-use toml::{Spanned, Value};
+use serde::de::value::{StrDeserializer, UnitDeserializer};
+use serde::de::{DeserializeSeed, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use toml::Spanned;
+use toml::Value;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 /// Effective configuration of one presenced instance.
 ///
 /// Every field has a default (see [`Config::default`]); `docs/configuration.md` lists the
-/// keys, their OpenSIPS/OpenSER aliases and their meaning.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// keys, their OpenSIPS/OpenSER aliases and their meaning. Each field's attributes say
+/// how its value is read and checked; [`Config::from_toml_str`] adds the checks between
+/// settings, so read files through it (or [`Config::load`]), not through serde alone.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Sockets to listen on. Default: `udp:127.0.0.1:5060` and `tcp:127.0.0.1:5060`.
+    #[serde(
+        deserialize_with = "parse::listen",
+        serialize_with = "print::display_list"
+    )]
     pub listen: Vec<ListenAddr>,
     /// sled database directory. Default `presenced.db`, relative to the working directory.
+    #[serde(deserialize_with = "parse::path", serialize_with = "print::path")]
     pub db: PathBuf,
     /// Domains this server is authoritative for. Default empty: any domain is served.
+    #[serde(deserialize_with = "parse::domains")]
     pub domains: Vec<String>,
     /// Seconds between sweeps of expired publications and subscriptions. Default 100.
+    #[serde(deserialize_with = "parse::int::<1, MAX_SECS, _, _>")]
     pub clean_period: u64,
     /// Largest Expires granted to PUBLISH and SUBSCRIBE, in seconds. Default 3600.
+    // OpenSIPS presence split OpenSER's max_expires in two; we keep one limit, and when
+    // both halves are given the stricter one wins (see `from_toml_str`).
+    #[serde(
+        alias = "max_expires_subscribe",
+        alias = "max_expires_publish",
+        deserialize_with = "parse::int::<1, U32_MAX, _, _>"
+    )]
     pub max_expires: u32,
     /// Smallest non-zero Expires accepted (shorter gets 423); 0 = no minimum. Default 0.
+    #[serde(deserialize_with = "parse::int::<0, U32_MAX, _, _>")]
     pub min_expires: u32,
     /// Expires used when a SUBSCRIBE/PUBLISH has none, in seconds. Default 3600 (or the
     /// nearest value inside `min_expires..=max_expires` when those exclude 3600).
+    #[serde(deserialize_with = "parse::int::<1, U32_MAX, _, _>")]
     pub default_expires: u32,
     /// Seconds subtracted from the Expires in a PUBLISH 200 so clients refresh before the
     /// publication lapses. Default 0.
+    #[serde(deserialize_with = "parse::int::<0, U32_MAX, _, _>")]
     pub expires_offset: u32,
     /// Prefix of the To-tags generated for SUBSCRIBE dialogs. Default `"10"`.
+    #[serde(deserialize_with = "parse::to_tag_pref")]
     pub to_tag_pref: String,
     /// SIP URI put in Contact of our SUBSCRIBE/PUBLISH 200s and NOTIFYs. Default `None`:
     /// the transport's local address is used.
+    #[serde(
+        deserialize_with = "parse::server_address",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub server_address: Option<String>,
     /// Accept every subscription as active without consulting pres-rules. Default true.
+    #[serde(deserialize_with = "parse::flag")]
     pub force_active: bool,
     /// End a subscription when its NOTIFY times out (408), not only on 481. Default true.
+    // OpenSER/Kamailio presence: drop the subscription when its NOTIFY gets 408.
+    #[serde(alias = "timeout_rm_subs", deserialize_with = "parse::flag")]
     pub end_sub_on_timeout: bool,
     /// A new SUBSCRIBE from the same watcher contact replaces its stale subscription.
     /// Default true.
+    #[serde(deserialize_with = "parse::flag")]
     pub replace_stale_subscriptions: bool,
     /// With no publication left, NOTIFY a "closed" PIDF (true) or no body (false).
     /// Default true.
+    // OpenSIPS presence: send an offline/closed document when nothing is published.
+    #[serde(alias = "notify_offline_body", deserialize_with = "parse::flag")]
     pub notify_closed_when_empty: bool,
     /// Aggregate XCAP pidf-manipulation documents into presence (RFC 4827). Default false.
+    #[serde(deserialize_with = "parse::flag")]
     pub pidf_manipulation: bool,
     /// Only the account owner may subscribe to message-summary (RFC 3842 §6); others get
     /// 403. Default true.
+    #[serde(deserialize_with = "parse::flag")]
     pub mwi_owner_only: bool,
     /// XCAP documents arrive through presenced's own XCAP server (true) or are fetched
     /// from `xcap_server` (false). Default true.
+    #[serde(deserialize_with = "parse::flag")]
     pub integrated_xcap_server: bool,
     /// Trusted external XCAP server roots to fetch documents from. Default empty.
+    #[serde(deserialize_with = "parse::xcap_servers")]
     pub xcap_server: Vec<String>,
     /// Address of the built-in XCAP server (started when `integrated_xcap_server` is on
     /// and `force_active` off or `pidf_manipulation` on). Default `127.0.0.1:5080`:
     /// loopback only until the XCAP server authenticates its clients.
+    #[serde(deserialize_with = "parse::socket_addr")]
     pub xcap_listen: SocketAddr,
     /// Largest XCAP document accepted or fetched, in bytes. Default 65536.
+    #[serde(deserialize_with = "parse::int::<256, MAX_MESSAGE_SIZE, _, _>")]
     pub xcap_max_document_size: usize,
     /// Re-fetch documents from `xcap_server` periodically (xcap_client). Default true.
+    #[serde(deserialize_with = "parse::flag")]
     pub periodical_query: bool,
     /// Seconds between re-fetches when `periodical_query` is on. Default 100.
+    #[serde(deserialize_with = "parse::int::<1, MAX_SECS, _, _>")]
     pub query_period: u64,
     /// Days that pending, waiting and terminated watchers records are kept; 0 keeps
     /// them for ever. Default 3.
+    // OpenSIPS presence: days to keep pending/waiting watchers records.
+    #[serde(
+        alias = "waiting_subs_daysno",
+        deserialize_with = "parse::int::<0, 36_500, _, _>"
+    )]
     pub watchers_retention_days: u64,
     /// When the database is flushed to disk. Default [`SyncMode::Periodic`].
+    #[serde(
+        deserialize_with = "parse::sync_mode",
+        serialize_with = "print::display"
+    )]
     pub sync: SyncMode,
     /// Milliseconds between flushes in periodic mode. Default 500.
+    #[serde(deserialize_with = "parse::int::<1, MAX_TIMER_MS, _, _>")]
     pub sync_period_ms: u64,
     /// sled page cache size in bytes. Default 8 MiB.
+    #[serde(deserialize_with = "parse::int::<1, TOML_INT_MAX, _, _>")]
     pub cache_capacity: u64,
     /// Largest SIP message accepted, in bytes. Default 65535.
+    #[serde(deserialize_with = "parse::int::<MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE, _, _>")]
     pub max_message_size: usize,
     /// Largest SIP body accepted, in bytes. Default 32768.
+    #[serde(deserialize_with = "parse::int::<0, MAX_MESSAGE_SIZE, _, _>")]
     pub max_body_size: usize,
     /// Most TCP connections held open at once. Default 1024.
+    // OpenSER/OpenSIPS core parameter.
+    #[serde(
+        alias = "tcp_max_connections",
+        deserialize_with = "parse::int::<1, TOML_INT_MAX, _, _>"
+    )]
     pub max_connections: usize,
     /// Seconds after which an idle TCP connection is closed. Default 300.
+    // OpenSER/OpenSIPS core parameter, in seconds too.
+    #[serde(
+        alias = "tcp_connection_lifetime",
+        deserialize_with = "parse::int::<1, MAX_SECS, _, _>"
+    )]
     pub tcp_idle_timeout: u64,
     /// RFC 3261 timer T1 (round-trip estimate), milliseconds. Default 500.
+    // OpenSER/OpenSIPS tm module, in milliseconds too.
+    #[serde(
+        alias = "T1_timer",
+        deserialize_with = "parse::int::<1, MAX_TIMER_MS, _, _>"
+    )]
     pub timer_t1_ms: u64,
     /// RFC 3261 timer T2 (retransmit interval cap), milliseconds. Default 4000.
+    // OpenSER/OpenSIPS tm module, in milliseconds too.
+    #[serde(
+        alias = "T2_timer",
+        deserialize_with = "parse::int::<1, MAX_TIMER_MS, _, _>"
+    )]
     pub timer_t2_ms: u64,
     /// RFC 3261 timer T4 (network lifetime of a message), milliseconds. Default 5000.
+    #[serde(deserialize_with = "parse::int::<1, MAX_TIMER_MS, _, _>")]
     pub timer_t4_ms: u64,
     /// Milliseconds given to in-flight work (final NOTIFYs, flush) at shutdown. Default 2000.
+    #[serde(deserialize_with = "parse::int::<0, MAX_TIMER_MS, _, _>")]
     pub shutdown_grace_ms: u64,
     /// Unix socket of the control channel. Default `None`: the caller picks
     /// `<db>/control.sock`.
+    #[serde(
+        deserialize_with = "parse::optional_path",
+        serialize_with = "print::optional_path",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub control_socket: Option<PathBuf>,
 }
 
@@ -153,6 +243,7 @@ const MAX_TIMER_MS: u64 = 3_600_000;
 const MAX_SECS: u64 = 365 * 24 * 3600;
 /// The largest integer TOML can carry.
 const TOML_INT_MAX: u64 = i64::MAX.unsigned_abs();
+const U32_MAX: u64 = u32::MAX as u64;
 const MAX_TO_TAG_PREF: usize = 32;
 /// File name used in errors when the text did not come from a file.
 const NO_FILE: &str = "<config>";
@@ -416,145 +507,100 @@ impl std::error::Error for ConfigError {
     }
 }
 
-/// Every setting; `Key::name` is its canonical file key.
+/// A setting, named by its canonical file key (the field name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
-    Listen,
-    Db,
-    Domains,
-    CleanPeriod,
-    MaxExpires,
-    MinExpires,
-    DefaultExpires,
-    ExpiresOffset,
-    ToTagPref,
-    ServerAddress,
-    ForceActive,
-    EndSubOnTimeout,
-    ReplaceStaleSubscriptions,
-    NotifyClosedWhenEmpty,
-    PidfManipulation,
-    MwiOwnerOnly,
-    IntegratedXcapServer,
-    XcapServer,
-    XcapListen,
-    XcapMaxDocumentSize,
-    PeriodicalQuery,
-    QueryPeriod,
-    WatchersRetentionDays,
-    Sync,
-    SyncPeriodMs,
-    CacheCapacity,
-    MaxMessageSize,
-    MaxBodySize,
-    MaxConnections,
-    TcpIdleTimeout,
-    TimerT1Ms,
-    TimerT2Ms,
-    TimerT4Ms,
-    ShutdownGraceMs,
-    ControlSocket,
-}
+struct Key(&'static str);
 
 impl Key {
-    const ALL: [Key; 35] = [
-        Key::Listen,
-        Key::Db,
-        Key::Domains,
-        Key::CleanPeriod,
-        Key::MaxExpires,
-        Key::MinExpires,
-        Key::DefaultExpires,
-        Key::ExpiresOffset,
-        Key::ToTagPref,
-        Key::ServerAddress,
-        Key::ForceActive,
-        Key::EndSubOnTimeout,
-        Key::ReplaceStaleSubscriptions,
-        Key::NotifyClosedWhenEmpty,
-        Key::PidfManipulation,
-        Key::MwiOwnerOnly,
-        Key::IntegratedXcapServer,
-        Key::XcapServer,
-        Key::XcapListen,
-        Key::XcapMaxDocumentSize,
-        Key::PeriodicalQuery,
-        Key::QueryPeriod,
-        Key::WatchersRetentionDays,
-        Key::Sync,
-        Key::SyncPeriodMs,
-        Key::CacheCapacity,
-        Key::MaxMessageSize,
-        Key::MaxBodySize,
-        Key::MaxConnections,
-        Key::TcpIdleTimeout,
-        Key::TimerT1Ms,
-        Key::TimerT2Ms,
-        Key::TimerT4Ms,
-        Key::ShutdownGraceMs,
-        Key::ControlSocket,
-    ];
+    /// Every setting, in struct order.
+    const ALL: Listing<Key> = Listing(|s| &s.keys);
 
     fn name(self) -> &'static str {
-        match self {
-            Key::Listen => "listen",
-            Key::Db => "db",
-            Key::Domains => "domains",
-            Key::CleanPeriod => "clean_period",
-            Key::MaxExpires => "max_expires",
-            Key::MinExpires => "min_expires",
-            Key::DefaultExpires => "default_expires",
-            Key::ExpiresOffset => "expires_offset",
-            Key::ToTagPref => "to_tag_pref",
-            Key::ServerAddress => "server_address",
-            Key::ForceActive => "force_active",
-            Key::EndSubOnTimeout => "end_sub_on_timeout",
-            Key::ReplaceStaleSubscriptions => "replace_stale_subscriptions",
-            Key::NotifyClosedWhenEmpty => "notify_closed_when_empty",
-            Key::PidfManipulation => "pidf_manipulation",
-            Key::MwiOwnerOnly => "mwi_owner_only",
-            Key::IntegratedXcapServer => "integrated_xcap_server",
-            Key::XcapServer => "xcap_server",
-            Key::XcapListen => "xcap_listen",
-            Key::XcapMaxDocumentSize => "xcap_max_document_size",
-            Key::PeriodicalQuery => "periodical_query",
-            Key::QueryPeriod => "query_period",
-            Key::WatchersRetentionDays => "watchers_retention_days",
-            Key::Sync => "sync",
-            Key::SyncPeriodMs => "sync_period_ms",
-            Key::CacheCapacity => "cache_capacity",
-            Key::MaxMessageSize => "max_message_size",
-            Key::MaxBodySize => "max_body_size",
-            Key::MaxConnections => "max_connections",
-            Key::TcpIdleTimeout => "tcp_idle_timeout",
-            Key::TimerT1Ms => "timer_t1_ms",
-            Key::TimerT2Ms => "timer_t2_ms",
-            Key::TimerT4Ms => "timer_t4_ms",
-            Key::ShutdownGraceMs => "shutdown_grace_ms",
-            Key::ControlSocket => "control_socket",
-        }
+        self.0
     }
 }
 
-/// Names the same setting carried in OpenSER/OpenSIPS/Kamailio, mapped to ours.
-/// Units agree in every pair (seconds for expires/lifetimes, milliseconds for T1/T2).
-const ALIASES: &[(&str, Key)] = &[
-    // OpenSIPS presence split OpenSER's max_expires in two; we keep one limit.
-    ("max_expires_subscribe", Key::MaxExpires),
-    ("max_expires_publish", Key::MaxExpires),
-    // OpenSER/Kamailio presence: drop the subscription when its NOTIFY gets 408.
-    ("timeout_rm_subs", Key::EndSubOnTimeout),
-    // OpenSIPS presence: send an offline/closed document when nothing is published.
-    ("notify_offline_body", Key::NotifyClosedWhenEmpty),
-    // OpenSER/OpenSIPS core TCP parameters.
-    ("tcp_connection_lifetime", Key::TcpIdleTimeout),
-    ("tcp_max_connections", Key::MaxConnections),
-    // OpenSER/OpenSIPS tm module retransmission timers.
-    ("T1_timer", Key::TimerT1Ms),
-    ("T2_timer", Key::TimerT2Ms),
-    // OpenSIPS presence: days to keep pending/waiting watchers records.
-    ("waiting_subs_daysno", Key::WatchersRetentionDays),
-];
+/// Names the same setting carried in OpenSER/OpenSIPS/Kamailio (`#[serde(alias)]` on the
+/// fields), each with the setting it stands for.
+const ALIASES: Listing<(&str, Key)> = Listing(|s| &s.aliases);
+
+/// The settings as serde_derive sees `Config`. Asked once, so that a field added to the
+/// struct is known to the key checks, the suggestions and the printer with no more code.
+struct Schema {
+    /// Canonical keys, in struct order.
+    keys: Vec<Key>,
+    /// The other names serde accepts, with the setting each one sets.
+    aliases: Vec<(&'static str, Key)>,
+}
+
+impl Schema {
+    fn ask_serde() -> Schema {
+        // With deny_unknown_fields, serde answers an unknown key with every name it
+        // accepts: field names and aliases, field by field in struct order.
+        let accepted = match from_pairs(&[("", None)]) {
+            Err((_, DeError::Unknown(names))) => names,
+            _ => &[],
+        };
+        // Values each canonical key accepts: the defaults, as TOML. Options left unset
+        // have none and are probed as "unset".
+        let text = toml::to_string(&Config::default()).unwrap_or_default();
+        let defaults = DeTable::parse(&text)
+            .map(Spanned::into_inner)
+            .unwrap_or_default();
+        // Giving `first` and then `second` trips serde's duplicate-field check exactly
+        // when both set the same field, and serde names the field by its canonical key.
+        // Only `first`'s value is read.
+        let same_field = |first: &str, second: &str| {
+            let value = defaults.get(first);
+            match from_pairs(&[(first, value), (second, None)]) {
+                Err((_, DeError::Duplicate(field))) => Some(field),
+                _ => None,
+            }
+        };
+        let keys: Vec<Key> = accepted
+            .iter()
+            .filter(|name| same_field(name, name) == Some(**name))
+            .map(|name| Key(name))
+            .collect();
+        let aliases = accepted
+            .iter()
+            .filter(|name| !keys.contains(&Key(name)))
+            .filter_map(|alias| {
+                let key = keys
+                    .iter()
+                    .find(|k| same_field(k.name(), alias).is_some())?;
+                Some((*alias, *key))
+            })
+            .collect();
+        Schema { keys, aliases }
+    }
+}
+
+fn schema() -> &'static Schema {
+    static SCHEMA: LazyLock<Schema> = LazyLock::new(Schema::ask_serde);
+    &SCHEMA
+}
+
+/// One of the `Schema`'s lists, read like a slice.
+#[derive(Clone, Copy)]
+struct Listing<T: 'static>(fn(&'static Schema) -> &'static [T]);
+
+impl<T> Deref for Listing<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        (self.0)(schema())
+    }
+}
+
+impl<T> IntoIterator for Listing<T> {
+    type Item = &'static T;
+    type IntoIter = std::slice::Iter<'static, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        (self.0)(schema()).iter()
+    }
+}
 
 fn lookup(name: &str) -> Option<Key> {
     Key::ALL
@@ -609,11 +655,133 @@ fn line_at(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// A key and its value as handed to serde; no value stands for an unset option.
+type Pair<'a, 'i> = (&'a str, Option<&'a Spanned<DeValue<'i>>>);
+
+/// Deserializes a `Config` from `pairs`, in their order; an error comes with the index
+/// of the pair it is about.
+fn from_pairs(pairs: &[Pair<'_, '_>]) -> Result<Config, (usize, DeError)> {
+    let mut feed = Pairs { pairs, next: 0 };
+    Config::deserialize(&mut feed).map_err(|e| (feed.next.saturating_sub(1), e))
+}
+
+/// Feeds key/value pairs to `Config`'s derived visitor as a map.
+struct Pairs<'a, 'i> {
+    pairs: &'a [Pair<'a, 'i>],
+    /// The pair whose key is handed out next.
+    next: usize,
+}
+
+// The values borrow from the text, so serde's 'de is the text's lifetime.
+impl<'de> Deserializer<'de> for &mut Pairs<'_, 'de> {
+    type Error = DeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
+        visitor.visit_map(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+        byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map struct
+        enum identifier ignored_any
+    }
+}
+
+impl<'de> MapAccess<'de> for &mut Pairs<'_, 'de> {
+    type Error = DeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
+        let Some((key, _)) = self.pairs.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        seed.deserialize(StrDeserializer::new(key)).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
+        let value = self
+            .next
+            .checked_sub(1)
+            .and_then(|i| self.pairs.get(i))
+            .and_then(|(_, value)| *value);
+        match value {
+            Some(v) => seed
+                .deserialize(ValueDeserializer::from(v.clone()))
+                .map_err(|e| DeError::Invalid(e.message().to_owned())),
+            None => seed.deserialize(UnitDeserializer::new()),
+        }
+    }
+}
+
+/// What `Config`'s derived deserializer reported about a pair.
+#[derive(Debug)]
+enum DeError {
+    /// No field has this key; serde lists the keys it accepts.
+    Unknown(&'static [&'static str]),
+    /// The key's field was already set; serde names the field.
+    Duplicate(&'static str),
+    /// The field's deserializer refused the value, for this reason.
+    Invalid(String),
+}
+
+impl DeError {
+    /// The error as reported for `key` on `line`.
+    fn at(self, file: &Path, line: usize, key: &str) -> ConfigError {
+        match self {
+            DeError::Unknown(_) => ConfigError::UnknownKey {
+                file: file.to_path_buf(),
+                line,
+                key: key.to_owned(),
+                suggestion: suggest(key),
+            },
+            DeError::Duplicate(_) | DeError::Invalid(_) => ConfigError::InvalidValue {
+                file: file.to_path_buf(),
+                line,
+                key: key.to_owned(),
+                reason: self.to_string(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for DeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeError::Unknown(_) => f.write_str("unknown key"),
+            DeError::Duplicate(field) => write!(f, "{field} is given twice"),
+            DeError::Invalid(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl serde::de::Error for DeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        DeError::Invalid(msg.to_string())
+    }
+
+    fn unknown_field(_field: &str, expected: &'static [&'static str]) -> Self {
+        DeError::Unknown(expected)
+    }
+
+    fn duplicate_field(field: &'static str) -> Self {
+        DeError::Duplicate(field)
+    }
+}
+
 /// Where a setting was given: the key as written and its line.
 struct Given {
     name: String,
     line: usize,
 }
+
+/// The one setting whose aliases may all be given: max_expires_subscribe and
+/// max_expires_publish, which OpenSIPS keeps apart and we serve with one limit.
+const STRICTER_WINS: Key = Key("max_expires");
 
 impl Config {
     /// Reads and checks a configuration file; errors name `path`.
@@ -632,150 +800,86 @@ impl Config {
     /// Keys left out keep their defaults.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let file = PathBuf::from(NO_FILE);
-        let table: BTreeMap<Spanned<String>, Spanned<Value>> =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax {
-                file: file.clone(),
-                line: e.span().map(|s| line_at(text, s.start)),
-                message: e.message().trim_end().to_owned(),
-            })?;
+        let syntax = |e: toml::de::Error, at: usize| ConfigError::Syntax {
+            file: file.clone(),
+            line: Some(line_at(text, e.span().map_or(at, |s| s.start))),
+            message: e.message().trim_end().to_owned(),
+        };
+        let table = DeTable::parse(text).map_err(|e| ConfigError::Syntax {
+            file: file.clone(),
+            line: e.span().map(|s| line_at(text, s.start)),
+            message: e.message().trim_end().to_owned(),
+        })?;
         // Report the first mistake in file order, not key order.
-        let mut entries: Vec<_> = table.into_iter().collect();
+        let mut entries: Vec<_> = table.into_inner().into_iter().collect();
         entries.sort_by_key(|(k, _)| k.span().start);
+        // A number TOML cannot hold (an integer beyond 64 bits) is a syntax error.
+        for (_, value) in &entries {
+            Value::deserialize(ValueDeserializer::from(value.clone()))
+                .map_err(|e| syntax(e, value.span().start))?;
+        }
 
-        let mut cfg = Config::default();
+        // Each pair alone first, in file order, so the first mistake is the one reported.
         let mut given: HashMap<Key, Given> = HashMap::new();
+        let mut kept: Vec<(Pair<'_, '_>, usize)> = Vec::with_capacity(entries.len());
+        let mut stricter_limit: Option<u32> = None;
         for (name, value) in &entries {
             let line = line_at(text, name.span().start);
-            let name = name.get_ref();
-            let invalid = |reason: String| ConfigError::InvalidValue {
-                file: file.clone(),
-                line,
-                key: name.clone(),
-                reason,
-            };
+            let name: &str = name.get_ref();
             let Some(key) = lookup(name) else {
                 return Err(ConfigError::UnknownKey {
-                    file: file.clone(),
+                    file,
                     line,
-                    key: name.clone(),
+                    key: name.to_owned(),
                     suggestion: suggest(name),
                 });
             };
+            // max_expires_subscribe and max_expires_publish both set: one limit serves
+            // both methods, so the stricter one wins.
+            let mut stricter = false;
             if let Some(first) = given.get(&key) {
-                let both_aliases = key == Key::MaxExpires
-                    && first.name != key.name()
-                    && name.as_str() != key.name();
-                if !both_aliases {
+                stricter = key == STRICTER_WINS && first.name != key.name() && name != key.name();
+                if !stricter {
                     return Err(ConfigError::Conflict {
-                        file: file.clone(),
+                        file,
                         line,
-                        key: name.clone(),
+                        key: name.to_owned(),
                         other: first.name.clone(),
                         other_line: first.line,
                     });
                 }
-                // max_expires_subscribe and max_expires_publish both set: one limit
-                // serves both methods, so the stricter one wins.
-                let limit =
-                    int_in::<u32>(value.get_ref(), 1, u64::from(u32::MAX)).map_err(invalid)?;
-                cfg.max_expires = cfg.max_expires.min(limit);
+            }
+            let alone =
+                from_pairs(&[(name, Some(value))]).map_err(|(_, e)| e.at(&file, line, name))?;
+            if stricter {
+                let limit = stricter_limit.map_or(alone.max_expires, |l| l.min(alone.max_expires));
+                stricter_limit = Some(limit);
                 continue;
             }
-            cfg.apply(key, value.get_ref()).map_err(invalid)?;
             given.insert(
                 key,
                 Given {
-                    name: name.clone(),
+                    name: name.to_owned(),
                     line,
                 },
             );
+            kept.push(((name, Some(value)), line));
+        }
+
+        let pairs: Vec<Pair<'_, '_>> = kept.iter().map(|(pair, _)| *pair).collect();
+        let mut cfg = from_pairs(&pairs).map_err(|(i, e)| match kept.get(i) {
+            Some(((name, _), line)) => e.at(&file, *line, name),
+            None => ConfigError::Syntax {
+                file: file.clone(),
+                line: None,
+                message: e.to_string(),
+            },
+        })?;
+        if let Some(limit) = stricter_limit {
+            cfg.max_expires = cfg.max_expires.min(limit);
         }
         cfg.check_together(&given, &file)?;
         Ok(cfg)
-    }
-
-    /// Sets one field from its file value; the error is the reason only.
-    fn apply(&mut self, key: Key, v: &Value) -> Result<(), String> {
-        match key {
-            Key::Listen => {
-                let list = string_list(v)?;
-                let mut out: Vec<ListenAddr> = Vec::with_capacity(list.len());
-                for s in &list {
-                    let addr: ListenAddr = s.parse().map_err(|e: ListenAddrError| e.to_string())?;
-                    if out.contains(&addr) {
-                        return Err(format!("{addr} is listed twice"));
-                    }
-                    out.push(addr);
-                }
-                if out.is_empty() {
-                    return Err("at least one listen address is needed".to_owned());
-                }
-                self.listen = out;
-            }
-            Key::Db => self.db = PathBuf::from(non_empty(string(v)?)?),
-            Key::Domains => {
-                let list = string_list(v)?;
-                for d in &list {
-                    check_domain(d)?;
-                }
-                self.domains = list;
-            }
-            Key::CleanPeriod => self.clean_period = int_in(v, 1, MAX_SECS)?,
-            Key::MaxExpires => self.max_expires = int_in(v, 1, u64::from(u32::MAX))?,
-            Key::MinExpires => self.min_expires = int_in(v, 0, u64::from(u32::MAX))?,
-            Key::DefaultExpires => self.default_expires = int_in(v, 1, u64::from(u32::MAX))?,
-            Key::ExpiresOffset => self.expires_offset = int_in(v, 0, u64::from(u32::MAX))?,
-            Key::ToTagPref => {
-                let s = string(v)?;
-                check_to_tag_pref(s)?;
-                self.to_tag_pref = s.to_owned();
-            }
-            Key::ServerAddress => {
-                let s = string(v)?;
-                check_sip_uri(s)?;
-                self.server_address = Some(s.to_owned());
-            }
-            Key::ForceActive => self.force_active = flag(v)?,
-            Key::EndSubOnTimeout => self.end_sub_on_timeout = flag(v)?,
-            Key::ReplaceStaleSubscriptions => self.replace_stale_subscriptions = flag(v)?,
-            Key::NotifyClosedWhenEmpty => self.notify_closed_when_empty = flag(v)?,
-            Key::PidfManipulation => self.pidf_manipulation = flag(v)?,
-            Key::MwiOwnerOnly => self.mwi_owner_only = flag(v)?,
-            Key::IntegratedXcapServer => self.integrated_xcap_server = flag(v)?,
-            Key::XcapServer => {
-                let list = string_list(v)?;
-                for s in &list {
-                    check_xcap_root(s)?;
-                }
-                self.xcap_server = list;
-            }
-            Key::XcapListen => {
-                self.xcap_listen = string(v)?
-                    .parse()
-                    .map_err(|_| "expected HOST:PORT with an IP address".to_owned())?
-            }
-            Key::XcapMaxDocumentSize => {
-                self.xcap_max_document_size = int_in(v, 256, MAX_MESSAGE_SIZE)?
-            }
-            Key::PeriodicalQuery => self.periodical_query = flag(v)?,
-            Key::QueryPeriod => self.query_period = int_in(v, 1, MAX_SECS)?,
-            Key::WatchersRetentionDays => self.watchers_retention_days = int_in(v, 0, 36_500)?,
-            Key::Sync => self.sync = string(v)?.parse()?,
-            Key::SyncPeriodMs => self.sync_period_ms = int_in(v, 1, MAX_TIMER_MS)?,
-            Key::CacheCapacity => self.cache_capacity = int_in(v, 1, TOML_INT_MAX)?,
-            Key::MaxMessageSize => {
-                self.max_message_size = int_in(v, MIN_MESSAGE_SIZE, MAX_MESSAGE_SIZE)?
-            }
-            Key::MaxBodySize => self.max_body_size = int_in(v, 0, MAX_MESSAGE_SIZE)?,
-            Key::MaxConnections => self.max_connections = int_in(v, 1, TOML_INT_MAX)?,
-            Key::TcpIdleTimeout => self.tcp_idle_timeout = int_in(v, 1, MAX_SECS)?,
-            Key::TimerT1Ms => self.timer_t1_ms = int_in(v, 1, MAX_TIMER_MS)?,
-            Key::TimerT2Ms => self.timer_t2_ms = int_in(v, 1, MAX_TIMER_MS)?,
-            Key::TimerT4Ms => self.timer_t4_ms = int_in(v, 1, MAX_TIMER_MS)?,
-            Key::ShutdownGraceMs => self.shutdown_grace_ms = int_in(v, 0, MAX_TIMER_MS)?,
-            Key::ControlSocket => self.control_socket = Some(PathBuf::from(non_empty(string(v)?)?)),
-        }
-        Ok(())
     }
 
     /// Checks between settings, reported on the line of the key that was given (the
@@ -785,13 +889,13 @@ impl Config {
         given: &HashMap<Key, Given>,
         file: &Path,
     ) -> Result<(), ConfigError> {
-        let fail = |keys: &[Key], reason: String| {
-            let at = keys.iter().find_map(|k| given.get(k));
+        let fail = |keys: &[&'static str], reason: String| {
+            let at = keys.iter().find_map(|k| given.get(&Key(k)));
             ConfigError::InvalidValue {
                 file: file.to_path_buf(),
                 line: at.map_or(1, |g| g.line),
                 key: at.map_or_else(
-                    || keys.first().map_or("", |k| k.name()).to_owned(),
+                    || keys.first().copied().unwrap_or_default().to_owned(),
                     |g| g.name.clone(),
                 ),
                 reason,
@@ -799,17 +903,17 @@ impl Config {
         };
         if self.min_expires > self.max_expires {
             return Err(fail(
-                &[Key::MinExpires, Key::MaxExpires],
+                &["min_expires", "max_expires"],
                 format!(
                     "min_expires ({}) is larger than max_expires ({})",
                     self.min_expires, self.max_expires
                 ),
             ));
         }
-        if given.contains_key(&Key::DefaultExpires) {
+        if given.contains_key(&Key("default_expires")) {
             if self.default_expires > self.max_expires || self.default_expires < self.min_expires {
                 return Err(fail(
-                    &[Key::DefaultExpires],
+                    &["default_expires"],
                     format!(
                         "{} is outside min_expires..=max_expires ({}..={})",
                         self.default_expires, self.min_expires, self.max_expires
@@ -821,7 +925,7 @@ impl Config {
         }
         if self.expires_offset >= self.max_expires {
             return Err(fail(
-                &[Key::ExpiresOffset, Key::MaxExpires],
+                &["expires_offset", "max_expires"],
                 format!(
                     "expires_offset ({}) must be smaller than max_expires ({})",
                     self.expires_offset, self.max_expires
@@ -831,7 +935,7 @@ impl Config {
         // RFC 3261 §17.1.2.2: T2 caps an interval that starts at T1.
         if self.timer_t2_ms < self.timer_t1_ms {
             return Err(fail(
-                &[Key::TimerT2Ms, Key::TimerT1Ms],
+                &["timer_t2_ms", "timer_t1_ms"],
                 format!(
                     "timer_t2_ms ({}) is smaller than timer_t1_ms ({})",
                     self.timer_t2_ms, self.timer_t1_ms
@@ -840,7 +944,7 @@ impl Config {
         }
         if self.max_body_size > self.max_message_size {
             return Err(fail(
-                &[Key::MaxBodySize, Key::MaxMessageSize],
+                &["max_body_size", "max_message_size"],
                 format!(
                     "max_body_size ({}) is larger than max_message_size ({})",
                     self.max_body_size, self.max_message_size
@@ -851,7 +955,7 @@ impl Config {
         // source of authorization rules.
         if !self.force_active && !self.integrated_xcap_server && self.xcap_server.is_empty() {
             return Err(fail(
-                &[Key::IntegratedXcapServer, Key::ForceActive],
+                &["integrated_xcap_server", "force_active"],
                 "without force_active and integrated_xcap_server, xcap_server must name at \
                  least one XCAP server"
                     .to_owned(),
@@ -860,212 +964,316 @@ impl Config {
         Ok(())
     }
 
-    /// The effective configuration as TOML, every setting under its canonical name.
-    /// `from_toml_str` reads it back to an equal `Config`. Unset optional settings are
-    /// written as comments. Paths that are not UTF-8 are written lossily.
+    /// The effective configuration as TOML, every setting under its canonical name, in
+    /// struct order. `from_toml_str` reads it back to an equal `Config`. Unset optional
+    /// settings are written as comments. Paths that are not UTF-8 are written lossily.
     pub fn to_toml_string(&self) -> String {
-        let str_v = |s: &str| Value::String(s.to_owned()).to_string();
-        let list = |items: Vec<String>| {
-            Value::Array(items.into_iter().map(Value::String).collect()).to_string()
+        // Through a self-describing tree first, so that a value TOML cannot hold (an
+        // integer beyond i64, which only a Config built in code can have) spoils only
+        // its own line.
+        let fields = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => serde_json::Map::new(),
         };
-        let path = |p: &Path| str_v(&p.to_string_lossy());
         let mut out = String::from("# presenced effective configuration\n");
-        let mut line = |key: Key, value: String| {
-            out.push_str(key.name());
-            out.push_str(" = ");
-            out.push_str(&value);
-            out.push('\n');
+        let mut unset = String::new();
+        for key in Key::ALL {
+            let key = key.name();
+            let _ = match fields.get(key).map(|v| (v, Value::try_from(v))) {
+                Some((_, Ok(value))) => writeln!(out, "{key} = {value}"),
+                Some((json, Err(_))) => writeln!(out, "# {key} = {json} does not fit in TOML"),
+                None => writeln!(unset, "# {key} unset{}", unset_means(key)),
+            };
+        }
+        out + &unset
+    }
+}
+
+/// What leaving an optional setting out means, for the printer's comment.
+fn unset_means(key: &str) -> &'static str {
+    match key {
+        "server_address" => ": Contact carries the local transport address",
+        "control_socket" => ": <db>/control.sock",
+        _ => "",
+    }
+}
+
+/// How each field reads its value (`#[serde(deserialize_with)]`). The value is taken as
+/// TOML gave it, so a reason can say what was found ("expected an integer, got a float");
+/// loading adds the key and the line.
+mod parse {
+    use super::*;
+
+    /// Runs `check` on the value.
+    fn checked<'de, D: Deserializer<'de>, T>(
+        d: D,
+        check: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Result<T, D::Error> {
+        let v = Value::deserialize(d)?;
+        check(&v).map_err(serde::de::Error::custom)
+    }
+
+    /// Runs `check` on the value of an optional setting, when there is one.
+    fn checked_option<'de, D: Deserializer<'de>, T>(
+        d: D,
+        check: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Result<Option<T>, D::Error> {
+        match Option::<Value>::deserialize(d)? {
+            Some(v) => check(&v).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+
+    /// An integer in `MIN..=MAX`.
+    pub(super) fn int<'de, const MIN: u64, const MAX: u64, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<u64>,
+    {
+        checked(d, |v| int_in(v, MIN, MAX))
+    }
+
+    pub(super) fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        checked(d, to_flag)
+    }
+
+    pub(super) fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ListenAddr>, D::Error> {
+        checked(d, |v| {
+            let list = string_list(v)?;
+            let mut out: Vec<ListenAddr> = Vec::with_capacity(list.len());
+            for s in &list {
+                let addr: ListenAddr = s.parse().map_err(|e: ListenAddrError| e.to_string())?;
+                if out.contains(&addr) {
+                    return Err(format!("{addr} is listed twice"));
+                }
+                out.push(addr);
+            }
+            if out.is_empty() {
+                return Err("at least one listen address is needed".to_owned());
+            }
+            Ok(out)
+        })
+    }
+
+    pub(super) fn domains<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        checked(d, |v| {
+            let list = string_list(v)?;
+            for d in &list {
+                check_domain(d)?;
+            }
+            Ok(list)
+        })
+    }
+
+    pub(super) fn xcap_servers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        checked(d, |v| {
+            let list = string_list(v)?;
+            for s in &list {
+                check_xcap_root(s)?;
+            }
+            Ok(list)
+        })
+    }
+
+    pub(super) fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        checked(d, |v| Ok(PathBuf::from(non_empty(string(v)?)?)))
+    }
+
+    pub(super) fn optional_path<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<PathBuf>, D::Error> {
+        checked_option(d, |v| Ok(PathBuf::from(non_empty(string(v)?)?)))
+    }
+
+    pub(super) fn to_tag_pref<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        checked(d, |v| {
+            let s = string(v)?;
+            check_to_tag_pref(s)?;
+            Ok(s.to_owned())
+        })
+    }
+
+    pub(super) fn server_address<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        checked_option(d, |v| {
+            let s = string(v)?;
+            check_sip_uri(s)?;
+            Ok(s.to_owned())
+        })
+    }
+
+    pub(super) fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        checked(d, |v| {
+            string(v)?
+                .parse()
+                .map_err(|_| "expected HOST:PORT with an IP address".to_owned())
+        })
+    }
+
+    pub(super) fn sync_mode<'de, D: Deserializer<'de>>(d: D) -> Result<SyncMode, D::Error> {
+        checked(d, |v| string(v)?.parse())
+    }
+
+    fn type_name(v: &Value) -> &'static str {
+        match v {
+            Value::String(_) => "a string",
+            Value::Integer(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Boolean(_) => "a boolean",
+            Value::Datetime(_) => "a date-time",
+            Value::Array(_) => "an array",
+            Value::Table(_) => "a table",
+        }
+    }
+
+    /// An integer in `min..=max`, converted to the field's type.
+    fn int_in<T: TryFrom<u64>>(v: &Value, min: u64, max: u64) -> Result<T, String> {
+        let Value::Integer(i) = v else {
+            return Err(format!("expected an integer, got {}", type_name(v)));
         };
-        line(
-            Key::Listen,
-            list(self.listen.iter().map(ToString::to_string).collect()),
-        );
-        line(Key::Db, path(&self.db));
-        line(Key::Domains, list(self.domains.clone()));
-        line(Key::CleanPeriod, self.clean_period.to_string());
-        line(Key::MaxExpires, self.max_expires.to_string());
-        line(Key::MinExpires, self.min_expires.to_string());
-        line(Key::DefaultExpires, self.default_expires.to_string());
-        line(Key::ExpiresOffset, self.expires_offset.to_string());
-        line(Key::ToTagPref, str_v(&self.to_tag_pref));
-        if let Some(s) = &self.server_address {
-            line(Key::ServerAddress, str_v(s));
+        let n = u64::try_from(*i)
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| format!("{i} is out of range {min}..={max}"))?;
+        T::try_from(n).map_err(|_| format!("{i} is too large for this machine"))
+    }
+
+    /// A boolean; 0 and 1 are accepted too, as OpenSIPS flags are integers.
+    fn to_flag(v: &Value) -> Result<bool, String> {
+        match v {
+            Value::Boolean(b) => Ok(*b),
+            Value::Integer(0) => Ok(false),
+            Value::Integer(1) => Ok(true),
+            Value::Integer(i) => Err(format!("expected true/false (or 0/1), got {i}")),
+            _ => Err(format!("expected true or false, got {}", type_name(v))),
         }
-        line(Key::ForceActive, self.force_active.to_string());
-        line(Key::EndSubOnTimeout, self.end_sub_on_timeout.to_string());
-        line(
-            Key::ReplaceStaleSubscriptions,
-            self.replace_stale_subscriptions.to_string(),
-        );
-        line(
-            Key::NotifyClosedWhenEmpty,
-            self.notify_closed_when_empty.to_string(),
-        );
-        line(Key::PidfManipulation, self.pidf_manipulation.to_string());
-        line(Key::MwiOwnerOnly, self.mwi_owner_only.to_string());
-        line(
-            Key::IntegratedXcapServer,
-            self.integrated_xcap_server.to_string(),
-        );
-        line(Key::XcapServer, list(self.xcap_server.clone()));
-        line(Key::XcapListen, str_v(&self.xcap_listen.to_string()));
-        line(
-            Key::XcapMaxDocumentSize,
-            self.xcap_max_document_size.to_string(),
-        );
-        line(Key::PeriodicalQuery, self.periodical_query.to_string());
-        line(Key::QueryPeriod, self.query_period.to_string());
-        line(
-            Key::WatchersRetentionDays,
-            self.watchers_retention_days.to_string(),
-        );
-        line(Key::Sync, str_v(self.sync.as_str()));
-        line(Key::SyncPeriodMs, self.sync_period_ms.to_string());
-        line(Key::CacheCapacity, self.cache_capacity.to_string());
-        line(Key::MaxMessageSize, self.max_message_size.to_string());
-        line(Key::MaxBodySize, self.max_body_size.to_string());
-        line(Key::MaxConnections, self.max_connections.to_string());
-        line(Key::TcpIdleTimeout, self.tcp_idle_timeout.to_string());
-        line(Key::TimerT1Ms, self.timer_t1_ms.to_string());
-        line(Key::TimerT2Ms, self.timer_t2_ms.to_string());
-        line(Key::TimerT4Ms, self.timer_t4_ms.to_string());
-        line(Key::ShutdownGraceMs, self.shutdown_grace_ms.to_string());
-        if let Some(p) = &self.control_socket {
-            line(Key::ControlSocket, path(p));
+    }
+
+    fn string(v: &Value) -> Result<&str, String> {
+        match v {
+            Value::String(s) => Ok(s),
+            _ => Err(format!("expected a string, got {}", type_name(v))),
         }
-        if self.server_address.is_none() {
-            out.push_str("# server_address unset: Contact carries the local transport address\n");
+    }
+
+    fn non_empty(s: &str) -> Result<&str, String> {
+        if s.is_empty() {
+            Err("must not be empty".to_owned())
+        } else {
+            Ok(s)
         }
-        if self.control_socket.is_none() {
-            out.push_str("# control_socket unset: <db>/control.sock\n");
+    }
+
+    /// An array of strings; a lone string counts as a one-element list.
+    fn string_list(v: &Value) -> Result<Vec<String>, String> {
+        match v {
+            Value::String(s) => Ok(vec![s.clone()]),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(format!(
+                        "expected an array of strings, found {} in it",
+                        type_name(other)
+                    )),
+                })
+                .collect(),
+            _ => Err(format!(
+                "expected an array of strings, got {}",
+                type_name(v)
+            )),
         }
-        out
+    }
+
+    /// Text that will be copied into a SIP header must not break the header.
+    fn has_unsafe_char(s: &str) -> bool {
+        s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+    }
+
+    fn check_domain(d: &str) -> Result<(), String> {
+        if d.is_empty() || has_unsafe_char(d) || d.contains(['@', '/', ';']) {
+            return Err(format!("{d:?} is not a domain name"));
+        }
+        Ok(())
+    }
+
+    /// RFC 3261 §19.1.1: the tag is a `token`, so its prefix must be token characters.
+    fn check_to_tag_pref(s: &str) -> Result<(), String> {
+        let token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
+        if s.len() > MAX_TO_TAG_PREF || !s.chars().all(token) {
+            return Err(format!(
+                "{s:?} must be at most {MAX_TO_TAG_PREF} SIP token characters"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A `sip:` or `sips:` URI with a host; it goes verbatim into Contact.
+    fn check_sip_uri(s: &str) -> Result<(), String> {
+        let bad = || format!("{s:?} is not a sip: or sips: URI with a host");
+        let (scheme, rest) = s.split_once(':').ok_or_else(bad)?;
+        if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+            return Err(bad());
+        }
+        if has_unsafe_char(s) {
+            return Err(format!("{s:?} contains spaces, control characters or <>\""));
+        }
+        let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let hostport = hostport.split([';', '?']).next().unwrap_or("");
+        let host = if let Some(v6) = hostport.strip_prefix('[') {
+            v6.split_once(']').map_or("", |(h, _)| h)
+        } else {
+            hostport.split(':').next().unwrap_or("")
+        };
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(())
+    }
+
+    fn check_xcap_root(s: &str) -> Result<(), String> {
+        if s.is_empty() || has_unsafe_char(s) {
+            return Err(format!("{s:?} is not an XCAP server address"));
+        }
+        Ok(())
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::String(_) => "a string",
-        Value::Integer(_) => "an integer",
-        Value::Float(_) => "a float",
-        Value::Boolean(_) => "a boolean",
-        Value::Datetime(_) => "a date-time",
-        Value::Array(_) => "an array",
-        Value::Table(_) => "a table",
-    }
-}
+/// How fields whose type has no TOML form of its own are written
+/// (`#[serde(serialize_with)]`), in the form `parse` reads back.
+mod print {
+    use std::fmt::Display;
+    use std::path::{Path, PathBuf};
 
-/// An integer in `min..=max`, converted to the field's type.
-fn int_in<T: TryFrom<u64>>(v: &Value, min: u64, max: u64) -> Result<T, String> {
-    let Value::Integer(i) = v else {
-        return Err(format!("expected an integer, got {}", type_name(v)));
-    };
-    let n = u64::try_from(*i)
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| format!("{i} is out of range {min}..={max}"))?;
-    T::try_from(n).map_err(|_| format!("{i} is too large for this machine"))
-}
+    use serde::Serializer;
 
-/// A boolean; 0 and 1 are accepted too, as OpenSIPS flags are integers.
-fn flag(v: &Value) -> Result<bool, String> {
-    match v {
-        Value::Boolean(b) => Ok(*b),
-        Value::Integer(0) => Ok(false),
-        Value::Integer(1) => Ok(true),
-        Value::Integer(i) => Err(format!("expected true/false (or 0/1), got {i}")),
-        _ => Err(format!("expected true or false, got {}", type_name(v))),
+    pub(super) fn display<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
     }
-}
 
-fn string(v: &Value) -> Result<&str, String> {
-    match v {
-        Value::String(s) => Ok(s),
-        _ => Err(format!("expected a string, got {}", type_name(v))),
+    pub(super) fn display_list<T: Display, S: Serializer>(
+        items: &[T],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(items.iter().map(ToString::to_string))
     }
-}
 
-fn non_empty(s: &str) -> Result<&str, String> {
-    if s.is_empty() {
-        Err("must not be empty".to_owned())
-    } else {
-        Ok(s)
+    /// Written lossily when not UTF-8: TOML text is.
+    pub(super) fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string_lossy())
     }
-}
 
-/// An array of strings; a lone string counts as a one-element list.
-fn string_list(v: &Value) -> Result<Vec<String>, String> {
-    match v {
-        Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(s) => Ok(s.clone()),
-                other => Err(format!(
-                    "expected an array of strings, found {} in it",
-                    type_name(other)
-                )),
-            })
-            .collect(),
-        _ => Err(format!(
-            "expected an array of strings, got {}",
-            type_name(v)
-        )),
+    pub(super) fn optional_path<S: Serializer>(
+        p: &Option<PathBuf>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.serialize_some(&p.to_string_lossy()),
+            None => s.serialize_none(),
+        }
     }
-}
-
-/// Text that will be copied into a SIP header must not break the header.
-fn has_unsafe_char(s: &str) -> bool {
-    s.chars()
-        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
-}
-
-fn check_domain(d: &str) -> Result<(), String> {
-    if d.is_empty() || has_unsafe_char(d) || d.contains(['@', '/', ';']) {
-        return Err(format!("{d:?} is not a domain name"));
-    }
-    Ok(())
-}
-
-/// RFC 3261 §19.1.1: the tag is a `token`, so its prefix must be token characters.
-fn check_to_tag_pref(s: &str) -> Result<(), String> {
-    let token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
-    if s.len() > MAX_TO_TAG_PREF || !s.chars().all(token) {
-        return Err(format!(
-            "{s:?} must be at most {MAX_TO_TAG_PREF} SIP token characters"
-        ));
-    }
-    Ok(())
-}
-
-/// A `sip:` or `sips:` URI with a host; it goes verbatim into Contact.
-fn check_sip_uri(s: &str) -> Result<(), String> {
-    let bad = || format!("{s:?} is not a sip: or sips: URI with a host");
-    let (scheme, rest) = s.split_once(':').ok_or_else(bad)?;
-    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
-        return Err(bad());
-    }
-    if has_unsafe_char(s) {
-        return Err(format!("{s:?} contains spaces, control characters or <>\""));
-    }
-    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let hostport = hostport.split([';', '?']).next().unwrap_or("");
-    let host = if let Some(v6) = hostport.strip_prefix('[') {
-        v6.split_once(']').map_or("", |(h, _)| h)
-    } else {
-        hostport.split(':').next().unwrap_or("")
-    };
-    if host.is_empty() {
-        return Err(bad());
-    }
-    Ok(())
-}
-
-fn check_xcap_root(s: &str) -> Result<(), String> {
-    if s.is_empty() || has_unsafe_char(s) {
-        return Err(format!("{s:?} is not an XCAP server address"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1576,6 +1784,101 @@ control_socket = "/run/presenced.sock"
             ..Config::default()
         };
         assert_eq!(Config::from_toml_str(&cfg.to_toml_string()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn a_field_is_known_to_the_key_check_and_the_printer_through_serde_alone() {
+        let every = Config::from_toml_str(EVERY_KEY).unwrap();
+        // Serialize's view of the struct, independent of the Deserialize-derived schema:
+        // both list the same fields, so a new field reaches Key::ALL with no more code.
+        let serialized: std::collections::BTreeSet<String> = toml::Table::try_from(&every)
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let known: std::collections::BTreeSet<String> =
+            Key::ALL.iter().map(|k| k.name().to_owned()).collect();
+        assert_eq!(known, serialized);
+        assert_eq!(Key::ALL.len(), serialized.len(), "a key listed twice");
+
+        // Every field is printed once, in struct order, and every printed key (and each
+        // of its aliases) passes the unknown-key check.
+        let text = every.to_toml_string();
+        let printed: Vec<(&str, &str)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(" = "))
+            .collect();
+        let names: Vec<&str> = printed.iter().map(|(k, _)| *k).collect();
+        let fields: Vec<&str> = Key::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names, fields);
+        for (key, value) in &printed {
+            assert_eq!(
+                lookup(key).map(Key::name),
+                Some(*key),
+                "{key} printed but not canonical"
+            );
+            let aliases = ALIASES.iter().filter(|(_, k)| k.name() == *key);
+            for name in std::iter::once(*key).chain(aliases.map(|(a, _)| *a)) {
+                let e = Config::from_toml_str(&format!("{name} = {value}")).err();
+                assert!(
+                    !matches!(e, Some(ConfigError::UnknownKey { .. })),
+                    "{name} refused: {e:?}"
+                );
+            }
+        }
+        // Unset options are named in comments.
+        let text = Config::default().to_toml_string();
+        for key in Key::ALL {
+            let set = format!("{} = ", key.name());
+            let unset = format!("# {} unset", key.name());
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&set) || l.starts_with(&unset)),
+                "{} missing in\n{text}",
+                key.name()
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_toml_cannot_hold_spoils_only_its_own_line() {
+        let cfg = Config {
+            cache_capacity: u64::MAX,
+            ..Config::default()
+        };
+        let text = cfg.to_toml_string();
+        assert!(
+            text.contains("\n# cache_capacity = 18446744073709551615 does not fit in TOML\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nclean_period = 100\n"), "{text}");
+    }
+
+    #[test]
+    fn a_date_time_is_not_taken_for_a_string() {
+        let (line, key, reason) = invalid_at("db = 1979-05-27");
+        assert_eq!((line, key.as_str()), (1, "db"));
+        assert_eq!(reason, "expected a string, got a date-time");
+    }
+
+    #[test]
+    fn the_second_max_expires_alias_is_checked_too() {
+        let (line, key, reason) =
+            invalid_at("max_expires_subscribe = 100\nmax_expires_publish = 5000000000");
+        assert_eq!((line, key.as_str()), (2, "max_expires_publish"));
+        assert!(reason.contains("out of range"), "{reason}");
+        let e = err("max_expires_subscribe = 100\nmax_expires_publish = 50\nmax_expires = 9");
+        assert_eq!((e.line(), e.key()), (Some(3), Some("max_expires")));
+    }
+
+    #[test]
+    fn numbers_toml_cannot_hold_are_syntax_errors_in_file_order() {
+        let e = err("sync = 99999999999999999999\nclean_period = 1e400\n");
+        assert!(
+            matches!(e, ConfigError::Syntax { line: Some(1), .. }),
+            "{e}"
+        );
     }
 
     fn arb_config() -> impl Strategy<Value = Config> {
