@@ -146,7 +146,10 @@ pub fn aggregate(entity: &str, publications: &[&[u8]]) -> Vec<u8> {
     for doc in &docs {
         for (prefix, uri) in doc.prefixes.declared_prefixes() {
             let declarable = prefix.as_deref().is_some_and(|p| p != "xml");
-            if declarable && xml::is_sane_declaration(prefix, uri) && !scope.binds(prefix) {
+            if declarable
+                && xml::is_sane_declaration(prefix.as_deref(), uri)
+                && !scope.binds(prefix)
+            {
                 scope.push(prefix.clone(), uri.clone());
             }
         }

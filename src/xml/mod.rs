@@ -50,8 +50,8 @@ impl fmt::Display for XmlError {
 impl std::error::Error for XmlError {}
 
 /// Namespaces in XML 1.0 §3: `xml`/`xmlns` are reserved and prefixes cannot be undeclared.
-pub(crate) fn is_sane_declaration(prefix: &Option<String>, uri: &str) -> bool {
-    match prefix.as_deref() {
+pub(crate) fn is_sane_declaration(prefix: Option<&str>, uri: &str) -> bool {
+    match prefix {
         Some("xmlns") => false,
         Some("xml") => uri == rxml::XMLNS_XML,
         Some(_) if uri.is_empty() => false,

@@ -4,6 +4,7 @@
 //! caller (unique attributes, reserved prefixes) and a depth cap are done here.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use minidom::Element;
 use minidom::rxml::parser::CommentMode;
@@ -51,11 +52,18 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
     root.ok_or(XmlError::NotWellFormed)
 }
 
+/// Start tags with at most this many attributes reuse one set; a longer one's set is
+/// dropped afterwards, as clearing a set costs its capacity and every later start tag
+/// would pay for the longest one.
+const REUSED_SET: usize = 64;
+
 /// Well-formedness rules rxml's raw parser leaves to its caller, plus our depth cap.
 #[derive(Default)]
 struct EventChecks {
     depth: usize,
-    attributes: Vec<rxml::RawQName>,
+    /// Names in the start tag being read: a set, so a tag with n attributes costs n
+    /// look-ups, not n²/2 comparisons.
+    attributes: HashSet<rxml::RawQName>,
 }
 
 impl EventChecks {
@@ -66,25 +74,28 @@ impl EventChecks {
                 if self.depth > MAX_DEPTH {
                     return Err(XmlError::TooDeep);
                 }
-                self.attributes.clear();
+                if self.attributes.capacity() > REUSED_SET {
+                    self.attributes = HashSet::new();
+                } else {
+                    self.attributes.clear();
+                }
             }
             RawEvent::Attribute(_, qname, value) => {
-                // XML 1.0 §3.1: attribute names are unique within a start tag.
-                if self.attributes.contains(qname) {
-                    return Err(XmlError::NotWellFormed);
-                }
                 let (prefix, name) = qname;
                 let declared = match prefix.as_ref().map(|p| p.as_str()) {
                     None if name.as_str() == "xmlns" => Some(None),
-                    Some("xmlns") => Some(Some(name.to_string())),
+                    Some("xmlns") => Some(Some(name.as_str())),
                     _ => None,
                 };
                 if let Some(declared) = declared
-                    && !is_sane_declaration(&declared, value)
+                    && !is_sane_declaration(declared, value)
                 {
                     return Err(XmlError::NotWellFormed);
                 }
-                self.attributes.push(qname.clone());
+                // XML 1.0 §3.1: attribute names are unique within a start tag.
+                if !self.attributes.insert(qname.clone()) {
+                    return Err(XmlError::NotWellFormed);
+                }
             }
             RawEvent::ElementFoot(_) => self.depth = self.depth.saturating_sub(1),
             RawEvent::XmlDeclaration(..) | RawEvent::ElementHeadClose(_) | RawEvent::Text(..) => {}
@@ -199,4 +210,83 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .windows(needle.len())
         .position(|w| w == needle)
         .map(|i| i + from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn element_with(attributes: impl Iterator<Item = String>) -> String {
+        let mut doc = String::from("<r xmlns=\"urn:r\" xmlns:p=\"urn:p\"");
+        for a in attributes {
+            doc.push(' ');
+            doc.push_str(&a);
+        }
+        doc.push_str("/>");
+        doc
+    }
+
+    #[test]
+    fn many_attributes_are_read_and_a_duplicate_among_them_is_refused() {
+        let names = |n| (0..n).map(|i| format!("a{i}=\"{i}\" p:b{i}=\"{i}\""));
+        let root = parse(element_with(names(5_000)).as_bytes()).unwrap();
+        assert_eq!(root.attrs().iter().count(), 10_000);
+        assert_eq!(root.attr("a4999"), Some("4999"));
+        assert_eq!(root.attr_ns("urn:p", "b17"), Some("17"));
+        for dup in ["a0=\"x\"", "p:b4999=\"x\""] {
+            let doc = element_with(names(5_000).chain([dup.to_owned()]));
+            assert_eq!(parse(doc.as_bytes()), Err(XmlError::NotWellFormed), "{dup}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_declaration_is_refused() {
+        assert_eq!(
+            parse(br#"<r xmlns:p="urn:a" xmlns:p="urn:a"/>"#),
+            Err(XmlError::NotWellFormed)
+        );
+        assert_eq!(
+            parse(br#"<r xmlns="urn:a" xmlns="urn:a"/>"#),
+            Err(XmlError::NotWellFormed)
+        );
+    }
+
+    #[test]
+    fn reserved_prefixes_are_refused_even_after_many_declarations() {
+        let mut decls: Vec<String> = (0..2_000)
+            .map(|i| format!("xmlns:p{i}=\"urn:{i}\""))
+            .collect();
+        let good = element_with(decls.iter().cloned());
+        assert!(parse(good.as_bytes()).is_ok());
+        for bad in [
+            "xmlns:xml=\"urn:x\"",
+            "xmlns:xmlns=\"urn:x\"",
+            "xmlns:q=\"\"",
+            "xmlns:q=\"http://www.w3.org/2000/xmlns/\"",
+        ] {
+            decls.push(bad.to_owned());
+            let doc = element_with(decls.iter().cloned());
+            assert_eq!(parse(doc.as_bytes()), Err(XmlError::NotWellFormed), "{bad}");
+            decls.pop();
+        }
+    }
+
+    #[test]
+    fn names_of_an_earlier_start_tag_do_not_count_against_a_later_one() {
+        let wide: Vec<String> = (0..REUSED_SET * 2).map(|i| format!("a{i}=\"\"")).collect();
+        let doc = format!("<r {}><c a0=\"\"/><c a0=\"\" a1=\"\"/></r>", wide.join(" "));
+        assert!(parse(doc.as_bytes()).is_ok());
+        let dup = "<r a0=\"\"><c a0=\"\" a0=\"\"/></r>";
+        assert_eq!(parse(dup.as_bytes()), Err(XmlError::NotWellFormed));
+    }
+
+    #[test]
+    fn depth_is_capped() {
+        let nested = |n| "<x>".repeat(n) + &"</x>".repeat(n);
+        assert!(parse(nested(MAX_DEPTH).as_bytes()).is_ok());
+        assert_eq!(
+            parse(nested(MAX_DEPTH + 1).as_bytes()),
+            Err(XmlError::TooDeep)
+        );
+    }
 }

@@ -72,7 +72,7 @@ impl Scope {
 pub(crate) fn write_element(out: &mut String, el: &Element, scope: &mut Scope) {
     let mark = scope.bindings.len();
     for (prefix, uri) in el.prefixes.declared_prefixes() {
-        if is_sane_declaration(prefix, uri) && prefix.as_deref() != Some("xml") {
+        if is_sane_declaration(prefix.as_deref(), uri) && prefix.as_deref() != Some("xml") {
             scope.push(prefix.clone(), uri.clone());
         }
     }
