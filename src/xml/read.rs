@@ -52,18 +52,19 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
     root.ok_or(XmlError::NotWellFormed)
 }
 
-/// Start tags with at most this many attributes reuse one set; a longer one's set is
-/// dropped afterwards, as clearing a set costs its capacity and every later start tag
-/// would pay for the longest one.
-const REUSED_SET: usize = 64;
+/// Start tags with at most this many attributes are checked by a scan of their names,
+/// cheaper than hashing for the few that real documents have.
+const SCANNED_NAMES: usize = 8;
 
 /// Well-formedness rules rxml's raw parser leaves to its caller, plus our depth cap.
 #[derive(Default)]
 struct EventChecks {
     depth: usize,
-    /// Names in the start tag being read: a set, so a tag with n attributes costs n
-    /// look-ups, not n²/2 comparisons.
-    attributes: HashSet<rxml::RawQName>,
+    /// The names in the start tag being read, while there are few.
+    names: Vec<rxml::RawQName>,
+    /// All of them once there are more: a tag with n attributes then costs n look-ups,
+    /// not n²/2 comparisons.
+    many: HashSet<rxml::RawQName>,
 }
 
 impl EventChecks {
@@ -74,10 +75,10 @@ impl EventChecks {
                 if self.depth > MAX_DEPTH {
                     return Err(XmlError::TooDeep);
                 }
-                if self.attributes.capacity() > REUSED_SET {
-                    self.attributes = HashSet::new();
-                } else {
-                    self.attributes.clear();
+                self.names.clear();
+                if self.many.capacity() > 0 {
+                    // Dropped, not cleared: clearing costs the capacity at every tag.
+                    self.many = HashSet::new();
                 }
             }
             RawEvent::Attribute(_, qname, value) => {
@@ -93,7 +94,15 @@ impl EventChecks {
                     return Err(XmlError::NotWellFormed);
                 }
                 // XML 1.0 §3.1: attribute names are unique within a start tag.
-                if !self.attributes.insert(qname.clone()) {
+                let unique = if self.many.is_empty() && self.names.len() < SCANNED_NAMES {
+                    let unique = !self.names.contains(qname);
+                    self.names.push(qname.clone());
+                    unique
+                } else {
+                    self.many.extend(self.names.drain(..));
+                    self.many.insert(qname.clone())
+                };
+                if !unique {
                     return Err(XmlError::NotWellFormed);
                 }
             }
@@ -272,8 +281,23 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_is_found_in_short_and_long_start_tags() {
+        for n in 1..=SCANNED_NAMES * 2 {
+            let names: Vec<String> = (0..n).map(|i| format!("a{i}=\"\"")).collect();
+            let ok = format!("<r {}/>", names.join(" "));
+            assert!(parse(ok.as_bytes()).is_ok(), "{n}");
+            for dup in [0, n - 1] {
+                let bad = format!("<r {} a{dup}=\"x\"/>", names.join(" "));
+                assert_eq!(parse(bad.as_bytes()), Err(XmlError::NotWellFormed), "{n}");
+            }
+        }
+    }
+
+    #[test]
     fn names_of_an_earlier_start_tag_do_not_count_against_a_later_one() {
-        let wide: Vec<String> = (0..REUSED_SET * 2).map(|i| format!("a{i}=\"\"")).collect();
+        let wide: Vec<String> = (0..SCANNED_NAMES * 2)
+            .map(|i| format!("a{i}=\"\""))
+            .collect();
         let doc = format!("<r {}><c a0=\"\"/><c a0=\"\" a1=\"\"/></r>", wide.join(" "));
         assert!(parse(doc.as_bytes()).is_ok());
         let dup = "<r a0=\"\"><c a0=\"\" a0=\"\"/></r>";
