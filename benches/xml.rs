@@ -8,7 +8,8 @@
 //! - `declarations`: a root with N prefix declarations and one child per prefix, in
 //!   that prefix's namespace (so every declaration is also looked up).
 //!
-//! `parse` reads the bytes into a tree; `write` writes a parsed tree back.
+//! `parse` reads the bytes into a tree; `write` writes a parsed tree back. `typical`
+//! does the same with a PIDF body of the usual size, which must not pay for the above.
 //! `cargo bench --bench xml -- --warm-up-time 1 --measurement-time 3`
 
 use std::fmt::Write;
@@ -18,6 +19,26 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use presenced::xml;
 
 const COUNTS: [usize; 3] = [1_000, 10_000, 100_000];
+
+/// What a softphone publishes (the body of `benches/parse.rs`'s PUBLISH).
+const PIDF: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf"
+    xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model"
+    xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid"
+    entity="sip:alice@example.com">
+  <tuple id="t8a2b3c4">
+    <status><basic>open</basic></status>
+    <contact priority="0.8">sip:alice@192.0.2.10:5060;transport=tcp</contact>
+    <note xml:lang="en">Available for calls</note>
+    <timestamp>2024-05-01T10:22:31Z</timestamp>
+  </tuple>
+  <dm:person id="p1">
+    <rpid:activities><rpid:on-the-phone/></rpid:activities>
+    <rpid:mood><rpid:happy/></rpid:mood>
+    <dm:note>In a meeting until noon</dm:note>
+  </dm:person>
+</presence>
+"#;
 
 fn attributes(n: usize) -> String {
     let mut doc = String::from(
@@ -63,7 +84,20 @@ fn bench_shape(c: &mut Criterion, name: &str, make: fn(usize) -> String) {
     group.finish();
 }
 
+fn bench_typical(c: &mut Criterion) {
+    let mut group = c.benchmark_group("typical");
+    group.bench_function("parse", |b| {
+        b.iter(|| xml::parse(black_box(PIDF.as_bytes())))
+    });
+    let tree = xml::parse(PIDF.as_bytes()).expect("the PIDF body parses");
+    group.bench_function("write", |b| {
+        b.iter(|| xml::write_document(black_box(&tree)))
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    bench_typical(c);
     bench_shape(c, "attributes", attributes);
     bench_shape(c, "declarations", declarations);
 }
