@@ -7,8 +7,8 @@
 //! because an XCAP document of a few MB may be nothing but those.
 //!
 //! Sans-I/O: bytes in, a [`minidom::Element`] tree out ([`parse`]); a tree in, bytes
-//! out ([`write_document`], and [`write_element`] with a [`Scope`] for callers that
-//! write the root element themselves).
+//! out ([`write_document`]; inside the crate also `write_element` with a `Scope`, for
+//! callers that write the root element's start tag themselves).
 
 mod read;
 mod write;
