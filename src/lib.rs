@@ -23,3 +23,4 @@ pub mod sip;
 pub mod store;
 pub mod transport;
 pub mod xcap;
+pub mod xml;

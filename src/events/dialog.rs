@@ -13,7 +13,7 @@ use std::fmt;
 use minidom::Element;
 
 use crate::events::package::{BodyError, EventPackage};
-use crate::events::pidf::{self, PidfError, Scope};
+use crate::xml::{self, Scope, XmlError};
 
 /// RFC 4235 §4.1: the dialog-info namespace.
 pub const DIALOG_INFO_NS: &str = "urn:ietf:params:xml:ns:dialog-info";
@@ -96,13 +96,13 @@ impl fmt::Display for DialogInfoError {
 impl std::error::Error for DialogInfoError {}
 
 /// Parses and checks a dialog-info document (RFC 4235 §4.1.1 root attributes, §4.1.2
-/// dialog id and state). Parsing is the PIDF parser's restricted XML: no DTD, no entity
+/// dialog id and state). Parsing is [`xml::parse`]'s restricted XML: no DTD, no entity
 /// expansion, bounded depth.
 pub fn parse(body: &[u8]) -> Result<Element, DialogInfoError> {
-    let root = pidf::parse_xml(body).map_err(|e| match e {
-        PidfError::NotUtf8 => DialogInfoError::NotUtf8,
-        PidfError::TooDeep => DialogInfoError::TooDeep,
-        _ => DialogInfoError::NotWellFormed,
+    let root = xml::parse(body).map_err(|e| match e {
+        XmlError::NotUtf8 => DialogInfoError::NotUtf8,
+        XmlError::TooDeep => DialogInfoError::TooDeep,
+        XmlError::NotWellFormed => DialogInfoError::NotWellFormed,
     })?;
     if root.name() != "dialog-info" {
         return Err(DialogInfoError::NotDialogInfo);
@@ -147,7 +147,7 @@ pub fn aggregate(entity: &str, publications: &[&[u8]]) -> Vec<u8> {
     let mut out = String::with_capacity(publications.iter().map(|p| p.len()).sum::<usize>() + 200);
     out.push_str(ROOT_PREFIX);
     out.push_str("0\" state=\"full\" entity=\"");
-    pidf::escape_attr(&mut out, &pidf::xml_chars_only(entity));
+    xml::escape_attr(&mut out, &xml::chars_only(entity));
     out.push('"');
     let mut seen: HashSet<&str> = HashSet::new();
     let mut any = false;
@@ -163,7 +163,7 @@ pub fn aggregate(entity: &str, publications: &[&[u8]]) -> Vec<u8> {
                 out.push('>');
                 any = true;
             }
-            pidf::write_element(&mut out, dialog, &mut scope);
+            xml::write_element(&mut out, dialog, &mut scope);
         }
     }
     if any {

@@ -2,20 +2,20 @@
 //! checking what a PUBLISH carries, merging a presentity's publications into the one
 //! document a NOTIFY carries, and reading the few facts privacy rules need.
 //!
-//! Sans-I/O: bytes in, bytes or values out. Parsing goes through minidom's tree builder
-//! fed by rxml, which is a restricted XML parser (no DTD, no entities beyond the five
-//! predefined ones), so hostile bodies cannot expand. Output is written by our own small
-//! serializer rather than minidom's: minidom asserts (panics) when a child re-declares a
-//! prefix the root already declares, which merged documents from different clients do.
+//! Sans-I/O: bytes in, bytes or values out. Reading and writing XML is [`crate::xml`]'s
+//! job; this module knows only what PIDF is.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use minidom::rxml::parser::CommentMode;
-use minidom::rxml::{self, Parse, RawEvent, RawParser, WithOptions};
-use minidom::tree_builder::TreeBuilder;
-use minidom::{Element, NSChoice, Node};
+use minidom::{Element, NSChoice};
+
+use crate::xml::{self, Scope, XML_DECLARATION, XmlError};
+// The tests below name these through `super::*`.
+#[cfg(test)]
+use crate::xml::MAX_DEPTH;
+#[cfg(test)]
+use minidom::rxml;
 
 /// RFC 3863 §4.1: the PIDF namespace.
 pub const PIDF_NS: &str = "urn:ietf:params:xml:ns:pidf";
@@ -24,9 +24,6 @@ pub const DATA_MODEL_NS: &str = "urn:ietf:params:xml:ns:pidf:data-model";
 /// RFC 4480 §3: activities, mood, sphere, …
 pub const RPID_NS: &str = "urn:ietf:params:xml:ns:pidf:rpid";
 
-pub(crate) const XML_DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
-/// Real PIDF nests about five levels deep; the cap keeps recursion bounded on hostile input.
-const MAX_DEPTH: usize = 64;
 /// Tuple id of [`closed_document`]; constant so repeated NOTIFYs carry the same tuple.
 const CLOSED_TUPLE_ID: &str = "presenced-closed";
 
@@ -60,6 +57,16 @@ impl fmt::Display for PidfError {
 }
 
 impl std::error::Error for PidfError {}
+
+impl From<XmlError> for PidfError {
+    fn from(e: XmlError) -> PidfError {
+        match e {
+            XmlError::NotUtf8 => PidfError::NotUtf8,
+            XmlError::NotWellFormed => PidfError::NotWellFormed,
+            XmlError::TooDeep => PidfError::TooDeep,
+        }
+    }
+}
 
 /// Accepts `body` if it is a well-formed UTF-8 PIDF document: root `presence` in the
 /// PIDF namespace with an `entity`, every `tuple` with an `id` and a `status`.
@@ -139,7 +146,10 @@ pub fn aggregate(entity: &str, publications: &[&[u8]]) -> Vec<u8> {
     for doc in &docs {
         for (prefix, uri) in doc.prefixes.declared_prefixes() {
             let declarable = prefix.as_deref().is_some_and(|p| p != "xml");
-            if declarable && is_sane_declaration(prefix, uri) && !scope.binds(prefix) {
+            if declarable
+                && xml::is_sane_declaration(prefix.as_deref(), uri)
+                && !scope.binds(prefix)
+            {
                 scope.push(prefix.clone(), uri.clone());
             }
         }
@@ -148,11 +158,9 @@ pub fn aggregate(entity: &str, publications: &[&[u8]]) -> Vec<u8> {
     let mut out = String::with_capacity(publications.iter().map(|p| p.len()).sum::<usize>() + 128);
     out.push_str(XML_DECLARATION);
     out.push_str("\n<presence");
-    for (prefix, uri) in &scope.bindings {
-        write_declaration(&mut out, prefix, uri);
-    }
+    scope.write_declarations(&mut out);
     out.push_str(" entity=\"");
-    escape_attr(&mut out, &xml_chars_only(entity));
+    xml::escape_attr(&mut out, &xml::chars_only(entity));
     out.push_str("\">");
 
     let mut seen_ids: HashSet<&str> = HashSet::new();
@@ -165,7 +173,7 @@ pub fn aggregate(entity: &str, publications: &[&[u8]]) -> Vec<u8> {
                 }
                 ids_here.push(id);
             }
-            write_element(&mut out, child, &mut scope);
+            xml::write_element(&mut out, child, &mut scope);
         }
         seen_ids.extend(ids_here);
     }
@@ -180,7 +188,7 @@ pub fn closed_document(entity: &str) -> Vec<u8> {
     out.push_str("\n<presence xmlns=\"");
     out.push_str(PIDF_NS);
     out.push_str("\" entity=\"");
-    escape_attr(&mut out, &xml_chars_only(entity));
+    xml::escape_attr(&mut out, &xml::chars_only(entity));
     out.push_str("\"><tuple id=\"");
     out.push_str(CLOSED_TUPLE_ID);
     out.push_str("\"><status><basic>closed</basic></status></tuple></presence>\n");
@@ -283,7 +291,7 @@ fn single_unchanged(entity: &str, body: &[u8]) -> Option<Vec<u8>> {
 
 /// Parses and checks the PIDF structure (RFC 3863 §4.1.1, §4.1.2, §4.1.4).
 fn parse_pidf(body: &[u8]) -> Result<Element, PidfError> {
-    let root = parse_xml(body)?;
+    let root = xml::parse(body)?;
     if root.name() != "presence" {
         return Err(PidfError::NotPresence);
     }
@@ -302,403 +310,6 @@ fn parse_pidf(body: &[u8]) -> Result<Element, PidfError> {
         }
     }
     Ok(root)
-}
-
-/// Parses one XML document into a tree, tolerating what rxml's restricted XML refuses
-/// but clients send: a byte order mark, comments and processing instructions. Shared
-/// with `policy` and `xcap`, which read other XML documents the same careful way.
-pub(crate) fn parse_xml(body: &[u8]) -> Result<Element, PidfError> {
-    let text = std::str::from_utf8(body).map_err(|_| PidfError::NotUtf8)?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let declared = drop_standalone_no(text);
-    let cleaned = strip_comments_and_pis(declared.as_bytes());
-
-    let options = rxml::Options {
-        comments: CommentMode::Discard,
-        ..Default::default()
-    };
-    let mut parser = RawParser::with_options(options);
-    // Unprefixed names without a default namespace are in no namespace (Namespaces in
-    // XML §6.2); minidom would otherwise call that an error and hide WrongNamespace.
-    let mut builder = TreeBuilder::new().with_prefixes_stack(vec![Some(String::new()).into()]);
-    let mut checks = EventChecks::default();
-    let mut input: &[u8] = &cleaned;
-    let mut root = None;
-    loop {
-        match parser.parse(&mut input, true) {
-            Ok(Some(event)) => {
-                if root.is_some() {
-                    // A second root or text after the root element.
-                    return Err(PidfError::NotWellFormed);
-                }
-                checks.check(&event)?;
-                builder
-                    .process_event(event)
-                    .map_err(|_| PidfError::NotWellFormed)?;
-                root = builder.root.take();
-            }
-            Ok(None) => break,
-            Err(_) => return Err(PidfError::NotWellFormed),
-        }
-    }
-    root.ok_or(PidfError::NotWellFormed)
-}
-
-/// Well-formedness rules rxml's raw parser leaves to its caller, plus our depth cap.
-#[derive(Default)]
-struct EventChecks {
-    depth: usize,
-    attributes: Vec<rxml::RawQName>,
-}
-
-impl EventChecks {
-    fn check(&mut self, event: &RawEvent) -> Result<(), PidfError> {
-        match event {
-            RawEvent::ElementHeadOpen(..) => {
-                self.depth += 1;
-                if self.depth > MAX_DEPTH {
-                    return Err(PidfError::TooDeep);
-                }
-                self.attributes.clear();
-            }
-            RawEvent::Attribute(_, qname, value) => {
-                // XML 1.0 §3.1: attribute names are unique within a start tag.
-                if self.attributes.contains(qname) {
-                    return Err(PidfError::NotWellFormed);
-                }
-                let (prefix, name) = qname;
-                let declared = match prefix.as_ref().map(|p| p.as_str()) {
-                    None if name.as_str() == "xmlns" => Some(None),
-                    Some("xmlns") => Some(Some(name.to_string())),
-                    _ => None,
-                };
-                if let Some(declared) = declared
-                    && !is_sane_declaration(&declared, value)
-                {
-                    return Err(PidfError::NotWellFormed);
-                }
-                self.attributes.push(qname.clone());
-            }
-            RawEvent::ElementFoot(_) => self.depth = self.depth.saturating_sub(1),
-            RawEvent::XmlDeclaration(..) | RawEvent::ElementHeadClose(_) | RawEvent::Text(..) => {}
-        }
-        Ok(())
-    }
-}
-
-/// Namespaces in XML 1.0 §3: `xml`/`xmlns` are reserved and prefixes cannot be undeclared.
-fn is_sane_declaration(prefix: &Option<String>, uri: &str) -> bool {
-    match prefix.as_deref() {
-        Some("xmlns") => false,
-        Some("xml") => uri == rxml::XMLNS_XML,
-        Some(_) if uri.is_empty() => false,
-        _ => uri != rxml::XMLNS_XML && uri != rxml::XMLNS_XMLNS,
-    }
-}
-
-/// Removes `standalone="no"` from the XML declaration. baresip and other stacks write it;
-/// rxml accepts only `yes` or nothing, and without a DTD (which we refuse anyway) the
-/// flag has no meaning (XML 1.0 §2.9).
-fn drop_standalone_no(text: &str) -> Cow<'_, str> {
-    let Some(decl_end) = text.strip_prefix("<?xml").and(text.find("?>")) else {
-        return Cow::Borrowed(text);
-    };
-    let decl = &text[..decl_end];
-    let Some(at) = decl.find("standalone") else {
-        return Cow::Borrowed(text);
-    };
-    let value = decl[at + "standalone".len()..].trim_start();
-    let Some(value) = value.strip_prefix('=') else {
-        return Cow::Borrowed(text);
-    };
-    let value = value.trim_start();
-    if !(value.starts_with("\"no\"") || value.starts_with("'no'")) {
-        return Cow::Borrowed(text);
-    }
-    let start = decl[..at].trim_end().len();
-    let end = decl_end - value.len() + 4;
-    Cow::Owned(format!("{}{}", &text[..start], &text[end..]))
-}
-
-/// Drops comments and processing instructions (other than the XML declaration): rxml
-/// rejects PIs everywhere and comments outside the root, and neither carries anything
-/// PIDF needs. CDATA and quoted attribute values are skipped over, and malformed ones are
-/// kept, so the parser still judges them.
-fn strip_comments_and_pis(doc: &[u8]) -> Cow<'_, [u8]> {
-    let after_declaration = if doc.starts_with(b"<?xml") {
-        find(doc, b"?>", 0).map_or(0, |end| end + 2)
-    } else {
-        0
-    };
-    if find(doc, b"<?", after_declaration).is_none() && find(doc, b"<!--", 0).is_none() {
-        return Cow::Borrowed(doc);
-    }
-    let mut out = Vec::with_capacity(doc.len());
-    let mut pos = 0;
-    while let Some(lt) = find(doc, b"<", pos) {
-        out.extend_from_slice(doc.get(pos..lt).unwrap_or_default());
-        let rest = doc.get(lt..).unwrap_or_default();
-        let (markup_len, droppable) = if rest.starts_with(b"<!--") {
-            // XML 1.0 §2.5: "--" may not occur inside a comment.
-            match find(rest, b"--", 4) {
-                Some(end) if rest.get(end + 2) == Some(&b'>') => (Some(end + 3), true),
-                _ => (None, false),
-            }
-        } else if rest.starts_with(b"<![CDATA[") {
-            (find(rest, b"]]>", 9).map(|e| e + 3), false)
-        } else if rest.starts_with(b"<?") {
-            match find(rest, b"?>", 2) {
-                Some(end) => (
-                    Some(end + 2),
-                    !is_reserved_pi_target(rest.get(2..end).unwrap_or_default()),
-                ),
-                None => (None, false),
-            }
-        } else {
-            (tag_len(rest), false)
-        };
-        let Some(len) = markup_len else {
-            // Unterminated or malformed markup: hand the rest over for the parser to reject.
-            out.extend_from_slice(rest);
-            return Cow::Owned(out);
-        };
-        if !droppable {
-            out.extend_from_slice(rest.get(..len).unwrap_or_default());
-        }
-        pos = lt + len;
-    }
-    out.extend_from_slice(doc.get(pos..).unwrap_or_default());
-    Cow::Owned(out)
-}
-
-/// XML 1.0 §2.6: targets matching `xml` in any case are reserved; such a PI anywhere but
-/// at the start is an error the parser must still see.
-fn is_reserved_pi_target(pi: &[u8]) -> bool {
-    let target_end = pi
-        .iter()
-        .position(|b| b.is_ascii_whitespace())
-        .unwrap_or(pi.len());
-    pi.get(..target_end)
-        .is_some_and(|t| t.eq_ignore_ascii_case(b"xml"))
-}
-
-/// Length of a tag starting at `<`, honouring quoted attribute values.
-fn tag_len(tag: &[u8]) -> Option<usize> {
-    let mut quote = None;
-    for (i, &b) in tag.iter().enumerate() {
-        match (quote, b) {
-            (None, b'"' | b'\'') => quote = Some(b),
-            (Some(q), _) if q == b => quote = None,
-            (None, b'>') => return Some(i + 1),
-            _ => {}
-        }
-    }
-    None
-}
-
-fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    haystack
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|i| i + from)
-}
-
-/// Namespace bindings in force while writing, innermost last.
-#[derive(Default)]
-pub(crate) struct Scope {
-    bindings: Vec<(Option<String>, String)>,
-}
-
-impl Scope {
-    pub(crate) fn push(&mut self, prefix: Option<String>, uri: String) {
-        self.bindings.push((prefix, uri));
-    }
-
-    fn binds(&self, prefix: &Option<String>) -> bool {
-        self.bindings.iter().any(|(p, _)| p == prefix)
-    }
-
-    fn default_ns(&self) -> &str {
-        self.bindings
-            .iter()
-            .rev()
-            .find(|(p, _)| p.is_none())
-            .map_or("", |(_, uri)| uri)
-    }
-
-    /// A prefix currently bound to `uri` and not shadowed by an inner declaration.
-    fn prefix_for(&self, uri: &str) -> Option<&str> {
-        self.bindings
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(i, (p, u))| {
-                p.is_some()
-                    && u == uri
-                    && self
-                        .bindings
-                        .get(i + 1..)
-                        .is_some_and(|inner| inner.iter().all(|(q, _)| q != p))
-            })
-            .and_then(|(_, (p, _))| p.as_deref())
-    }
-
-    fn fresh_prefix(&self) -> String {
-        (0..)
-            .map(|n| format!("ns{n}"))
-            .find(|candidate| !self.binds(&Some(candidate.clone())))
-            .unwrap_or_default()
-    }
-}
-
-/// Writes `el` with whatever declarations make its names resolve in `scope`: its own
-/// declarations are kept, and any namespace it uses that is not in scope (because it was
-/// declared on the publication's root) is declared on it.
-pub(crate) fn write_element(out: &mut String, el: &Element, scope: &mut Scope) {
-    let mark = scope.bindings.len();
-    for (prefix, uri) in el.prefixes.declared_prefixes() {
-        if is_sane_declaration(prefix, uri) && prefix.as_deref() != Some("xml") {
-            scope.push(prefix.clone(), uri.clone());
-        }
-    }
-
-    let ns = el.ns();
-    let element_prefix = if scope.default_ns() == ns {
-        None
-    } else if ns.is_empty() {
-        // An element in no namespace under a default one needs `xmlns=""`.
-        let own = scope.bindings.get(mark..).unwrap_or_default();
-        if let Some(i) = own.iter().position(|(p, _)| p.is_none()) {
-            scope.bindings.remove(mark + i);
-        }
-        scope.push(None, String::new());
-        None
-    } else if let Some(p) = scope.prefix_for(&ns) {
-        Some(p.to_owned())
-    } else {
-        let p = scope.fresh_prefix();
-        scope.push(Some(p.clone()), ns.clone());
-        Some(p)
-    };
-
-    let mut attributes = Vec::new();
-    for ((attr_ns, name), value) in el.attrs() {
-        let prefix = if attr_ns.is_none() {
-            None
-        } else if attr_ns.as_str() == rxml::XMLNS_XML {
-            Some("xml".to_owned())
-        } else if let Some(p) = scope.prefix_for(attr_ns) {
-            Some(p.to_owned())
-        } else {
-            let p = scope.fresh_prefix();
-            scope.push(Some(p.clone()), attr_ns.to_string());
-            Some(p)
-        };
-        attributes.push((prefix, name.as_str(), value.as_str()));
-    }
-
-    let qname = match &element_prefix {
-        Some(p) => format!("{p}:{}", el.name()),
-        None => el.name().to_owned(),
-    };
-    out.push('<');
-    out.push_str(&qname);
-    for (prefix, uri) in scope.bindings.get(mark..).unwrap_or_default() {
-        write_declaration(out, prefix, uri);
-    }
-    for (prefix, name, value) in attributes {
-        out.push(' ');
-        if let Some(p) = prefix {
-            out.push_str(&p);
-            out.push(':');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_attr(out, value);
-        out.push('"');
-    }
-    if el.nodes().next().is_none() {
-        out.push_str("/>");
-    } else {
-        out.push('>');
-        for node in el.nodes() {
-            match node {
-                Node::Element(child) => write_element(out, child, scope),
-                Node::Text(text) => escape_text(out, text),
-            }
-        }
-        out.push_str("</");
-        out.push_str(&qname);
-        out.push('>');
-    }
-    scope.bindings.truncate(mark);
-}
-
-/// Serializes a whole document (declaration + `root`) with the namespace-safe writer;
-/// used by `policy` to emit a PIDF document it filtered.
-pub(crate) fn write_document(root: &Element) -> Vec<u8> {
-    let mut out = String::with_capacity(512);
-    out.push_str(XML_DECLARATION);
-    out.push('\n');
-    write_element(&mut out, root, &mut Scope::default());
-    out.push('\n');
-    out.into_bytes()
-}
-
-fn write_declaration(out: &mut String, prefix: &Option<String>, uri: &str) {
-    match prefix {
-        Some(p) => {
-            out.push_str(" xmlns:");
-            out.push_str(p);
-        }
-        None => out.push_str(" xmlns"),
-    }
-    out.push_str("=\"");
-    escape_attr(out, uri);
-    out.push('"');
-}
-
-fn escape_text(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            // XML 1.0 §2.11 would turn a literal CR into LF.
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-}
-
-pub(crate) fn escape_attr(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '"' => out.push_str("&quot;"),
-            // XML 1.0 §3.3.3 would normalise these to spaces.
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// XML 1.0 §2.2: drops characters no XML document may contain, so a strange entity
-/// string from the caller cannot make our output unparseable.
-pub(crate) fn xml_chars_only(s: &str) -> Cow<'_, str> {
-    let allowed = |c: char| {
-        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
-            || c >= '\u{10000}'
-    };
-    if s.chars().all(allowed) {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(s.chars().filter(|&c| allowed(c)).collect())
-    }
 }
 
 #[cfg(test)]

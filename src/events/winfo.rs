@@ -176,7 +176,7 @@ fn escape(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::pidf;
+    use crate::xml;
 
     fn row(uri: &str, status: u8, reason: Option<&str>) -> Watcher {
         Watcher {
@@ -201,7 +201,7 @@ mod tests {
             ],
         );
         let stamped = PresenceWinfo.watcher_body(&doc, 7).unwrap();
-        let root = pidf::parse_xml(&stamped).unwrap();
+        let root = xml::parse(&stamped).unwrap();
         assert!(root.is("watcherinfo", WATCHERINFO_NS));
         assert_eq!(root.attr("version"), Some("7"));
         assert_eq!(root.attr("state"), Some("full"));

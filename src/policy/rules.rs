@@ -9,7 +9,7 @@ use std::fmt;
 use minidom::Element;
 
 use super::{Attribute, Selection, Selector, SubHandling, Subject, Transformations, UserInput};
-use crate::events::pidf::{self, PidfError};
+use crate::xml::{self, XmlError};
 
 /// RFC 4745 §13.1.
 pub const COMMON_POLICY_NS: &str = "urn:ietf:params:xml:ns:common-policy";
@@ -21,7 +21,7 @@ pub const OMA_COMMON_POLICY_NS: &str = "urn:oma:xml:xdm:common-policy";
 /// Why a document is not a ruleset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RulesError {
-    Xml(PidfError),
+    Xml(XmlError),
     NotRuleset,
 }
 
@@ -81,7 +81,7 @@ pub enum IdentityItem {
 
 impl Ruleset {
     pub fn parse(doc: &[u8]) -> Result<Ruleset, RulesError> {
-        let root = pidf::parse_xml(doc).map_err(RulesError::Xml)?;
+        let root = xml::parse(doc).map_err(RulesError::Xml)?;
         if !root.is("ruleset", COMMON_POLICY_NS) {
             return Err(RulesError::NotRuleset);
         }

@@ -6,14 +6,15 @@ use minidom::{Element, Node};
 
 use super::{Attribute, Selection, Selector, Transformations, UserInput, View};
 use crate::events::pidf::{self, DATA_MODEL_NS, PIDF_NS, RPID_NS};
+use crate::xml;
 
 /// The body a watcher with `view` receives, from the shared document `body` of `entity`.
 pub fn apply(body: &[u8], entity: &str, view: &View) -> Vec<u8> {
     match view {
         View::Full => body.to_vec(),
         View::Neutral => pidf::closed_document(entity),
-        View::Filtered(t) => match pidf::parse_xml(body) {
-            Ok(root) if root.is("presence", PIDF_NS) => pidf::write_document(&filter(root, t)),
+        View::Filtered(t) => match xml::parse(body) {
+            Ok(root) if root.is("presence", PIDF_NS) => xml::write_document(&filter(root, t)),
             _ => pidf::closed_document(entity),
         },
     }

@@ -11,6 +11,7 @@ use std::fmt;
 
 use crate::events::pidf;
 use crate::store::xcap::doc_type;
+use crate::xml::{self, XmlError};
 
 /// One application usage (RFC 4825 §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,9 +236,9 @@ pub fn validate(auid: &Auid, doc: &[u8], max: usize) -> Result<(), DocError> {
     if doc.len() > max {
         return Err(DocError::TooLarge(doc.len()));
     }
-    let root = pidf::parse_xml(doc).map_err(|e| match e {
-        pidf::PidfError::NotUtf8 => DocError::NotUtf8,
-        _ => DocError::NotWellFormed,
+    let root = xml::parse(doc).map_err(|e| match e {
+        XmlError::NotUtf8 => DocError::NotUtf8,
+        XmlError::NotWellFormed | XmlError::TooDeep => DocError::NotWellFormed,
     })?;
     if !root.is(auid.root, auid.ns) {
         return Err(DocError::Schema(format!(
@@ -478,6 +479,6 @@ mod tests {
         for a in &AUIDS {
             assert!(caps.contains(&format!("<auid>{}</auid>", a.name)));
         }
-        assert!(pidf::parse_xml(caps.as_bytes()).is_ok());
+        assert!(xml::parse(caps.as_bytes()).is_ok());
     }
 }
