@@ -355,8 +355,10 @@ impl Core {
     }
 
     /// Hands the endpoint's requests and results to the dispatcher and the engine until
-    /// nothing is left.
+    /// nothing is left. Whatever the engine asked for before (even before this core was
+    /// built around it) is carried out first.
     fn process(&mut self, now: Instant, unix: u64) {
+        self.drain_engine(now);
         while let Some(event) = self.endpoint.poll_event() {
             match event {
                 Event::Request {

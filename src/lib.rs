@@ -21,6 +21,8 @@ pub mod policy;
 pub mod presence;
 pub mod sip;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 pub mod transport;
 pub mod xcap;
 pub mod xml;

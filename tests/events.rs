@@ -99,11 +99,11 @@ fn mwi_last_publication_wins_over_an_older_one_from_another_source() {
 
 #[test]
 fn mwi_subscription_by_someone_else_gets_403() {
-    let srv = start(|_| {});
-    let mut bob = Ua::new(srv.udp(), "bob");
+    let srv = Sim::new(|_| {});
+    let mut bob = srv.ua("bob");
     let (r, _) = bob.subscribe(ALICE, "message-summary", Some(300), "");
     assert_eq!(r.status, 403);
-    bob.expect_silence(Duration::from_millis(200));
+    bob.expect_nothing();
 }
 
 #[test]
@@ -239,9 +239,9 @@ fn dialog_publications_from_two_sources_aggregate_with_versions_rising_by_one() 
 
 #[test]
 fn dialog_lamp_never_shows_early_after_terminated() {
-    let srv = start(|_| {});
-    let mut phone = Ua::new(srv.udp(), "alice");
-    let mut bob = Ua::new(srv.udp(), "bob");
+    let srv = Sim::new(|_| {});
+    let mut phone = srv.ua("alice");
+    let mut bob = srv.ua("bob");
     bob.subscribe(ALICE, "dialog", Some(300), "");
     let first = bob.next_notify(); // held unanswered, so later states queue behind it
     let r = dialog_publish(&mut phone, "dialog", None, &dialog_doc(1, "c1", "early"));
@@ -289,10 +289,10 @@ fn dialog_lamp_never_shows_early_after_terminated() {
 
 #[test]
 fn dialog_and_dialog_sla_are_separate_packages() {
-    let srv = start(|_| {});
-    let mut phone = Ua::new(srv.udp(), "alice");
-    let mut plain = Ua::new(srv.udp(), "bob");
-    let mut shared = Ua::new(srv.udp(), "carol");
+    let srv = Sim::new(|_| {});
+    let mut phone = srv.ua("alice");
+    let mut plain = srv.ua("bob");
+    let mut shared = srv.ua("carol");
     plain.subscribe(ALICE, "dialog", Some(300), "");
     plain.expect_notify();
     shared.subscribe(ALICE, "dialog;sla", Some(300), "");
@@ -313,7 +313,7 @@ fn dialog_and_dialog_sla_are_separate_packages() {
         (v, dialogs),
         (1, vec![("line1".into(), "confirmed".into())])
     );
-    plain.expect_silence(Duration::from_millis(300));
+    plain.expect_nothing();
 
     dialog_publish(
         &mut phone,
@@ -323,7 +323,7 @@ fn dialog_and_dialog_sla_are_separate_packages() {
     );
     let (_, _, _, dialogs) = dialog_view(&plain.expect_notify());
     assert_eq!(dialogs, [("private".into(), "early".into())]);
-    shared.expect_silence(Duration::from_millis(300));
+    shared.expect_nothing();
 }
 
 #[test]
@@ -351,8 +351,8 @@ fn allow_events(r: &presenced::sip::message::Response) -> Vec<String> {
 
 #[test]
 fn unsupported_event_parameter_gets_489_listing_exactly_the_registered_packages() {
-    let srv = start(|_| {});
-    let mut bob = Ua::new(srv.udp(), "bob");
+    let srv = Sim::new(|_| {});
+    let mut bob = srv.ua("bob");
     for event in [
         "dialog;foo",
         "dialog;sla;foo",
@@ -366,7 +366,7 @@ fn unsupported_event_parameter_gets_489_listing_exactly_the_registered_packages(
     let r = dialog_publish(&mut bob, "dialog;bogus", None, &dialog_doc(1, "a", "early"));
     assert_eq!(r.status, 489);
     assert_eq!(allow_events(&r), REGISTERED);
-    bob.expect_silence(Duration::from_millis(200));
+    bob.expect_nothing();
 }
 
 #[test]

@@ -182,9 +182,9 @@ fn subscribe_with_nothing_published_gets_no_body_when_configured() {
 
 #[test]
 fn publish_refresh_modify_and_remove_reach_the_watcher() {
-    let srv = start(|_| {});
-    let mut alice = Ua::new(srv.udp(), "alice");
-    let mut bob = Ua::new(srv.udp(), "bob");
+    let srv = Sim::new(|_| {});
+    let mut alice = srv.ua("alice");
+    let mut bob = srv.ua("bob");
     let (_, _sub) = bob.subscribe(ALICE, "presence", Some(300), "");
     bob.expect_notify();
 
@@ -203,7 +203,7 @@ fn publish_refresh_modify_and_remove_reach_the_watcher() {
     assert_eq!(r.status, 200);
     let etag2 = r.headers.sip_etag().unwrap().to_string();
     assert_ne!(etag1, etag2);
-    bob.expect_silence(Duration::from_millis(200));
+    bob.expect_nothing();
     // The old tag is gone.
     assert_eq!(
         alice.publish(ALICE, Some(&etag1), Some(600), None).status,
@@ -263,15 +263,15 @@ fn unsubscribe_gets_200_and_a_final_notify_then_the_dialog_is_gone() {
 
 #[test]
 fn out_of_dialog_expires_zero_is_a_fetch() {
-    let srv = start(|_| {});
-    let mut alice = Ua::new(srv.udp(), "alice");
+    let srv = Sim::new(|_| {});
+    let mut alice = srv.ua("alice");
     alice.publish(
         ALICE,
         None,
         Some(600),
         Some(&pidf(ALICE, "t1", "open", "fetched")),
     );
-    let mut bob = Ua::new(srv.udp(), "bob");
+    let mut bob = srv.ua("bob");
     let (r, mut sub) = bob.subscribe(ALICE, "presence", Some(0), "");
     assert_eq!(r.status, 200);
     let n = bob.expect_notify();
@@ -284,7 +284,7 @@ fn out_of_dialog_expires_zero_is_a_fetch() {
         Some(600),
         Some(&pidf(ALICE, "t2", "open", "x")),
     );
-    bob.expect_silence(Duration::from_millis(200));
+    bob.expect_nothing();
     sub.cseq += 1;
     assert_eq!(bob.send_subscribe(&sub, Some(300), "").status, 481);
 }
@@ -374,9 +374,9 @@ fn event_id_keeps_subscriptions_in_one_dialog_apart() {
 
 #[test]
 fn rebooted_watcher_resubscribing_from_the_same_contact_replaces_its_stale_subscription() {
-    let srv = start(|_| {});
-    let mut alice = Ua::new(srv.udp(), "alice");
-    let mut bob = Ua::new(srv.udp(), "bob");
+    let srv = Sim::new(|_| {});
+    let mut alice = srv.ua("alice");
+    let mut bob = srv.ua("bob");
     bob.subscribe(ALICE, "presence", Some(300), "");
     bob.expect_notify();
     // New Call-ID, same contact.
@@ -389,7 +389,7 @@ fn rebooted_watcher_resubscribing_from_the_same_contact_replaces_its_stale_subsc
         Some(&pidf(ALICE, "t1", "open", "once")),
     );
     bob.expect_notify();
-    bob.expect_silence(Duration::from_millis(300));
+    bob.expect_nothing();
 }
 
 #[test]
@@ -468,37 +468,29 @@ fn expired_subscription_gets_a_terminated_notify_from_the_sweep() {
 
 #[test]
 fn notify_answered_481_ends_the_subscription() {
-    let srv = start(|_| {});
-    let mut alice = Ua::new(srv.udp(), "alice");
-    let mut bob = Ua::new(srv.udp(), "bob");
+    let srv = Sim::new(|_| {});
+    let mut alice = srv.ua("alice");
+    let mut bob = srv.ua("bob");
     let (_, mut sub) = bob.subscribe(ALICE, "presence", Some(300), "");
     let n = bob.next_notify();
     bob.peer
         .send_bytes(&presenced::sip::message::Response::for_request(&n, 481, None).to_bytes());
-    // Prove the 481 was handled before asserting silence: a fresh round trip.
     sub.cseq += 1;
-    let mut probe = Ua::new(srv.udp(), "probe");
-    probe.publish(
-        ALICE,
-        None,
-        Some(600),
-        Some(&pidf(ALICE, "t1", "open", "x")),
-    );
     alice.publish(
         ALICE,
         None,
         Some(600),
         Some(&pidf(ALICE, "t2", "open", "y")),
     );
-    bob.expect_silence(Duration::from_millis(300));
+    bob.expect_nothing();
     assert_eq!(bob.send_subscribe(&sub, Some(300), "").status, 481);
 }
 
 #[test]
 fn silent_udp_watcher_gets_retransmissions_on_schedule_then_its_subscription_ends() {
     // T1 = 500 ms on a manual clock: the schedule is exact and the test never sleeps.
-    let srv = start_manual(|_| {});
-    let mut bob = Ua::new(srv.udp(), "bob");
+    let srv = Sim::new(|_| {});
+    let mut bob = srv.ua("bob");
     let (_, mut sub) = bob.subscribe(ALICE, "presence", Some(300), "");
     let first = bob.next_notify();
     let mut seen = 0;
@@ -511,16 +503,29 @@ fn silent_udp_watcher_gets_retransmissions_on_schedule_then_its_subscription_end
     assert_eq!(seen, 5);
     // 64·T1 after the first send the transaction times out and the subscription ends.
     srv.advance(Duration::from_millis(32_000 - 11_500));
-    while bob.peer.recv_within(Duration::from_millis(100)).is_some() {}
+    // Every 4 s (T2) until then, the same NOTIFY; nothing else, no final NOTIFY after.
+    while let Some(b) = bob.peer.recv_within(Duration::ZERO) {
+        let Ok(presenced::sip::message::Message::Request(again)) =
+            presenced::sip::message::Message::parse(&b)
+        else {
+            panic!("unexpected {}", String::from_utf8_lossy(&b));
+        };
+        assert_eq!(cseq_of(&again), cseq_of(&first));
+        seen += 1;
+    }
+    assert_eq!(
+        seen, 10,
+        "retransmissions at 0.5, 1.5, 3.5, 7.5, 11.5 … 31.5 s"
+    );
     sub.cseq += 1;
     assert_eq!(bob.send_subscribe(&sub, Some(300), "").status, 481);
 }
 
 #[test]
 fn notifies_of_one_dialog_never_overtake_each_other() {
-    let srv = start(|_| {});
-    let mut alice = Ua::new(srv.udp(), "alice");
-    let mut bob = Ua::new(srv.udp(), "bob");
+    let srv = Sim::new(|_| {});
+    let mut alice = srv.ua("alice");
+    let mut bob = srv.ua("bob");
     bob.subscribe(ALICE, "presence", Some(300), "");
     let n0 = bob.next_notify(); // not answered yet
     alice.publish(
@@ -535,14 +540,8 @@ fn notifies_of_one_dialog_never_overtake_each_other() {
         Some(600),
         Some(&pidf(ALICE, "t2", "open", "two")),
     );
-    // Nothing new while the first is unanswered (UDP retransmissions of n0 aside).
-    if let Some(b) = bob.peer.recv_within(Duration::from_millis(200)) {
-        let m = presenced::sip::message::Message::parse(&b).unwrap();
-        let presenced::sip::message::Message::Request(r) = m else {
-            panic!()
-        };
-        assert_eq!(cseq_of(&r), cseq_of(&n0));
-    }
+    // Nothing new while the first is unanswered.
+    bob.expect_nothing();
     bob.peer.send_bytes(&ok_for(&n0));
     let n1 = bob.expect_notify();
     assert_eq!(cseq_of(&n1), cseq_of(&n0) + 1);
@@ -555,15 +554,19 @@ fn tcp_watcher_gets_its_notify_on_its_own_connection() {
     let srv = start(|_| {});
     let mut peer = TcpPeer::connect(srv.tcp());
     let port = peer.port();
-    let msg = format!(
-        "SUBSCRIBE {ALICE} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bKtcp1\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=tf1\r\nTo: <{ALICE}>\r\nCall-ID: tcp1@test\r\n\
-         CSeq: 1 SUBSCRIBE\r\nContact: <sip:bob@127.0.0.1:{port};transport=tcp>\r\nEvent: presence\r\n\
-         Expires: 300\r\nContent-Length: 0\r\n\r\n"
-    );
-    peer.send(&msg);
-    assert_eq!(peer.recv_response().status, 200);
-    match peer.recv() {
+    let subscribe = |branch: &str, cseq: u32, to_tag: &str, expires: u32| {
+        format!(
+            "SUBSCRIBE {ALICE} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=tf1\r\nTo: <{ALICE}>{to_tag}\r\n\
+             Call-ID: tcp1@test\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:bob@127.0.0.1:{port};transport=tcp>\r\n\
+             Event: presence\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    peer.send(&subscribe("tcp1", 1, "", 300));
+    let ok = peer.recv_response();
+    assert_eq!(ok.status, 200);
+    let tag = ok.headers.to().unwrap().tag().unwrap().to_owned();
+    let notify = |peer: &mut TcpPeer| match peer.recv() {
         presenced::sip::message::Message::Request(n) => {
             assert_eq!(n.method, presenced::sip::message::Method::Notify);
             assert!(
@@ -574,7 +577,19 @@ fn tcp_watcher_gets_its_notify_on_its_own_connection() {
                     .eq_ignore_ascii_case("TCP")
             );
             peer.send_bytes(&ok_for(&n));
+            n
         }
         other => panic!("expected NOTIFY, got {other:?}"),
-    }
+    };
+    notify(&mut peer);
+    // It stays in memory for its connection while it lives, and leaves with its end.
+    let resident = || srv.handle.status().unwrap()["resident_subscriptions"].clone();
+    assert_eq!(resident(), 1);
+    peer.send(&subscribe("tcp2", 2, &format!(";tag={tag}"), 0));
+    assert_eq!(peer.recv_response().status, 200);
+    assert_eq!(sub_state(&notify(&mut peer)), "terminated;reason=timeout");
+    // An OPTIONS on the same connection is handled after the final NOTIFY's 200.
+    peer.send(&options("TCP", port, "tcp3"));
+    assert_eq!(peer.recv_response().status, 200);
+    assert_eq!(resident(), 0);
 }

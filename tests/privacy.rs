@@ -435,7 +435,8 @@ fn refresh_watchers_on_the_control_channel_re_evaluates_at_once() {
     assert!(sub_state(&bob.expect_notify()).starts_with("pending"));
     assert!(srv.handle.refresh_watchers(ALICE, "presence"));
     // Nothing changed: a pending watcher hears nothing.
-    bob.expect_silence(Duration::from_millis(200));
+    srv.quiesce();
+    bob.expect_nothing();
     put_rules(&srv, &ruleset(&rule("a", &identity(BOB), "allow", "")), &[]);
     assert!(sub_state(&bob.expect_notify()).starts_with("active"));
     assert!(srv.handle.refresh_watchers(ALICE, "presence"));
@@ -495,4 +496,54 @@ fn xcap_server_checks_documents_and_preconditions() {
 fn force_active_default_runs_no_xcap_server() {
     let srv = start(|_| {});
     assert_eq!(srv.handle.xcap_addr(), None);
+}
+
+#[test]
+fn a_restore_that_approves_a_pending_watcher_tells_the_winfo_subscriber_at_once() {
+    use presenced::dump::{self, DumpOptions, RestoreOptions};
+    use presenced::mgmt::{self, client::Client};
+    use presenced::store::{Store, StoreOptions, Xcap, xcap};
+
+    let srv = start_private(|_| {});
+    let mut alice = Ua::new(srv.udp(), "alice");
+    let (r, _) = alice.subscribe(ALICE, "presence.winfo", Some(600), "");
+    assert_eq!(r.status, 200);
+    alice.expect_notify();
+    let mut bob = Ua::new(srv.udp(), "bob");
+    bob.subscribe(ALICE, "presence", Some(600), "");
+    assert!(sub_state(&bob.expect_notify()).starts_with("pending"));
+    let (_, _, watchers) = winfo(&alice.expect_notify());
+    assert_eq!(watchers, [w(BOB, "pending", "subscribe")]);
+
+    // A dump holding only Alice's pres-rules, which allow Bob.
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = Store::open(src_dir.path(), StoreOptions::default()).unwrap();
+    src.put_xcap(&Xcap {
+        username: "alice".into(),
+        domain: "example.com".into(),
+        doc_type: xcap::doc_type::PRES_RULES,
+        doc_uri: RULES_PATH.into(),
+        doc: ruleset(&rule("a", &identity(BOB), "allow", "")).into_bytes(),
+        etag: "restored".into(),
+        source: xcap::source::INTEGRATED,
+        port: 0,
+    })
+    .unwrap();
+    let mut sql = Vec::new();
+    dump::write_dump(&src, &mut sql, &DumpOptions::default(), &mut || Ok(())).unwrap();
+    drop(src);
+
+    let sock = mgmt::socket_path(&srv.dir.path().join("db"), None);
+    Client::connect(&sock)
+        .unwrap()
+        .restore(&RestoreOptions::default(), &mut &sql[..])
+        .unwrap();
+    // With no other request, both hear of it at once: Bob is active, and Alice's
+    // watcher list shows him approved.
+    assert!(sub_state(&bob.expect_notify()).starts_with("active"));
+    let (_, _, watchers) = winfo(&alice.expect_notify());
+    assert!(
+        watchers.contains(&w(BOB, "active", "approved")),
+        "{watchers:?}"
+    );
 }

@@ -126,7 +126,7 @@ fn restart_keeps_state(sig: &str, extra: &[&str]) {
     }
 
     let (mut child, addr) = spawn_binary(&db, extra);
-    bob.peer.server = addr;
+    bob.peer.set_server(addr);
     sub.cseq += 1;
     let r = bob.send_subscribe(&sub, Some(3600), "");
     assert_eq!(r.status, 200, "in-dialog refresh of an old dialog");
@@ -188,8 +188,8 @@ fn rows_that_expired_while_down_are_swept_with_their_notifies_at_start() {
     let srv = handle
         .addr(presenced::sip::endpoint::TransportKind::Udp)
         .unwrap();
-    carol.peer.server = srv;
-    bob.peer.server = srv;
+    carol.peer.set_server(srv);
+    bob.peer.set_server(srv);
     // Carol's subscription expired while down: a final NOTIFY, not silence.
     let n = carol.expect_notify();
     assert_eq!(sub_state(&n), "terminated;reason=timeout");

@@ -630,10 +630,10 @@ mod tests {
             "x-plain"
         }
         fn publish_types(&self) -> &[&str] {
-            &["text/plain"]
+            &["x-plain/body"]
         }
         fn notify_type(&self) -> &str {
-            "text/plain"
+            "x-plain/body"
         }
         fn validate(&self, _body: &[u8]) -> Result<(), BodyError> {
             Ok(())

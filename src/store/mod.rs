@@ -333,6 +333,13 @@ impl Store {
         self.inner.writes.load(Ordering::Acquire)
     }
 
+    /// Rows decoded since the store was opened: what reads cost, for tests that show a
+    /// query reads what it needs and not a whole table.
+    #[doc(hidden)]
+    pub fn rows_read(&self) -> u64 {
+        self.inner.tables().iter().map(|t| t.decoded()).sum()
+    }
+
     /// Makes the next `n` writes fail with [`StoreError::Injected`], so tests can show
     /// what the engine does when the disk refuses a write.
     #[doc(hidden)]

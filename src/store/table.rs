@@ -78,6 +78,8 @@ pub(super) struct Table {
     tree: sled::Tree,
     writes: Mutex<()>,
     rows: AtomicU64,
+    /// Values decoded so far (reads of rows and of what index entries point at).
+    decoded: std::sync::Arc<AtomicU64>,
     /// Write-behind; `None` writes every batch through at once.
     overlay: Option<Overlay>,
 }
@@ -99,6 +101,7 @@ impl Table {
             tree,
             writes: Mutex::new(()),
             rows: AtomicU64::new(rows),
+            decoded: std::sync::Arc::new(AtomicU64::new(0)),
             overlay: write_behind.then(Overlay::default),
         })
     }
@@ -197,7 +200,13 @@ impl Table {
     }
 
     fn decode<R: DeserializeOwned>(&self, key: &[u8], bytes: &[u8]) -> Result<R, StoreError> {
+        self.decoded.fetch_add(1, Ordering::Relaxed);
         records::decode(bytes).map_err(|why| self.corrupt(key, why))
+    }
+
+    /// Values decoded so far.
+    pub fn decoded(&self) -> u64 {
+        self.decoded.load(Ordering::Relaxed)
     }
 
     fn corrupt(&self, key: &[u8], why: DecodeError) -> StoreError {
@@ -351,8 +360,10 @@ impl Table {
         prefix: Vec<u8>,
     ) -> impl Iterator<Item = Result<R, StoreError>> + use<R> {
         let name = self.name;
+        let decoded = self.decoded.clone();
         self.scan_raw(prefix).map(move |entry| {
             let (key, bytes) = entry?;
+            decoded.fetch_add(1, Ordering::Relaxed);
             records::decode(&bytes).map_err(|why| StoreError::Corrupt {
                 tree: name,
                 key: key.to_vec(),

@@ -1,12 +1,18 @@
 //! Shared helpers for the integration tests: start a daemon on ephemeral loopback ports
-//! with a temporary database, and talk to it over real UDP and TCP sockets the way a
-//! client would. Waiting is always "until this arrives or the timeout passes".
+//! with a temporary database and talk to it over real UDP and TCP sockets the way a
+//! client would (waiting is always "until this arrives or the timeout passes"), or run
+//! the same server in memory on virtual time ([`Sim`]), where "nothing was sent" is
+//! checked exactly instead of by waiting through a silence window.
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use presenced::testing::Pair;
 
 use presenced::clock::{Clock, ManualClock, SystemClock};
 use presenced::config::{Config, ListenAddr};
@@ -41,6 +47,17 @@ impl TestServer {
         let branch = format!("settle{}", probe.port());
         probe.send(&options("UDP", probe.port(), &branch));
         assert_eq!(probe.recv_response().status, 200);
+    }
+
+    /// Waits until the daemon has carried out every command given so far and sent
+    /// everything that caused: a command round trip on the command channel, then a UDP
+    /// round trip through the same sending thread as every NOTIFY.
+    pub fn quiesce(&self) {
+        assert!(
+            self.handle.status().is_some(),
+            "the daemon answers commands"
+        );
+        self.settle();
     }
 
     /// Moves the manual clock after letting the daemon catch up.
@@ -138,6 +155,108 @@ impl UdpPeer {
         match self.recv() {
             Message::Response(r) => r,
             Message::Request(r) => panic!("expected a response, got {}", r.method),
+        }
+    }
+}
+
+/// The server in memory (see `presenced::testing::Pair`), shared by its simulated
+/// user agents.
+pub struct Sim {
+    pub pair: Rc<RefCell<Pair>>,
+    next_port: std::cell::Cell<u16>,
+}
+
+impl Sim {
+    /// A server configured like [`start`]'s, tweaked.
+    pub fn new(tweak: impl FnOnce(&mut Config)) -> Sim {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = test_config(&dir);
+        tweak(&mut c);
+        Sim::from_pair(Pair::new(&c))
+    }
+
+    pub fn from_pair(pair: Pair) -> Sim {
+        Sim {
+            pair: Rc::new(RefCell::new(pair)),
+            next_port: std::cell::Cell::new(20_000),
+        }
+    }
+
+    /// A user agent on its own address.
+    pub fn ua(&self, user: &str) -> Ua {
+        Ua::with_wire(self.wire(), user)
+    }
+
+    /// A bare peer on its own address.
+    pub fn wire(&self) -> Wire {
+        let port = self.next_port.get();
+        self.next_port.set(port + 1);
+        Wire::Sim(SimPeer {
+            pair: self.pair.clone(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        })
+    }
+
+    /// Moves virtual time on, firing every deadline at its time.
+    pub fn advance(&self, by: Duration) {
+        self.pair.borrow_mut().advance(by);
+    }
+
+    pub fn pair(&self) -> std::cell::RefMut<'_, Pair> {
+        self.pair.borrow_mut()
+    }
+}
+
+/// A user agent's address on a [`Sim`] server.
+pub struct SimPeer {
+    pair: Rc<RefCell<Pair>>,
+    pub addr: SocketAddr,
+}
+
+/// How a test's user agent reaches the server: real UDP, or the in-memory server.
+pub enum Wire {
+    Udp(UdpPeer),
+    Sim(SimPeer),
+}
+
+impl Wire {
+    pub fn port(&self) -> u16 {
+        match self {
+            Wire::Udp(p) => p.port(),
+            Wire::Sim(p) => p.addr.port(),
+        }
+    }
+    pub fn send(&self, msg: &str) {
+        self.send_bytes(msg.as_bytes());
+    }
+    pub fn send_bytes(&self, msg: &[u8]) {
+        match self {
+            Wire::Udp(p) => p.send_bytes(msg),
+            Wire::Sim(p) => p.pair.borrow_mut().deliver(Pair::udp(p.addr), msg),
+        }
+    }
+    /// The next message. Over UDP it may take up to `wait` to arrive; in memory it is
+    /// there or it was never sent.
+    pub fn recv_within(&self, wait: Duration) -> Option<Vec<u8>> {
+        match self {
+            Wire::Udp(p) => p.recv_within(wait),
+            Wire::Sim(p) => p.pair.borrow_mut().take(p.addr).map(|s| s.bytes),
+        }
+    }
+    pub fn recv(&self) -> Message {
+        let bytes = self.recv_within(WAIT).expect("a message within the wait");
+        Message::parse(&bytes).expect("server sends parseable messages")
+    }
+    pub fn recv_response(&self) -> Response {
+        match self.recv() {
+            Message::Response(r) => r,
+            Message::Request(r) => panic!("expected a response, got {}", r.method),
+        }
+    }
+    /// Points a real peer at another server address (a restarted daemon).
+    pub fn set_server(&mut self, addr: SocketAddr) {
+        if let Wire::Udp(p) = self {
+            p.server = addr;
         }
     }
 }
@@ -275,7 +394,7 @@ pub fn ok_for(req: &Request) -> Vec<u8> {
 
 /// Client-side state of one UDP user agent: publishes and subscribes, answers NOTIFYs.
 pub struct Ua {
-    pub peer: UdpPeer,
+    pub peer: Wire,
     pub aor: String,
     seq: u32,
 }
@@ -293,8 +412,12 @@ pub struct Sub {
 
 impl Ua {
     pub fn new(server: SocketAddr, user: &str) -> Ua {
+        Ua::with_wire(Wire::Udp(UdpPeer::new(server)), user)
+    }
+
+    pub fn with_wire(peer: Wire, user: &str) -> Ua {
         Ua {
-            peer: UdpPeer::new(server),
+            peer,
             aor: format!("sip:{user}@example.com"),
             seq: 0,
         }
@@ -453,6 +576,14 @@ impl Ua {
             Message::Request(r) if r.method == presenced::sip::message::Method::Notify => r,
             Message::Request(r) => panic!("expected NOTIFY, got {}", r.method),
             Message::Response(r) => panic!("expected NOTIFY, got response {}", r.status),
+        }
+    }
+
+    /// Nothing has been sent to this user agent. Exact on a [`Sim`] server; over UDP
+    /// only after the daemon was brought to rest (see [`TestServer::quiesce`]).
+    pub fn expect_nothing(&self) {
+        if let Some(b) = self.peer.recv_within(Duration::ZERO) {
+            panic!("expected nothing, got {}", String::from_utf8_lossy(&b));
         }
     }
 
