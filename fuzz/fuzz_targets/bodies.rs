@@ -9,8 +9,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use presenced::events::{dialog, mwi, pidf};
-use presenced::policy::{self, Ruleset, Subject, View};
+use presenced::events::presence::rules::{self, PresRuleset, View};
+use presenced::events::presence::{pidf, transform};
+use presenced::events::{dialog, mwi};
+use presenced::policy::Subject;
 use presenced::xcap::{self, AUIDS};
 
 fuzz_target!(|data: &[u8]| {
@@ -45,16 +47,16 @@ fuzz_target!(|data: &[u8]| {
 
     // Privacy: rules from A decide what a watcher sees of B; a filtered or neutral view
     // is a valid PIDF document too.
-    if let Ok(rules) = Ruleset::parse(a) {
+    if let Ok(ruleset) = PresRuleset::parse(a) {
         let spheres = pidf::rpid_spheres(b);
         let subject = Subject {
             watcher: &who,
             now: 1_700_000_000,
             sphere: spheres.first().map(String::as_str),
         };
-        let decision = policy::evaluate(&[rules], &subject);
+        let decision = rules::decide(&[ruleset], &subject);
         let shared = pidf::aggregate("sip:alice@example.com", &[b]);
-        let seen = policy::apply(&shared, "sip:alice@example.com", &decision.view);
+        let seen = transform::apply(&shared, "sip:alice@example.com", &decision.view);
         if !matches!(decision.view, View::Full) && pidf::validate_pidf(&seen).is_err() {
             panic!(
                 "filtered view is not PIDF:\n{}",

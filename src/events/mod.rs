@@ -6,6 +6,5 @@
 pub mod dialog;
 pub mod mwi;
 pub mod package;
-pub mod pidf;
 pub mod presence;
 pub mod winfo;

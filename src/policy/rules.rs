@@ -1,20 +1,18 @@
-//! pres-rules documents (RFC 5025, on RFC 4745 common-policy) read into values. Anything
-//! this version does not understand makes its rule never match (RFC 4745 §10.1: an
-//! unknown condition cannot be evaluated, so it must not grant anything), but never
-//! makes the whole document unreadable.
+//! common-policy documents (RFC 4745) read into values: the rules and their conditions,
+//! with each rule's actions and transformations read by the application's
+//! [`Permissions`]. Anything this version does not understand makes its rule never
+//! match (RFC 4745 §10.1: an unknown condition cannot be evaluated, so it must not grant
+//! anything), but never makes the whole document unreadable.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use minidom::Element;
 
-use super::{Attribute, Selection, Selector, SubHandling, Subject, Transformations, UserInput};
+use super::{Permissions, Subject};
 use crate::xml::{self, XmlError};
 
 /// RFC 4745 §13.1.
 pub const COMMON_POLICY_NS: &str = "urn:ietf:params:xml:ns:common-policy";
-/// RFC 5025 §8.1.
-pub const PRES_RULES_NS: &str = "urn:ietf:params:xml:ns:pres-rules";
 /// OMA presence-rules extensions (other-identity, external-list, anonymous-request).
 pub const OMA_COMMON_POLICY_NS: &str = "urn:oma:xml:xdm:common-policy";
 
@@ -36,21 +34,20 @@ impl fmt::Display for RulesError {
 
 impl std::error::Error for RulesError {}
 
-/// One parsed pres-rules document.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ruleset {
-    pub rules: Vec<Rule>,
+/// One parsed common-policy document, its rules granting `P`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset<P> {
+    pub rules: Vec<Rule<P>>,
 }
 
 /// One `<rule>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
+pub struct Rule<P> {
     pub id: String,
     /// All must hold; none means the rule always applies (RFC 4745 §10.1).
     pub conditions: Vec<Condition>,
-    pub sub_handling: Option<SubHandling>,
-    /// `None` when the rule has no `<transformations>` element.
-    pub transformations: Option<Transformations>,
+    /// What its actions and transformations grant.
+    pub permissions: P,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +76,8 @@ pub enum IdentityItem {
     },
 }
 
-impl Ruleset {
-    pub fn parse(doc: &[u8]) -> Result<Ruleset, RulesError> {
+impl<P: Permissions> Ruleset<P> {
+    pub fn parse(doc: &[u8]) -> Result<Ruleset<P>, RulesError> {
         let root = xml::parse(doc).map_err(RulesError::Xml)?;
         if !root.is("ruleset", COMMON_POLICY_NS) {
             return Err(RulesError::NotRuleset);
@@ -94,7 +91,7 @@ impl Ruleset {
     }
 }
 
-impl Rule {
+impl<P> Rule<P> {
     /// Whether every condition holds for `subject`. `named_elsewhere`: some rule's
     /// identity condition names this watcher (for other-identity).
     pub fn matches(&self, subject: &Subject<'_>, named_elsewhere: bool) -> bool {
@@ -149,29 +146,24 @@ pub(super) fn identity_matches(items: &[IdentityItem], watcher: &str) -> bool {
     })
 }
 
-fn parse_rule(el: &Element) -> Rule {
-    let mut rule = Rule {
-        id: el.attr("id").unwrap_or_default().to_owned(),
-        conditions: Vec::new(),
-        sub_handling: None,
-        transformations: None,
-    };
+fn parse_rule<P: Permissions>(el: &Element) -> Rule<P> {
+    let mut conditions = Vec::new();
+    let mut actions = None;
+    let mut transformations = None;
     for part in el.children() {
         if part.is("conditions", COMMON_POLICY_NS) {
-            rule.conditions.extend(part.children().map(parse_condition));
+            conditions.extend(part.children().map(parse_condition));
         } else if part.is("actions", COMMON_POLICY_NS) {
-            let handling = part.get_child("sub-handling", PRES_RULES_NS);
-            match handling.map(|h| SubHandling::parse(&h.text())) {
-                Some(Some(s)) => rule.sub_handling = Some(s),
-                // An unreadable value must not grant more than block (RFC 4745 §10.2).
-                Some(None) => rule.sub_handling = Some(SubHandling::Block),
-                None => {}
-            }
+            actions = Some(part);
         } else if part.is("transformations", COMMON_POLICY_NS) {
-            rule.transformations = Some(parse_transformations(part));
+            transformations = Some(part);
         }
     }
-    rule
+    Rule {
+        id: el.attr("id").unwrap_or_default().to_owned(),
+        conditions,
+        permissions: P::of_rule(actions, transformations),
+    }
 }
 
 fn parse_condition(el: &Element) -> Condition {
@@ -235,72 +227,4 @@ fn parse_validity(el: &Element) -> Option<Vec<(u64, u64)>> {
         }
     }
     Some(spans)
-}
-
-fn parse_selection(el: &Element, all: &str) -> Selection {
-    let mut set = BTreeSet::new();
-    for c in el.children() {
-        if c.is(all, PRES_RULES_NS) {
-            return Selection::All;
-        }
-        let text = c.text().trim().to_owned();
-        if !c.has_ns(PRES_RULES_NS) {
-            continue;
-        }
-        let selector = match c.name() {
-            "service-uri" => Selector::ServiceUri(text),
-            "service-uri-scheme" => Selector::ServiceUriScheme(text.to_ascii_lowercase()),
-            "occurrence-id" => Selector::OccurrenceId(text),
-            "class" => Selector::Class(text),
-            "deviceID" => Selector::DeviceId(text),
-            _ => continue,
-        };
-        set.insert(selector);
-    }
-    if set.is_empty() {
-        Selection::Nothing
-    } else {
-        Selection::Some(set)
-    }
-}
-
-fn parse_transformations(el: &Element) -> Transformations {
-    let mut t = Transformations::default();
-    for c in el.children().filter(|c| c.has_ns(PRES_RULES_NS)) {
-        let yes = || {
-            let v = c.text();
-            let v = v.trim();
-            // Boolean permissions (RFC 5025 §3.3.6): an empty element means true.
-            v.is_empty() || v == "true" || v == "1"
-        };
-        match c.name() {
-            "provide-services" => t.services = parse_selection(c, "all-services"),
-            "provide-persons" => t.persons = parse_selection(c, "all-persons"),
-            "provide-devices" => t.devices = parse_selection(c, "all-devices"),
-            "provide-all-attributes" => t.all_attributes = true,
-            "provide-user-input" => {
-                t.user_input = match c.text().trim() {
-                    "bare" => UserInput::Bare,
-                    "thresholds" => UserInput::Thresholds,
-                    "full" => UserInput::Full,
-                    _ => UserInput::False,
-                }
-            }
-            "provide-unknown-attribute" => {
-                if let (Some(ns), Some(name)) = (c.attr("ns"), c.attr("name"))
-                    && yes()
-                {
-                    t.unknown.insert((ns.to_owned(), name.to_owned()));
-                }
-            }
-            name => {
-                if let Some(a) = Attribute::from_permission(name)
-                    && yes()
-                {
-                    t.attributes.insert(a);
-                }
-            }
-        }
-    }
-    t
 }

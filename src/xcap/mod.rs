@@ -9,7 +9,7 @@ pub mod integrated;
 
 use std::fmt;
 
-use crate::events::pidf;
+use crate::events::presence::pidf;
 use crate::store::xcap::doc_type;
 use crate::xml::{self, XmlError};
 
@@ -278,7 +278,7 @@ pub fn caps_document() -> Vec<u8> {
     out.push_str("</auids>\n<extensions/>\n<namespaces>\n");
     let mut seen: Vec<&str> = Vec::new();
     for ns in AUIDS.iter().map(|a| a.ns).chain([
-        crate::policy::rules::PRES_RULES_NS,
+        crate::events::presence::rules::PRES_RULES_NS,
         "urn:ietf:params:xml:ns:xcap-caps",
         ERROR_NS,
     ]) {

@@ -4,8 +4,8 @@
 
 use minidom::{Element, Node};
 
-use super::{Attribute, Selection, Selector, Transformations, UserInput, View};
-use crate::events::pidf::{self, DATA_MODEL_NS, PIDF_NS, RPID_NS};
+use super::pidf::{self, DATA_MODEL_NS, PIDF_NS, RPID_NS};
+use super::rules::{Attribute, Selection, Selector, Transformations, UserInput, View};
 use crate::xml;
 
 /// The body a watcher with `view` receives, from the shared document `body` of `entity`.

@@ -1,17 +1,28 @@
-//! The `presence` event package (RFC 3856) with PIDF bodies (RFC 3863): publications are
-//! validated and aggregated by `events::pidf`; watchers are authorized by the owner's
-//! pres-rules (RFC 5025) and see the state through its transformations; with
-//! pidf-manipulation on, the owner's XCAP PIDF document is a permanent publication
+//! The `presence` event package (RFC 3856): everything the engine asks about presence.
+//!
+//! - [`pidf`]: PIDF bodies (RFC 3863, RPID RFC 4480): what a PUBLISH may carry and how a
+//!   presentity's publications merge into one document.
+//! - [`rules`]: pres-rules (RFC 5025) on the generic common-policy evaluator (`policy`):
+//!   who may watch, and what of the state each watcher may see.
+//! - [`transform`]: those permissions applied to a PIDF document.
+//!
+//! With pidf-manipulation on, the owner's XCAP PIDF document is a permanent publication
 //! (RFC 4827).
+
+pub mod pidf;
+pub mod rules;
+#[cfg(test)]
+mod tests;
+pub mod transform;
 
 use std::collections::HashMap;
 
 use crate::events::package::{
     Authorization, BodyError, Decision, EventPackage, Handling, Rules, ViewId,
 };
-use crate::events::pidf;
-use crate::policy::{self, Ruleset, SubHandling, Subject, View};
+use crate::policy::Subject;
 use crate::store::xcap_doc_type;
+use rules::{PresRuleset, SubHandling, View};
 
 /// RFC 3856 presence.
 pub struct Presence {
@@ -72,7 +83,7 @@ impl Authorization for PresRules {
     fn compile(&self, documents: &[&[u8]], state: Option<&[u8]>) -> Box<dyn Rules> {
         let rulesets = documents
             .iter()
-            .filter_map(|d| match Ruleset::parse(d) {
+            .filter_map(|d| match PresRuleset::parse(d) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     log::warn!("pres-rules document unreadable: {e}");
@@ -92,7 +103,7 @@ impl Authorization for PresRules {
 
 /// One presentity's pres-rules with the distinct views handed out so far.
 struct CompiledPresRules {
-    rulesets: Vec<Ruleset>,
+    rulesets: Vec<PresRuleset>,
     sphere: Option<String>,
     views: Vec<View>,
     ids: HashMap<View, ViewId>,
@@ -100,7 +111,7 @@ struct CompiledPresRules {
 
 impl Rules for CompiledPresRules {
     fn decide(&mut self, watcher: &str, now: u64) -> Decision {
-        let d = policy::evaluate(
+        let d = rules::decide(
             &self.rulesets,
             &Subject {
                 watcher,
@@ -131,7 +142,7 @@ impl Rules for CompiledPresRules {
         let index = usize::try_from(view.0).ok()?.checked_sub(1)?;
         match (self.views.get(index)?, state) {
             (View::Neutral, _) => Some(pidf::closed_document(resource)),
-            (v, Some(body)) => Some(policy::apply(body, resource, v)),
+            (v, Some(body)) => Some(transform::apply(body, resource, v)),
             (_, None) => None,
         }
     }
