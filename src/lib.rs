@@ -1,11 +1,15 @@
 //! presenced: a SIP presence server (RFC 3856/3903/6665) that keeps its state in an
 //! embedded sled database. The library holds every layer; `main.rs` is only the CLI.
 //!
-//! Layering (see README.md): `sip` is the sans-I/O protocol core, `presence` the
-//! event-independent engine with `events` as its plug-ins, `store` the only module that
-//! names sled, and `transport` + `daemon` the thin smol shell around it all.
+//! Layering (see docs/architecture.md): `sip` is the sans-I/O protocol core, `presence`
+//! the event-independent engine with `events` as its plug-ins and `policy` their common
+//! authorization framework, `core` the whole server as one sans-I/O state machine,
+//! `store` the only module that names sled, and `transport` + `daemon` the thin smol
+//! shell around it all.
 //!
-//! No unsafe code, except the one glibc call in [`memory`].
+//! The public surface is what the binary, the tests, the benchmarks and the fuzz targets
+//! need; the shell's parts (`transport`, the control socket's listener, the allocator)
+//! stay inside. No unsafe code, except the allocator's configuration in `memory`.
 #![deny(unsafe_code)]
 
 pub mod clock;
@@ -15,7 +19,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod dump;
 pub mod events;
-pub mod memory;
+mod memory;
 pub mod mgmt;
 pub mod policy;
 pub mod presence;
@@ -23,6 +27,6 @@ pub mod sip;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
-pub mod transport;
+mod transport;
 pub mod xcap;
 pub mod xml;

@@ -9,7 +9,7 @@
 //! - [`client`]: the command-line side.
 
 pub mod client;
-pub mod listener;
+pub(crate) mod listener;
 pub mod protocol;
 
 use std::path::{Path, PathBuf};

@@ -22,7 +22,7 @@ mod publish;
 mod restore;
 mod state;
 mod subscribe;
-pub mod subscription;
+mod subscription;
 mod watchers;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};

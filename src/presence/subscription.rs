@@ -312,12 +312,6 @@ impl Subscription {
         row
     }
 
-    /// The row as it was stored, status and all, for a store that lost track of it.
-    pub fn into_row(mut self) -> SubscriptionRow {
-        self.row();
-        self.row
-    }
-
     // --- transitions ------------------------------------------------------------
 
     /// Takes a row a restore wrote for this dialog: its status and settings win, the

@@ -87,12 +87,9 @@ impl Absorber {
         self.fifo.front().map(|&(at, _)| at)
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.fifo.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fifo.is_empty()
     }
 }
 

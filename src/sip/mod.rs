@@ -2,14 +2,14 @@
 //! the endpoint that ties them together. Nothing in here touches a socket or a clock;
 //! callers pass bytes and `now` in and get messages and deadlines back.
 
-pub mod absorb;
+mod absorb;
 pub mod dialog;
 pub mod endpoint;
 pub mod error;
 pub mod framing;
 pub mod header;
 pub mod message;
-pub mod replay;
+mod replay;
 pub mod transaction;
 pub mod uri;
 

@@ -86,6 +86,7 @@ impl ReplayLog {
     }
 
     /// Bytes held in blocks (capacity, not just what is filled).
+    #[cfg(test)]
     pub fn held_bytes(&self) -> usize {
         self.blocks.iter().map(|b| b.bytes.capacity()).sum()
     }

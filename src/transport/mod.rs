@@ -166,11 +166,6 @@ impl SendHandle {
             }
         }
     }
-
-    /// Number of open TCP connections.
-    pub fn open_connections(&self) -> usize {
-        self.ctx.conns.len()
-    }
 }
 
 /// Source for a message read from `conn`.

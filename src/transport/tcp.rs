@@ -49,14 +49,6 @@ impl ConnTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Registers a connection unless the cap is reached.
     fn insert(&self, addr: SocketAddr, stream: &TcpStream) -> Option<ConnId> {
         let mut inner = self.lock();
