@@ -43,7 +43,8 @@ pub struct Config {
     /// Domains this server is authoritative for. Default empty: any domain is served.
     #[serde(deserialize_with = "parse::domains")]
     pub domains: Vec<String>,
-    /// Seconds between sweeps of expired publications and subscriptions. Default 100.
+    /// Seconds between housekeeping rounds (watchers retention); expiries do not wait for
+    /// it. Default 100.
     #[serde(deserialize_with = "parse::int::<1, MAX_SECS, _, _>")]
     pub clean_period: u64,
     /// Largest Expires granted to PUBLISH and SUBSCRIBE, in seconds. Default 3600.
