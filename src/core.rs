@@ -388,20 +388,14 @@ impl Core {
         unix: u64,
     ) {
         if self.draining {
-            let mut r = Response::for_request(&request, 503, Some("Shutting Down"));
-            r.headers.push("Retry-After", "5");
+            let r = unavailable(&request, "Shutting Down", 5);
             return self.answer(id, r, false, now);
         }
         match self.dispatcher.route(&request) {
             Route::Respond(r) => self.answer(id, r, false, now),
             Route::Engine => match &mut self.paused {
                 Some(queue) if queue.len() < PAUSED_MAX => queue.push_back((id, request, source)),
-                Some(_) => {
-                    // RFC 3261 §21.5.4: busy for a moment.
-                    let mut r = Response::for_request(&request, 503, Some("Restoring"));
-                    r.headers.push("Retry-After", "1");
-                    self.answer(id, r, false, now);
-                }
+                Some(_) => self.answer(id, unavailable(&request, "Restoring", 1), false, now),
                 None => self.engine_request(id, request, source, now, unix),
             },
         }
@@ -472,6 +466,13 @@ impl Core {
             }
         }
     }
+}
+
+/// RFC 3261 §21.5.4: not now, try again in `seconds`.
+fn unavailable(request: &Request, why: &str, seconds: u32) -> Response {
+    let mut r = Response::for_request(request, 503, Some(why));
+    r.headers.push("Retry-After", seconds.to_string());
+    r
 }
 
 /// The event packages this server offers, in Allow-Events order.

@@ -379,14 +379,7 @@ impl Engine {
         } else {
             Status::Terminated(reason)
         };
-        self.set_watcher_status(
-            sub.resource(),
-            sub.event(),
-            sub.watcher(),
-            status,
-            reason,
-            now,
-        );
+        self.set_watcher_status(sub, status, reason, now);
     }
 
     /// Subscriptions left idle since the last check leave memory, their exact counters

@@ -232,14 +232,7 @@ impl Engine {
                 Status::Active => Reason::Approved,
                 _ => Reason::Subscribe,
             };
-            self.set_watcher_status(
-                sub.resource(),
-                sub.event(),
-                sub.watcher(),
-                status,
-                reason,
-                now,
-            );
+            self.set_watcher_status(&sub, status, reason, now);
         } else if status != Status::Active && !always_notify {
             return self.keep(sub);
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use log::{info, warn};
 
 use super::Engine;
-use super::subscription::{Body, Reason, Status};
+use super::subscription::{Body, Reason, Status, Subscription};
 use crate::events::package::{EventPackage, Registry};
 use crate::store::Watcher;
 
@@ -17,25 +17,24 @@ use crate::store::Watcher;
 const BATCH: usize = 512;
 
 impl Engine {
-    /// Writes a watcher's new status and tells the template packages' subscribers.
+    /// Writes the new status of a subscription's watcher and tells the template
+    /// packages' subscribers.
     pub(super) fn set_watcher_status(
         &mut self,
-        resource: &str,
-        event: &str,
-        watcher: &str,
+        sub: &Subscription,
         status: Status,
         reason: Reason,
         now: u64,
     ) {
         let existing = self
             .store
-            .get_watcher(resource, event, watcher)
+            .get_watcher(sub.resource(), sub.event(), sub.watcher())
             .ok()
             .flatten();
         let row = Watcher {
-            presentity_uri: resource.to_owned(),
-            watcher_uri: watcher.to_owned(),
-            event: event.to_owned(),
+            presentity_uri: sub.resource().to_owned(),
+            watcher_uri: sub.watcher().to_owned(),
+            event: sub.event().to_owned(),
             status: status.code(),
             reason: Some(reason.as_str().to_owned()),
             inserted_time: existing.map_or(now, |w| w.inserted_time),

@@ -148,14 +148,23 @@ impl UdpPeer {
         }
     }
     pub fn recv(&self) -> Message {
-        let bytes = self.recv_within(WAIT).expect("a message within the wait");
-        Message::parse(&bytes).expect("server sends parseable messages")
+        expect_message(self.recv_within(WAIT))
     }
     pub fn recv_response(&self) -> Response {
-        match self.recv() {
-            Message::Response(r) => r,
-            Message::Request(r) => panic!("expected a response, got {}", r.method),
-        }
+        expect_response(self.recv())
+    }
+}
+
+/// What arrived, parsed; it must have arrived.
+fn expect_message(bytes: Option<Vec<u8>>) -> Message {
+    let bytes = bytes.expect("a message within the wait");
+    Message::parse(&bytes).expect("server sends parseable messages")
+}
+
+fn expect_response(m: Message) -> Response {
+    match m {
+        Message::Response(r) => r,
+        Message::Request(r) => panic!("expected a response, got {}", r.method),
     }
 }
 
@@ -244,14 +253,10 @@ impl Wire {
         }
     }
     pub fn recv(&self) -> Message {
-        let bytes = self.recv_within(WAIT).expect("a message within the wait");
-        Message::parse(&bytes).expect("server sends parseable messages")
+        expect_message(self.recv_within(WAIT))
     }
     pub fn recv_response(&self) -> Response {
-        match self.recv() {
-            Message::Response(r) => r,
-            Message::Request(r) => panic!("expected a response, got {}", r.method),
-        }
+        expect_response(self.recv())
     }
     /// Points a real peer at another server address (a restarted daemon).
     pub fn set_server(&mut self, addr: SocketAddr) {
@@ -304,14 +309,10 @@ impl TcpPeer {
         }
     }
     pub fn recv(&mut self) -> Message {
-        let bytes = self.recv_within(WAIT).expect("a message within the wait");
-        Message::parse(&bytes).expect("server sends parseable messages")
+        expect_message(self.recv_within(WAIT))
     }
     pub fn recv_response(&mut self) -> Response {
-        match self.recv() {
-            Message::Response(r) => r,
-            Message::Request(r) => panic!("expected a response, got {}", r.method),
-        }
+        expect_response(self.recv())
     }
     /// True once the server has closed the connection (read returns 0) within `wait`.
     pub fn closed_within(&mut self, wait: Duration) -> bool {
