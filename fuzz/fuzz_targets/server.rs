@@ -18,33 +18,23 @@
 #![no_main]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use presenced::config::Config;
-use presenced::core::Core;
-use presenced::sip::endpoint::{ClientTxId, ConnId, Peer, Source, TransportKind};
+use presenced::sip::endpoint::{ClientTxId, Peer, Source};
 use presenced::sip::message::{Message, Method, Request, Response};
-use presenced::store::{Store, StoreOptions};
+use presenced::testing::Pair;
 
-const SERVER: &str = "127.0.0.1:5060";
-const UNIX_START: u64 = 1_700_000_000;
 const STATUSES: [u16; 7] = [0, 200, 202, 408, 481, 489, 500];
 
 fn source(peer: u8) -> Source {
     // A TCP peer comes with its connection, as the transport reports it.
-    let (kind, conn) = if peer % 2 == 0 {
-        (TransportKind::Udp, None)
+    let addr = SocketAddr::from(([127, 0, 0, 1], 5070 + u16::from(peer)));
+    if peer % 2 == 0 {
+        Pair::udp(addr)
     } else {
-        (TransportKind::Tcp, Some(ConnId(u64::from(peer))))
-    };
-    Source {
-        peer: Peer {
-            kind,
-            addr: SocketAddr::from(([127, 0, 0, 1], 5070 + u16::from(peer))),
-            conn,
-        },
-        local: SERVER.parse().expect("literal address"),
+        Pair::tcp(addr, u64::from(peer))
     }
 }
 
@@ -57,16 +47,9 @@ struct Seen {
     to_tag: Option<String>,
 }
 
-/// Takes what the server sends; every message must parse.
-fn drain(server: &mut Core, seen: &mut Seen, now: Instant, unix: u64) {
-    // Flushes run at once, as the daemon's flush thread would run them.
-    while let Some(seq) = server.poll_flush(now) {
-        match server.engine().store().flush() {
-            Ok(()) => server.flushed(seq, now, unix),
-            Err(_) => server.flush_failed(now),
-        }
-    }
-    while let Some(t) = server.poll_transmit() {
+/// Takes what the server sent; every message must parse.
+fn drain(pair: &mut Pair, seen: &mut Seen) {
+    for t in pair.take_all() {
         match Message::parse(&t.bytes) {
             Ok(Message::Request(r)) if r.method == Method::Notify => {
                 seen.pending.push((r, t.tx, t.to))
@@ -112,37 +95,21 @@ fn substitute(datagram: &[u8], seen: &Seen) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     fastrand::seed(0);
-    let config = Config::default();
-    let store = Store::open_temporary(StoreOptions {
-        cache_capacity: 1 << 20,
-        sync_always: false,
-    })
-    .expect("temporary store");
-    let addrs = [
-        (TransportKind::Udp, SERVER.parse().expect("literal address")),
-        (TransportKind::Tcp, SERVER.parse().expect("literal address")),
-    ];
-    let mut server = Core::from_config(&config, store, &addrs, Vec::new());
-    let start = Instant::now();
-    let mut elapsed = 0u64;
+    let mut pair = Pair::new(&Config::default());
     let mut seen = Seen::default();
 
     for step in steps(data) {
         let Some((&op, rest)) = step.split_first() else {
             continue;
         };
-        let now = start + Duration::from_secs(elapsed);
-        let unix = UNIX_START + elapsed;
         match op % 4 {
             0 | 1 => {
                 let datagram = substitute(rest, &seen);
-                server.handle_incoming(&datagram, source(op / 4 % 4), now, unix);
+                pair.deliver(source(op / 4 % 4), &datagram);
             }
             2 => {
-                elapsed += u64::from(rest.first().copied().unwrap_or(1)) * 8;
-                let now = start + Duration::from_secs(elapsed);
-                let unix = UNIX_START + elapsed;
-                server.handle_timeout(now, unix);
+                let secs = u64::from(rest.first().copied().unwrap_or(1)) * 8;
+                pair.advance(Duration::from_secs(secs));
             }
             _ => {
                 let pick = rest.first().copied().unwrap_or(1);
@@ -150,21 +117,20 @@ fuzz_target!(|data: &[u8]| {
                 for (notify, tx, to) in std::mem::take(&mut seen.pending) {
                     if status == 0 {
                         if let Some(tx) = tx {
-                            server.transport_error(tx, now, unix);
+                            pair.transport_error(tx);
                         }
                         continue;
                     }
                     let answer = Response::for_request(&notify, status, None).to_bytes();
                     let from = Source {
                         peer: to,
-                        local: SERVER.parse().expect("literal address"),
+                        local: presenced::testing::SERVER.parse().expect("literal address"),
                     };
-                    server.handle_incoming(&answer, from, now, unix);
+                    pair.deliver(from, &answer);
                 }
             }
         }
-        let now = start + Duration::from_secs(elapsed);
-        drain(&mut server, &mut seen, now, UNIX_START + elapsed);
+        drain(&mut pair, &mut seen);
     }
 });
 
