@@ -454,7 +454,7 @@ fn two_devices_show_two_tuples_until_one_publication_expires() {
 }
 
 #[test]
-fn expired_subscription_gets_a_terminated_notify_from_the_sweep() {
+fn expired_subscription_gets_a_terminated_notify_at_its_expiry() {
     let srv = start_manual(|c| c.clean_period = 5);
     let mut bob = Ua::new(srv.udp(), "bob");
     let (_, mut sub) = bob.subscribe(ALICE, "presence", Some(60), "");
