@@ -53,6 +53,37 @@ fn retransmitted_request_gets_the_cached_response_and_is_processed_once() {
 }
 
 #[test]
+fn a_new_request_reusing_a_finished_transactions_branch_gets_its_own_answer() {
+    let srv = start(|_| {});
+    let peer = UdpPeer::new(srv.udp());
+    let body = pidf("sip:alice@example.com", "t1", "open", "x");
+    let publish = |cseq: u32, etag: &str| {
+        format!(
+            "PUBLISH sip:alice@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKreused;rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=r1\r\nTo: <sip:alice@example.com>\r\n\
+             Call-ID: reused@test\r\nCSeq: {cseq} PUBLISH\r\nEvent: presence\r\nExpires: 600\r\n{etag}\
+             Content-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len(),
+            port = peer.port(),
+        )
+    };
+    peer.send(&publish(1, ""));
+    let first = peer.recv_response();
+    assert_eq!(first.status, 200);
+    let etag = first.headers.sip_etag().unwrap().to_owned();
+    // Same branch, next CSeq, a modify: a new transaction, not a retransmission.
+    peer.send(&publish(2, &format!("SIP-If-Match: {etag}\r\n")));
+    let second = peer.recv_response();
+    assert_eq!(second.status, 200);
+    assert_eq!(second.headers.cseq().unwrap().seq, 2);
+    let new_etag = second.headers.sip_etag().unwrap();
+    assert_ne!(new_etag, etag, "its own answer, not the cached one");
+    // A true retransmission of it still gets the cached answer.
+    peer.send(&publish(2, &format!("SIP-If-Match: {etag}\r\n")));
+    assert_eq!(peer.recv_response().headers.sip_etag(), Some(new_etag));
+}
+
+#[test]
 fn known_method_not_served_gets_405_with_allow() {
     let srv = start(|_| {});
     let peer = UdpPeer::new(srv.udp());

@@ -173,11 +173,15 @@ pub struct Stats {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ServerKey {
-    /// RFC 3261 matching: branch, sent-by, method (ACK folded into INVITE).
+    /// RFC 3261 matching: branch, sent-by, method (ACK folded into INVITE), and the
+    /// CSeq number: a client that reuses a finished transaction's branch for a new
+    /// request (a new CSeq) starts a new transaction instead of getting the old answer,
+    /// which sends some clients into a retransmission loop.
     Rfc3261 {
         branch: String,
         sent_by: String,
         method: String,
+        cseq: u32,
     },
     /// RFC 2543 fallback (§17.2.3): the fields an old client keeps stable.
     Rfc2543 {
@@ -792,6 +796,7 @@ fn server_key(req: &Request) -> Option<ServerKey> {
             branch: b.to_string(),
             sent_by: sent_by(&via),
             method,
+            cseq: req.headers.cseq().ok()?.seq,
         }),
         _ => {
             let cseq = req.headers.cseq().ok()?;
@@ -816,11 +821,15 @@ fn server_key(req: &Request) -> Option<ServerKey> {
 fn cancel_target_key(req: &Request) -> Option<ServerKey> {
     match server_key(req)? {
         ServerKey::Rfc3261 {
-            branch, sent_by, ..
+            branch,
+            sent_by,
+            cseq,
+            ..
         } => Some(ServerKey::Rfc3261 {
             branch,
             sent_by,
             method: "INVITE".into(),
+            cseq,
         }),
         ServerKey::Rfc2543 {
             request_uri,
