@@ -10,7 +10,6 @@
 mod command;
 mod xcap;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use crate::config::{Config, ListenAddr};
 use crate::core::Core;
 use crate::events::package::EventPackage;
 use crate::mgmt::{self, protocol::Refreshed};
-use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Transmit, TransportKind};
+use crate::sip::endpoint::{Transmit, TransportKind};
 use crate::store::{Store, StoreOptions};
 use crate::transport::{Inbound, SendHandle, Transport, TransportConfig, UdpOut};
 use xcap::XcapSide;
@@ -282,6 +281,7 @@ async fn serve(
         max_connections: config.max_connections,
         tcp_idle_timeout: Duration::from_secs(config.tcp_idle_timeout),
         connect_timeout: Duration::from_secs(5),
+        write_timeout: TCP_WRITE_DEADLINE,
     };
     let transport = match Transport::bind(&listen, tconf, clock.clone()).await {
         Ok(t) => t,
@@ -334,13 +334,9 @@ async fn serve(
         sender,
         udp_out,
         ex: ex.clone(),
-        clock: clock.clone(),
-        outboxes: HashMap::new(),
         commands: commands_tx,
         xcap,
         before_flush: options.before_flush,
-        tcp_idle: Duration::from_secs(config.tcp_idle_timeout),
-        next_prune: clock.now(),
     };
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let mut drain_until: Option<Instant> = None;
@@ -355,7 +351,7 @@ async fn serve(
             break;
         }
         rl.carry_out(now);
-        let mut wake = rl.core.poll_timeout().map(|t| t.min(rl.next_prune));
+        let mut wake = rl.core.poll_timeout();
         if let Some(until) = drain_until {
             wake = Some(wake.map_or(until, |w| w.min(until)));
         }
@@ -426,9 +422,6 @@ async fn serve(
         }
         // Timers run after every step, so a busy socket cannot starve retransmissions.
         rl.core.handle_timeout(now, unix);
-        if now >= rl.next_prune {
-            rl.prune_outboxes(now);
-        }
     }
     info!(
         "stats: {:?} {:?}",
@@ -450,6 +443,10 @@ async fn serve(
     }
 }
 
+/// A TCP write not done by then closes the connection: its NOTIFYs fail like any
+/// undeliverable one, and nobody else waits behind it.
+const TCP_WRITE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Inbound messages handled per wake-up before timers get their turn.
 const INBOUND_BATCH: usize = 256;
 
@@ -469,27 +466,10 @@ struct RunLoop {
     /// UDP leaves from a thread of its own, in order (see transport::udp_send).
     udp_out: UdpOut,
     ex: Arc<smol::Executor<'static>>,
-    clock: Arc<dyn Clock>,
-    /// One ordered outbox per TCP peer: a slow connection never holds the loop, and a
-    /// 200 always leaves before the NOTIFY that follows it on the same connection.
-    outboxes: HashMap<OutboxKey, Outbox>,
     /// For the daemon's own tasks to report back.
     commands: Sender<Command>,
     xcap: XcapSide,
     before_flush: Option<Arc<dyn Fn() + Send + Sync>>,
-    tcp_idle: Duration,
-    next_prune: Instant,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum OutboxKey {
-    Conn(ConnId),
-    Addr(SocketAddr),
-}
-
-struct Outbox {
-    queue: Sender<(Peer, Vec<u8>, Option<ClientTxId>)>,
-    last_used: Instant,
 }
 
 impl RunLoop {
@@ -617,44 +597,10 @@ impl RunLoop {
         while let Some(Transmit { to, bytes, tx }) = self.core.poll_transmit() {
             match to.kind {
                 TransportKind::Udp => self.udp_out.push(to.addr, bytes, tx),
-                // A TCP send may connect or stall; never let one peer hold the loop.
-                TransportKind::Tcp => self.send_tcp(to, bytes, tx),
+                // Queued on the connection's bounded outbox; never waits.
+                TransportKind::Tcp => self.sender.send_tcp(to, bytes, tx),
             }
         }
-    }
-
-    fn send_tcp(&mut self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
-        let key = match to.conn {
-            Some(c) => OutboxKey::Conn(c),
-            None => OutboxKey::Addr(to.addr),
-        };
-        let now = self.clock.now();
-        let outbox = self.outboxes.entry(key).or_insert_with(|| {
-            let (queue, rx) = smol::channel::unbounded::<(Peer, Vec<u8>, Option<ClientTxId>)>();
-            let sender = self.sender.clone();
-            self.ex
-                .spawn(async move {
-                    while let Ok((to, bytes, tx)) = rx.recv().await {
-                        sender.send_tcp(to, bytes, tx).await;
-                    }
-                })
-                .detach();
-            Outbox {
-                queue,
-                last_used: now,
-            }
-        });
-        outbox.last_used = now;
-        let _ = outbox.queue.try_send((to, bytes, tx));
-    }
-
-    /// Drops outboxes unused for the TCP idle time; their tasks end once their queues
-    /// are sent.
-    fn prune_outboxes(&mut self, now: Instant) {
-        let idle = self.tcp_idle;
-        self.outboxes
-            .retain(|_, o| now.saturating_duration_since(o.last_used) < idle);
-        self.next_prune = now + idle.min(Duration::from_secs(60));
     }
 }
 

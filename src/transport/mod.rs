@@ -35,6 +35,8 @@ pub struct TransportConfig {
     pub max_connections: usize,
     pub tcp_idle_timeout: Duration,
     pub connect_timeout: Duration,
+    /// A write to a TCP connection not done by then closes it (a failed delivery).
+    pub write_timeout: Duration,
 }
 
 /// The bound sockets and the connection table.
@@ -156,14 +158,18 @@ impl Transport {
 }
 
 impl SendHandle {
-    /// Sends `bytes` to `to` over TCP, reusing the peer's connection or opening one. A
-    /// failure is reported as `Inbound::SendFailed` when `tx` is given.
-    pub async fn send_tcp(&self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
-        if let Err(e) = tcp::send(&self.ctx, to, bytes).await {
-            debug!("send to {to} failed: {e}");
-            if let Some(tx) = tx {
-                let _ = self.ctx.events.send(Inbound::SendFailed { tx }).await;
-            }
+    /// Queues `bytes` for `to` over TCP (its connection, or a new one). A message that
+    /// cannot be queued or delivered is reported as `Inbound::SendFailed` when `tx` is
+    /// given; this call never waits.
+    pub fn send_tcp(&self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
+        if let Err(Some(tx)) = tcp::send(&self.ctx, to, bytes, tx)
+            && self
+                .ctx
+                .events
+                .try_send(Inbound::SendFailed { tx })
+                .is_err()
+        {
+            debug!("send failure of {tx:?} not reported: the core loop is busy");
         }
     }
 }

@@ -1,11 +1,18 @@
 //! TCP: the accept loop, one reader task per connection (RFC 3261 §18.3 framing through
 //! `StreamFramer`), idle timeouts, a cap on connections, and the connection table that
 //! lets requests to a client reuse the connection it came in on.
+//!
+//! Each connection has a bounded outbox and one writer task. A send that would overfill
+//! the outbox fails at once (a NOTIFY's failure goes back to its transaction), the
+//! connection's reader stops reading until the outbox drains (a client that sends but
+//! never reads is slowed, not buffered), and a write that misses its deadline closes the
+//! connection and fails everything queued on it. One slow peer never holds anyone else.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use event_listener::Event;
 use log::{debug, info, warn};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
@@ -13,21 +20,82 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
 use crate::clock::Clock;
-use crate::sip::endpoint::{ConnId, Peer};
+use crate::sip::endpoint::{ClientTxId, ConnId, Peer};
 use crate::sip::framing::{Frame, StreamFramer};
 use crate::transport::{Inbound, TransportConfig, stream_source};
 
-type Writer = Arc<smol::lock::Mutex<TcpStream>>;
+/// Bytes one connection's outbox may hold; a send beyond it fails.
+pub(super) const OUTBOX_BYTES: usize = 256 * 1024;
+
+/// One message waiting to be written.
+struct Out {
+    bytes: Vec<u8>,
+    tx: Option<ClientTxId>,
+}
+
+/// A connection's outbox: what waits for its writer task.
+#[derive(Default)]
+struct Outbox {
+    state: Mutex<OutboxState>,
+    /// The writer has something to write (or the outbox closed).
+    ready: Event,
+    /// The writer made room (or the outbox closed).
+    drained: Event,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    queue: VecDeque<Out>,
+    bytes: usize,
+    closed: bool,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `out`; gives it back when the outbox is closed or full.
+    fn push(&self, out: Out) -> Result<(), Out> {
+        let mut st = self.lock();
+        if st.closed || st.bytes + out.bytes.len() > OUTBOX_BYTES {
+            return Err(out);
+        }
+        st.bytes += out.bytes.len();
+        st.queue.push_back(out);
+        drop(st);
+        self.ready.notify(1);
+        Ok(())
+    }
+
+    fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Closes the outbox; returns what was still queued.
+    fn close(&self) -> Vec<Out> {
+        let mut st = self.lock();
+        st.closed = true;
+        st.bytes = 0;
+        let rest = st.queue.drain(..).collect();
+        drop(st);
+        self.ready.notify(usize::MAX);
+        self.drained.notify(usize::MAX);
+        rest
+    }
+}
 
 struct Conn {
     addr: SocketAddr,
-    writer: Writer,
+    outbox: Arc<Outbox>,
 }
 
 #[derive(Default)]
 struct Inner {
     by_id: HashMap<ConnId, Conn>,
     by_addr: HashMap<SocketAddr, ConnId>,
+    /// Addresses a connection is being opened to, with what waits to be sent on it.
+    connecting: HashMap<SocketAddr, Arc<Outbox>>,
     next: u64,
 }
 
@@ -49,21 +117,15 @@ impl ConnTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a connection unless the cap is reached.
-    fn insert(&self, addr: SocketAddr, stream: &TcpStream) -> Option<ConnId> {
+    /// Registers a connection with `outbox` unless the cap is reached.
+    fn insert(&self, addr: SocketAddr, outbox: Arc<Outbox>) -> Option<ConnId> {
         let mut inner = self.lock();
         if inner.by_id.len() >= self.max {
             return None;
         }
         inner.next += 1;
         let id = ConnId(inner.next);
-        inner.by_id.insert(
-            id,
-            Conn {
-                addr,
-                writer: Arc::new(smol::lock::Mutex::new(stream.clone())),
-            },
-        );
+        inner.by_id.insert(id, Conn { addr, outbox });
         inner.by_addr.insert(addr, id);
         Some(id)
     }
@@ -77,18 +139,28 @@ impl ConnTable {
         }
     }
 
-    fn writer(&self, id: ConnId) -> Option<Writer> {
-        self.lock().by_id.get(&id).map(|c| c.writer.clone())
-    }
-
-    /// The connection to use for `peer`: its own if still open, else any to its address.
-    fn find(&self, peer: &Peer) -> Option<(ConnId, Writer)> {
-        let inner = self.lock();
+    /// The outbox to use for `peer`: its connection's if still open, else any
+    /// connection's to its address, else one being opened to it (`true`: this call
+    /// started that, so the caller opens the connection).
+    fn outbox_for(&self, peer: &Peer) -> (Arc<Outbox>, bool) {
+        let mut inner = self.lock();
         let id = peer
             .conn
             .filter(|id| inner.by_id.contains_key(id))
-            .or_else(|| inner.by_addr.get(&peer.addr).copied())?;
-        inner.by_id.get(&id).map(|c| (id, c.writer.clone()))
+            .or_else(|| inner.by_addr.get(&peer.addr).copied());
+        if let Some(c) = id.and_then(|id| inner.by_id.get(&id)) {
+            return (c.outbox.clone(), false);
+        }
+        if let Some(o) = inner.connecting.get(&peer.addr) {
+            return (o.clone(), false);
+        }
+        let o = Arc::new(Outbox::default());
+        inner.connecting.insert(peer.addr, o.clone());
+        (o, true)
+    }
+
+    fn connected(&self, addr: SocketAddr) {
+        self.lock().connecting.remove(&addr);
     }
 }
 
@@ -118,14 +190,13 @@ pub(super) async fn accept_loop(listener: smol::net::TcpListener, ctx: ConnConte
                 return;
             }
             Some(Ok((stream, peer))) => {
-                let Some(id) = ctx.conns.insert(peer, &stream) else {
+                let outbox = Arc::new(Outbox::default());
+                let Some(id) = ctx.conns.insert(peer, outbox.clone()) else {
                     warn!("tcp: connection cap reached, refusing {peer}");
                     continue;
                 };
                 debug!("tcp: accepted {peer} as {id:?}");
-                ctx.ex
-                    .spawn(read_loop(stream, peer, id, ctx.clone()))
-                    .detach();
+                run_connection(stream, peer, id, outbox, &ctx);
             }
             Some(Err(e)) => {
                 warn!("tcp:{local:?}: accept failed: {e}");
@@ -143,11 +214,115 @@ enum Read {
     Idle,
 }
 
-async fn read_loop(mut stream: TcpStream, peer: SocketAddr, id: ConnId, ctx: ConnContext) {
+/// Starts a connection's reader and writer tasks.
+fn run_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: ConnId,
+    outbox: Arc<Outbox>,
+    ctx: &ConnContext,
+) {
+    ctx.ex
+        .spawn(write_loop(
+            stream.clone(),
+            peer,
+            id,
+            outbox.clone(),
+            ctx.clone(),
+        ))
+        .detach();
+    ctx.ex
+        .spawn(read_loop(stream, peer, id, outbox, ctx.clone()))
+        .detach();
+}
+
+/// Writes the outbox in order, each write within the deadline; a failed or late write
+/// closes the connection and fails what was queued.
+async fn write_loop(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    id: ConnId,
+    outbox: Arc<Outbox>,
+    ctx: ConnContext,
+) {
+    loop {
+        let out = loop {
+            let listener = outbox.ready.listen();
+            let popped = {
+                let mut st = outbox.lock();
+                if st.closed {
+                    return;
+                }
+                st.queue.pop_front()
+            };
+            match popped {
+                Some(out) => break out,
+                None => listener.await,
+            }
+        };
+        let deadline = ctx.clock.now() + ctx.config.write_timeout;
+        let written = async { Some(stream.write_all(&out.bytes).await) }
+            .or(async {
+                ctx.clock.sleep_until(deadline).await;
+                None
+            })
+            .await;
+        {
+            let mut st = outbox.lock();
+            st.bytes = st.bytes.saturating_sub(out.bytes.len());
+        }
+        outbox.drained.notify(usize::MAX);
+        match written {
+            Some(Ok(())) => {}
+            failed => {
+                match failed {
+                    Some(Err(e)) => debug!("tcp: write to {peer} failed: {e}"),
+                    _ => info!("tcp: write to {peer} missed its deadline; closing"),
+                }
+                ctx.conns.remove(id);
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                fail(&ctx, std::iter::once(out).chain(outbox.close()));
+                return;
+            }
+        }
+    }
+}
+
+/// Reports the client transactions of messages that could not be sent.
+fn fail(ctx: &ConnContext, lost: impl IntoIterator<Item = Out>) {
+    for out in lost {
+        if let Some(tx) = out.tx
+            && ctx.events.try_send(Inbound::SendFailed { tx }).is_err()
+        {
+            // The transaction times out instead.
+            debug!("send failure of {tx:?} not reported: the core loop is busy");
+        }
+    }
+}
+
+async fn read_loop(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    id: ConnId,
+    outbox: Arc<Outbox>,
+    ctx: ConnContext,
+) {
     let local = stream.local_addr().unwrap_or(peer);
     let mut framer = StreamFramer::new(ctx.config.max_message_size);
     let mut buf = vec![0u8; 16 * 1024];
     'conn: loop {
+        // A peer whose answers pile up unread is not read from until they drain.
+        while outbox.bytes() > OUTBOX_BYTES / 2 {
+            let listener = outbox.drained.listen();
+            if outbox.bytes() <= OUTBOX_BYTES / 2 {
+                break;
+            }
+            let closed = outbox.lock().closed;
+            if closed {
+                break 'conn;
+            }
+            listener.await;
+        }
         let idle_at = ctx.clock.now() + ctx.config.tcp_idle_timeout;
         let read = async {
             match stream.read(&mut buf).await {
@@ -184,11 +359,12 @@ async fn read_loop(mut stream: TcpStream, peer: SocketAddr, id: ConnId, ctx: Con
                 }
                 // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.
                 Ok(Some(Frame::Keepalive)) => {
-                    let Some(w) = ctx.conns.writer(id) else {
-                        break 'conn;
+                    let pong = Out {
+                        bytes: b"\r\n".to_vec(),
+                        tx: None,
                     };
-                    if w.lock().await.write_all(b"\r\n").await.is_err() {
-                        break 'conn;
+                    if outbox.push(pong).is_err() {
+                        debug!("tcp: pong to {peer} dropped: outbox full");
                     }
                 }
                 Ok(None) => break,
@@ -201,41 +377,49 @@ async fn read_loop(mut stream: TcpStream, peer: SocketAddr, id: ConnId, ctx: Con
         }
     }
     ctx.conns.remove(id);
+    fail(&ctx, outbox.close());
     let _ = stream.close().await;
 }
 
-/// Sends over the peer's connection, opening one (once) when there is none or the old
-/// one is broken.
-pub(super) async fn send(ctx: &ConnContext, to: Peer, bytes: Vec<u8>) -> std::io::Result<()> {
-    if let Some((id, writer)) = ctx.conns.find(&to) {
-        let mut w = writer.lock().await;
-        match w.write_all(&bytes).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                debug!("tcp: write to {} failed ({e}); reconnecting", to.addr);
-                let _ = w.close().await;
-                ctx.conns.remove(id);
-            }
-        }
+/// Queues `bytes` for `to`: on its connection, or on any connection to its address, or
+/// on one opened now. `Err` (with the client transaction to fail) when the outbox is
+/// full or closed; a connection that cannot be opened fails its messages later.
+pub(super) fn send(
+    ctx: &ConnContext,
+    to: Peer,
+    bytes: Vec<u8>,
+    tx: Option<ClientTxId>,
+) -> Result<(), Option<ClientTxId>> {
+    let (outbox, open) = ctx.conns.outbox_for(&to);
+    outbox.push(Out { bytes, tx }).map_err(|out| out.tx)?;
+    if open {
+        ctx.ex.spawn(connect(to.addr, outbox, ctx.clone())).detach();
     }
+    Ok(())
+}
+
+/// Opens a connection to `addr` for what waits in `outbox`.
+async fn connect(addr: SocketAddr, outbox: Arc<Outbox>, ctx: ConnContext) {
     let deadline = ctx.clock.now() + ctx.config.connect_timeout;
-    let stream = async { Some(TcpStream::connect(to.addr).await) }
+    let stream = async { Some(TcpStream::connect(addr).await) }
         .or(async {
             ctx.clock.sleep_until(deadline).await;
             None
         })
-        .await
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    let Some(id) = ctx.conns.insert(to.addr, &stream) else {
-        return Err(std::io::Error::other("connection cap reached"));
+        .await;
+    ctx.conns.connected(addr);
+    let stream = match stream {
+        Some(Ok(s)) => s,
+        failed => {
+            debug!("tcp: cannot connect to {addr}: {failed:?}");
+            fail(&ctx, outbox.close());
+            return;
+        }
     };
-    ctx.ex
-        .spawn(read_loop(stream, to.addr, id, ctx.clone()))
-        .detach();
-    let writer = ctx
-        .conns
-        .writer(id)
-        .ok_or_else(|| std::io::Error::other("connection closed at once"))?;
-    let mut w = writer.lock().await;
-    w.write_all(&bytes).await
+    let Some(id) = ctx.conns.insert(addr, outbox.clone()) else {
+        warn!("tcp: connection cap reached, not connecting to {addr}");
+        fail(&ctx, outbox.close());
+        return;
+    };
+    run_connection(stream, addr, id, outbox, &ctx);
 }

@@ -26,6 +26,11 @@ struct Datagram {
 /// Datagrams collected before they go to the sending thread in one hand-over.
 const FLUSH_AT: usize = 32;
 
+/// Batches the sending thread may have waiting. Past this the core loop produces faster
+/// than the kernel takes datagrams; more batches are dropped (UDP loss: requests and
+/// NOTIFYs are retransmitted by their transactions) instead of piling up in memory.
+const QUEUED_BATCHES: usize = 1024;
+
 /// Most datagrams passed to one `sendmmsg` call.
 const MMSG_BATCH: usize = 64;
 
@@ -35,7 +40,9 @@ const SEND_STALL: Duration = Duration::from_secs(1);
 /// The core loop's side: collects datagrams and hands them to the thread.
 pub struct UdpOut {
     pending: Vec<Datagram>,
-    queue: Option<mpsc::Sender<Vec<Datagram>>>,
+    queue: Option<mpsc::SyncSender<Vec<Datagram>>>,
+    /// Datagrams dropped because the sending thread was that far behind.
+    pub dropped: u64,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -51,7 +58,7 @@ impl UdpOut {
             let fd = s.as_fd().try_clone_to_owned()?;
             out.push((local, std::net::UdpSocket::from(fd)));
         }
-        let (queue, rx) = mpsc::channel::<Vec<Datagram>>();
+        let (queue, rx) = mpsc::sync_channel::<Vec<Datagram>>(QUEUED_BATCHES);
         let thread = std::thread::Builder::new()
             .name("presenced-udp-send".into())
             .spawn(move || send_loop(out, rx, events))?;
@@ -59,6 +66,7 @@ impl UdpOut {
             pending: Vec::with_capacity(FLUSH_AT),
             queue: Some(queue),
             thread: Some(thread),
+            dropped: 0,
         })
     }
 
@@ -76,10 +84,20 @@ impl UdpOut {
             return;
         }
         let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(FLUSH_AT));
-        if let Some(q) = &self.queue
-            && q.send(batch).is_err()
-        {
-            warn!("udp: the sending thread is gone; datagrams dropped");
+        let Some(q) = &self.queue else {
+            return;
+        };
+        match q.try_send(batch) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(batch)) => {
+                if self.dropped == 0 {
+                    warn!("udp: the sending thread is behind; datagrams dropped");
+                }
+                self.dropped += batch.len() as u64;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                warn!("udp: the sending thread is gone; datagrams dropped")
+            }
         }
     }
 

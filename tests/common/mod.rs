@@ -631,3 +631,89 @@ pub fn date_time(unix: u64) -> String {
         secs % 60
     )
 }
+
+// --- the binary as a separate process ---------------------------------------------------
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A daemon process that is killed if the test fails before stopping it: a leftover
+/// child would keep the test harness's output pipe open and hang the run.
+pub struct Spawned(pub Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+/// The presenced binary on ephemeral ports; returns the child and its UDP address.
+pub fn spawn_binary(db: &std::path::Path, extra: &[&str]) -> (Spawned, SocketAddr) {
+    let (child, udp, _) = spawn_daemon(db, extra);
+    (child, udp)
+}
+
+/// The presenced binary on ephemeral ports; returns the child and its UDP and TCP
+/// addresses.
+pub fn spawn_daemon(db: &std::path::Path, extra: &[&str]) -> (Spawned, SocketAddr, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .args(["run", "--db"])
+        .arg(db)
+        .args(["--listen", "udp:127.0.0.1:0", "--listen", "tcp:127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let (udp, tcp) = loop {
+        let line = lines.next().expect("daemon logs its addresses").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let find = |kind: &str| -> SocketAddr {
+                rest.split(", ")
+                    .find_map(|a| a.strip_prefix(kind))
+                    .expect("an address of each transport")
+                    .trim()
+                    .parse()
+                    .unwrap()
+            };
+            break (find("udp:"), find("tcp:"));
+        }
+    };
+    // Keep draining the log so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for l in lines {
+            eprintln!("D: {}", l.unwrap_or_default());
+        }
+    });
+    (Spawned(child), udp, tcp)
+}
+
+/// Resident set size of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
