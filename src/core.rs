@@ -35,6 +35,10 @@ use crate::store::Store;
 const FLUSH_AT_BYTES: usize = 16 * 1024 * 1024;
 /// Requests for the engine held while a restore commits; more get 503.
 const PAUSED_MAX: usize = 4096;
+/// Messages that waited longer than this in the inbound queue mean the core loop is
+/// behind: new work is refused (503) until it catches up. Well below T1 (500 ms), so
+/// clients do not start retransmitting what is already queued.
+const SHED_AFTER: Duration = Duration::from_millis(100);
 
 /// How the core flushes.
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +96,10 @@ pub struct Core {
     fetches: VecDeque<(String, String)>,
     /// While a restore commits, requests for the engine wait here.
     paused: Option<VecDeque<(ServerTxId, Request, Source)>>,
+    /// The core loop is behind (see [`Core::queue_delay`]).
+    overloaded: bool,
+    /// New requests refused while overloaded.
+    shed: u64,
 }
 
 impl Core {
@@ -118,6 +126,8 @@ impl Core {
             retry_flush: None,
             fetches: VecDeque::new(),
             paused: None,
+            overloaded: false,
+            shed: 0,
         }
     }
 
@@ -182,6 +192,20 @@ impl Core {
     /// what waits for a flush.
     pub fn in_flight(&self) -> usize {
         self.endpoint.in_flight() + self.held.len()
+    }
+
+    /// How long the message about to be handled waited between its socket and the core
+    /// loop. Past [`SHED_AFTER`] new work is refused with 503 and Retry-After (RFC 3261
+    /// §21.5.4) before any body is read, so the work already accepted finishes instead
+    /// of everything slowing down; work under way (responses, in-dialog requests,
+    /// refreshes) is always served.
+    pub fn queue_delay(&mut self, waited: Duration) {
+        self.overloaded = waited > SHED_AFTER;
+    }
+
+    /// New requests refused because the core loop was behind.
+    pub fn shed(&self) -> u64 {
+        self.shed
     }
 
     /// A datagram or framed stream message. `unix` is wall-clock seconds for expiry.
@@ -396,6 +420,10 @@ impl Core {
             Route::Engine => match &mut self.paused {
                 Some(queue) if queue.len() < PAUSED_MAX => queue.push_back((id, request, source)),
                 Some(_) => self.answer(id, unavailable(&request, "Restoring", 1), false, now),
+                None if self.overloaded && starts_new_work(&request) => {
+                    self.shed += 1;
+                    self.answer(id, unavailable(&request, "Overloaded", 1), false, now)
+                }
                 None => self.engine_request(id, request, source, now, unix),
             },
         }
@@ -465,6 +493,16 @@ impl Core {
                 Action::FetchDocuments { user, domain } => self.fetches.push_back((user, domain)),
             }
         }
+    }
+}
+
+/// A request that would create state (a subscription, a publication) rather than
+/// continue what exists.
+fn starts_new_work(request: &Request) -> bool {
+    match request.method {
+        Method::Subscribe => request.headers.to().is_ok_and(|to| to.tag().is_none()),
+        Method::Publish => request.headers.sip_if_match().is_none(),
+        _ => false,
     }
 }
 

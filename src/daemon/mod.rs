@@ -27,7 +27,10 @@ use crate::events::package::EventPackage;
 use crate::mgmt::{self, protocol::Refreshed};
 use crate::sip::endpoint::{Transmit, TransportKind};
 use crate::store::{Store, StoreOptions};
-use crate::transport::{Inbound, SendHandle, Transport, TransportConfig, UdpOut};
+use crate::transport::{
+    Inbound, InboundQueues, NEW_WORK_QUEUE, SendHandle, Transport, TransportConfig,
+    UNDER_WAY_QUEUE, UdpOut,
+};
 use xcap::XcapSide;
 
 /// Why the daemon could not start or stopped badly.
@@ -305,9 +308,16 @@ async fn serve(
         Err(e) => warn!("control socket {}: {e}", ctl_path.display()),
     }
 
-    let (inbound_tx, inbound_rx) = smol::channel::bounded::<Inbound>(4096);
+    let (under_way_tx, under_way_rx) = smol::channel::bounded::<Inbound>(UNDER_WAY_QUEUE);
+    let (new_work_tx, new_work_rx) = smol::channel::bounded::<Inbound>(NEW_WORK_QUEUE);
+    let queues = InboundQueues {
+        under_way: under_way_tx,
+        new_work: new_work_tx,
+        dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+    };
+    let dropped = queues.dropped.clone();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-    let (sender, udp_out) = match transport.start(&ex, inbound_tx, stop_rx) {
+    let (sender, udp_out) = match transport.start(&ex, queues, stop_rx) {
         Ok(s) => s,
         Err(e) => {
             let e = std::io::Error::new(e.kind(), format!("cannot start the UDP sender: {e}"));
@@ -355,13 +365,21 @@ async fn serve(
         if let Some(until) = drain_until {
             wake = Some(wake.map_or(until, |w| w.min(until)));
         }
+        // Work under way first (`or` polls in order), then new work.
         let step = async {
-            inbound_rx
+            under_way_rx
                 .recv()
                 .await
                 .map(Step::Inbound)
                 .unwrap_or(Step::Closed)
         }
+        .or(async {
+            new_work_rx
+                .recv()
+                .await
+                .map(Step::Inbound)
+                .unwrap_or(Step::Closed)
+        })
         .or(async {
             match wake {
                 Some(at) => {
@@ -395,7 +413,13 @@ async fn serve(
                 let mut handled = 0;
                 while let Some(inbound) = next.take() {
                     match inbound {
-                        Inbound::Message { bytes, source } => {
+                        Inbound::Message {
+                            bytes,
+                            source,
+                            received,
+                        } => {
+                            // How long it queued tells the core how far behind it is.
+                            rl.core.queue_delay(now.saturating_duration_since(received));
                             rl.core.handle_incoming(&bytes, source, now, unix)
                         }
                         Inbound::SendFailed { tx } => rl.core.transport_error(tx, now, unix),
@@ -403,7 +427,10 @@ async fn serve(
                     rl.send_transmits();
                     handled += 1;
                     if handled < INBOUND_BATCH {
-                        next = inbound_rx.try_recv().ok();
+                        next = under_way_rx
+                            .try_recv()
+                            .or_else(|_| new_work_rx.try_recv())
+                            .ok();
                     }
                 }
             }
@@ -424,9 +451,12 @@ async fn serve(
         rl.core.handle_timeout(now, unix);
     }
     info!(
-        "stats: {:?} {:?}",
+        "stats: {:?} {:?} shed: {}, dropped at the socket: {}, udp dropped: {}",
         rl.core.endpoint().stats(),
-        rl.core.engine().stats()
+        rl.core.engine().stats(),
+        rl.core.shed(),
+        dropped.load(std::sync::atomic::Ordering::Relaxed),
+        rl.udp_out.dropped
     );
     rl.send_transmits();
     // The last datagrams (final NOTIFYs, 503s) leave before we report stopped.

@@ -11,6 +11,7 @@ pub mod header;
 pub mod message;
 mod replay;
 pub mod transaction;
+pub mod triage;
 pub mod uri;
 
 pub use error::ParseError;

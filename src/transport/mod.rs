@@ -22,10 +22,69 @@ pub use udp_send::UdpOut;
 /// What the transports tell the core loop.
 #[derive(Debug)]
 pub enum Inbound {
-    /// One complete SIP message (a datagram or a framed stream message).
-    Message { bytes: Vec<u8>, source: Source },
+    /// One complete SIP message (a datagram or a framed stream message), with when it
+    /// was received (how long it queued is the core loop's measure of load).
+    Message {
+        bytes: Vec<u8>,
+        source: Source,
+        received: std::time::Instant,
+    },
     /// A send for a client transaction failed (connect refused, connection reset, ...).
     SendFailed { tx: ClientTxId },
+}
+
+/// The two bounded queues from the sockets to the core loop: work under way (responses,
+/// requests inside dialogs, publication refreshes, send failures) is served first; new
+/// work second (see `sip::triage`).
+#[derive(Clone)]
+pub struct InboundQueues {
+    pub under_way: Sender<Inbound>,
+    pub new_work: Sender<Inbound>,
+    /// New requests dropped because their queue was full.
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Messages each queue holds: at the rates this box sustains, a few tenths of a second.
+pub const UNDER_WAY_QUEUE: usize = 4096;
+pub const NEW_WORK_QUEUE: usize = 2048;
+
+impl InboundQueues {
+    /// Queues a received message. New work over UDP that does not fit is dropped (the
+    /// client retransmits it, by when there may be room); the rest waits for room, which
+    /// over TCP slows the sending connection down.
+    pub async fn deliver(
+        &self,
+        bytes: Vec<u8>,
+        source: Source,
+        received: std::time::Instant,
+    ) -> bool {
+        let continues = crate::sip::triage::continues_work(&bytes);
+        let message = Inbound::Message {
+            bytes,
+            source,
+            received,
+        };
+        if continues {
+            return self.under_way.send(message).await.is_ok();
+        }
+        if source.peer.kind.is_reliable() {
+            return self.new_work.send(message).await.is_ok();
+        }
+        match self.new_work.try_send(message) {
+            Ok(()) => true,
+            Err(smol::channel::TrySendError::Full(_)) => {
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            Err(smol::channel::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Reports a failed send (work under way); never waits.
+    pub fn send_failed(&self, tx: ClientTxId) -> bool {
+        self.under_way.try_send(Inbound::SendFailed { tx }).is_ok()
+    }
 }
 
 /// Transport limits.
@@ -127,19 +186,23 @@ impl Transport {
     pub fn start(
         self,
         ex: &Arc<smol::Executor<'static>>,
-        events: Sender<Inbound>,
+        queues: InboundQueues,
         stop: smol::channel::Receiver<()>,
     ) -> std::io::Result<(SendHandle, UdpOut)> {
-        let udp_out = UdpOut::start(&self.udp, events.clone())?;
+        let udp_out = UdpOut::start(&self.udp, queues.under_way.clone())?;
         for sock in &self.udp {
             // UDP keeps reading through a graceful shutdown so responses to our own
             // requests still arrive; the loop ends with the executor.
-            ex.spawn(udp::receive_loop(sock.clone(), events.clone()))
-                .detach();
+            ex.spawn(udp::receive_loop(
+                sock.clone(),
+                queues.clone(),
+                self.clock.clone(),
+            ))
+            .detach();
         }
         let ctx = tcp::ConnContext {
             conns: self.conns.clone(),
-            events,
+            queues,
             config: self.config.clone(),
             clock: self.clock.clone(),
             stop,
@@ -163,11 +226,7 @@ impl SendHandle {
     /// given; this call never waits.
     pub fn send_tcp(&self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
         if let Err(Some(tx)) = tcp::send(&self.ctx, to, bytes, tx)
-            && self
-                .ctx
-                .events
-                .try_send(Inbound::SendFailed { tx })
-                .is_err()
+            && !self.ctx.queues.send_failed(tx)
         {
             debug!("send failure of {tx:?} not reported: the core loop is busy");
         }

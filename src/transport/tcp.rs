@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use event_listener::Event;
 use log::{debug, info, warn};
-use smol::channel::{Receiver, Sender};
+use smol::channel::Receiver;
 use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
@@ -22,7 +22,7 @@ use smol::net::TcpStream;
 use crate::clock::Clock;
 use crate::sip::endpoint::{ClientTxId, ConnId, Peer};
 use crate::sip::framing::{Frame, StreamFramer};
-use crate::transport::{Inbound, TransportConfig, stream_source};
+use crate::transport::{InboundQueues, TransportConfig, stream_source};
 
 /// Bytes one connection's outbox may hold; a send beyond it fails.
 pub(super) const OUTBOX_BYTES: usize = 256 * 1024;
@@ -168,7 +168,7 @@ impl ConnTable {
 #[derive(Clone)]
 pub struct ConnContext {
     pub conns: Arc<ConnTable>,
-    pub events: Sender<Inbound>,
+    pub queues: InboundQueues,
     pub config: TransportConfig,
     pub clock: Arc<dyn Clock>,
     pub stop: Receiver<()>,
@@ -292,7 +292,7 @@ async fn write_loop(
 fn fail(ctx: &ConnContext, lost: impl IntoIterator<Item = Out>) {
     for out in lost {
         if let Some(tx) = out.tx
-            && ctx.events.try_send(Inbound::SendFailed { tx }).is_err()
+            && !ctx.queues.send_failed(tx)
         {
             // The transaction times out instead.
             debug!("send failure of {tx:?} not reported: the core loop is busy");
@@ -348,12 +348,8 @@ async fn read_loop(
             match framer.next_frame() {
                 Ok(Some(Frame::Message(bytes))) => {
                     let source = stream_source(peer, local, id);
-                    if ctx
-                        .events
-                        .send(Inbound::Message { bytes, source })
-                        .await
-                        .is_err()
-                    {
+                    let received = ctx.clock.now();
+                    if !ctx.queues.deliver(bytes, source, received).await {
                         break 'conn;
                     }
                 }

@@ -1,18 +1,23 @@
-//! UDP receive loop: one task per bound socket, each datagram handed to the core as is.
+//! UDP receive loop: one task per bound socket, each datagram handed to the core as is,
+//! on the queue its triage picks (see `InboundQueues`).
 
 use std::sync::Arc;
 
 use log::warn;
-use smol::channel::Sender;
 
+use crate::clock::Clock;
 use crate::sip::endpoint::{Peer, Source, TransportKind};
-use crate::transport::Inbound;
+use crate::transport::InboundQueues;
 
 /// Largest possible UDP payload; anything above `max_message_size` is still read whole so
 /// the core can answer 513 instead of parsing a truncated message.
 const DATAGRAM_BUFFER: usize = 65_536;
 
-pub(super) async fn receive_loop(sock: Arc<smol::net::UdpSocket>, events: Sender<Inbound>) {
+pub(super) async fn receive_loop(
+    sock: Arc<smol::net::UdpSocket>,
+    queues: InboundQueues,
+    clock: Arc<dyn Clock>,
+) {
     let Ok(local) = sock.local_addr() else {
         return;
     };
@@ -33,14 +38,7 @@ pub(super) async fn receive_loop(sock: Arc<smol::net::UdpSocket>, events: Sender
                     },
                     local,
                 };
-                if events
-                    .send(Inbound::Message {
-                        bytes: bytes.to_vec(),
-                        source,
-                    })
-                    .await
-                    .is_err()
-                {
+                if !queues.deliver(bytes.to_vec(), source, clock.now()).await {
                     return;
                 }
             }
