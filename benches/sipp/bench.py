@@ -1,18 +1,50 @@
 #!/usr/bin/env python3
-"""SIPp load benchmark for presenced: sustained PUBLISH/s, SUBSCRIBE+NOTIFY/s, fan-out
-NOTIFY/s (1,000 watchers on 100 presentities) and RSS with 100,000 subscriptions.
+"""SIPp load benchmark for presenced.
 
-Everything runs on 127.0.0.1, every SIPp run is bounded by -m and -timeout, and the
+Measures (pick with --only, comma-separated; the default is the first four):
+  publish       sustained PUBLISH/s: initial → modify → remove over 100 presentities
+  subscribe     sustained SUBSCRIBE+NOTIFY/s: subscribe, then unsubscribe, over 100
+  fanout        NOTIFY/s with 1,000 watchers on 100 presentities under PUBLISH load
+  memory        RSS with 100,000 active subscriptions (10,000 with --quick)
+  publish_new   one initial PUBLISH of a NEW presentity per call: the presentity table
+                grows by one row per call (60 s at 20,000/s = 1.2 M rows)
+  subscribe_new 1,000 presentities published first, then one NEW watcher dialog per call
+                (SUBSCRIBE 3600 s → 200 → NOTIFY → 200), kept: active_watchers grows
+  fanout10k     NOTIFY/s with 10,000 watchers on 1,000 presentities under PUBLISH load
+  overload      given a sustained PUBLISH rate R (--rates overload=R, or found by a
+                publish_new rate search), 2R of publish_new for 30 s (a 503 is an expected
+                answer there, counted), then R for 30 s on the same server: is the second
+                phase clean?
+  mix           phones with BLF keys: --phones N (20,000) each watching --blf K (10) other
+                phones (Event: dialog), refreshing every --refresh S (600) seconds, and
+                --change-pct P (1) % of the phones changing state per second by PUBLISH
+                (dialog-info); set up at --ramp calls/s (5,000), then measured for 60 s
+
+Scenarios: publish.xml, subscribe.xml, watchers.xml, subscribe_keep.xml (the original
+measures; subscribe_keep.xml is also subscribe_new's watcher), publish_new.xml,
+mix_phone.xml, mix_blf.xml. BENCH_KEEP=1 keeps each run's directory (SIPp statistics,
+response times, errors with -trace_err, the daemon's log) and names it on stderr.
+
+Every run reports SIPp's response times (p50/p99), the CPU time of the presenced process
+per operation (/proc/PID/stat utime+stime) and its RSS at the end and --settle seconds
+(40) later, once completed transactions have left (Timer J, 32 s).
+
+Everything runs on 127.0.0.1, every SIPp run is bounded by -m and -timeout (and is
+stopped by this script at a deadline where a scenario runs until told to stop), and the
 daemon is stopped at the end. Usage (after `cargo build --release`):
 
-    python3 benches/sipp/bench.py [--duration 30] [--quick]
+    python3 benches/sipp/bench.py [--duration S] [--quick] [--only NAMES] [--rates NAME=R,…]
 
-Prints a Markdown table for BENCHMARKS.md. A run counts only with 0 failed calls and 0
-retransmissions; the rate search steps down until that holds.
+Prints a Markdown table for BENCHMARKS.md. A rate search counts a run only with 0 failed
+calls, 0 retransmissions and no 503; it steps the rate down until that holds. The exit
+status is 1 when a measure had no clean run or a SIPp run failed.
 """
 
 import argparse
+import contextlib
 import csv
+import json
+import math
 import os
 import re
 import signal
@@ -25,6 +57,18 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("PRESENCED_BIN", os.path.join(ROOT, "target", "release", "presenced"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Names of measures that failed; any makes the exit status 1.
+FAILED = []
+# Every SIPp started, so that none outlives the script.
+LIVE = []
+# BLF subscriptions per SIPp instance in the mix (a SIPp call holds ~4 KiB).
+BLF_PER_SIPP = 50_000
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
 
 
 def free_port():
@@ -47,13 +91,15 @@ class Server:
     def __init__(self, work, extra_config=""):
         self.work = work
         self.port = free_port()
+        self.db = os.path.join(work, "db")
+        self.output = None
         cfg = os.path.join(work, "presenced.toml")
         with open(cfg, "w") as f:
             f.write("min_expires = 0\nmax_expires = 3600\n" + extra_config)
         self.log = open(os.path.join(work, "presenced.log"), "w")
         env = dict(os.environ, RUST_LOG="warn,presenced::daemon=info")
         self.proc = subprocess.Popen(
-            [BIN, "run", "--config", cfg, "--db", os.path.join(work, "db"),
+            [BIN, "run", "--config", cfg, "--db", self.db,
              "--listen", f"udp:127.0.0.1:{self.port}", "--listen", f"tcp:127.0.0.1:{self.port}"],
             stdout=self.log, stderr=self.log, env=env)
         deadline = time.time() + 10
@@ -61,71 +107,263 @@ class Server:
             with open(os.path.join(work, "presenced.log")) as f:
                 if "listening on" in f.read():
                     return
+            if self.proc.poll() is not None:
+                break
             time.sleep(0.05)
+        self.stop()
         raise RuntimeError("presenced did not start")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             fields = dict(l.split(":", 1) for l in f if ":" in l)
         return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
+    def cpu_s(self):
+        """User + system CPU seconds of the daemon so far (all its threads)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def status(self):
+        """`presenced ctl status`: engine counters and table sizes (None if it fails)."""
         try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+            out = subprocess.run([BIN, "ctl", "--db", self.db, "status"], capture_output=True,
+                                 text=True, timeout=120)
+            return json.loads(out.stdout) if out.returncode == 0 else None
+        except (subprocess.TimeoutExpired, ValueError):
+            return None
+
+    def stop(self):
+        """SIGTERM, then the log (with its final stats line). Safe to call twice."""
+        if self.output is not None:
+            return self.output
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.log.close()
         with open(os.path.join(self.work, "presenced.log")) as f:
-            return f.read()
+            self.output = f.read()
+        return self.output
 
 
-def injection(work, n=100):
-    path = os.path.join(work, "presentities.csv")
+def workdir(prefix):
+    """A temporary directory for one run; kept (and named on stderr) with BENCH_KEEP=1."""
+    if os.environ.get("BENCH_KEEP"):
+        d = tempfile.mkdtemp(prefix=prefix)
+        log(f"  (keeping {d})")
+        return contextlib.nullcontext(d)
+    return tempfile.TemporaryDirectory(prefix=prefix)
+
+
+def names_file(work, name, lines):
+    """A SEQUENTIAL injection file, one call per line in order."""
+    path = os.path.join(work, name)
     with open(path, "w") as f:
         f.write("SEQUENTIAL\n")
-        for i in range(n):
-            f.write(f"user{i}\n")
+        for line in lines:
+            f.write(f"{line}\n")
     return path
 
 
-def sipp(work, label, scenario, port, calls, rate, limit, inf, timeout_s, background=False, keys=()):
-    """Runs one SIPp instance; returns (stats dict, rtt list ms) or the Popen."""
-    d = os.path.join(work, label)
-    os.makedirs(d, exist_ok=True)
-    args = ["sipp", "-sf", os.path.join(HERE, scenario), "-inf", inf, "-i", "127.0.0.1",
-            "-p", "0", "-m", str(calls), "-r", str(rate), "-rp", "1000", "-l", str(limit),
-            "-timeout", f"{timeout_s}s", "-timeout_error", "-nostdin",
-            "-trace_stat", "-stf", os.path.join(d, "stats.csv"), "-fd", "1",
-            "-trace_rtt", "-rtt_freq", "1", "-max_socket", "2000", "-nd",
-            # SIPp's default 64 KiB socket buffers drop bursts of NOTIFYs on its side;
-            # the load generator must not be what loses messages.
-            "-buff_size", str(4 * 1024 * 1024),
-            *[x for k, v in keys for x in ("-key", k, str(v))],
-            f"127.0.0.1:{port}"]
-    p = subprocess.Popen(args, cwd=d, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "err"), "w"),
-                         stdin=subprocess.DEVNULL)
-    if background:
-        return p, d
-    p.wait(timeout=timeout_s + 30)
-    return read_results(d)
+def injection(work, n=100):
+    return names_file(work, "presentities.csv", (f"user{i}" for i in range(n)))
 
 
-def read_results(d):
-    with open(os.path.join(d, "stats.csv")) as f:
-        rows = list(csv.reader(f, delimiter=";"))
-    header, last = rows[0], rows[-1]
-    stats = dict(zip(header, last))
-    rtts = []
-    for name in os.listdir(d):
-        if name.endswith("_rtt.csv"):
-            with open(os.path.join(d, name)) as f:
-                for row in csv.reader(f, delimiter=";"):
-                    try:
-                        rtts.append(float(row[1]))
-                    except (ValueError, IndexError):
-                        pass
-    return stats, rtts
+def num(stats, key, default=0):
+    try:
+        return int(float(stats.get(key, default)))
+    except ValueError:
+        return default
+
+
+class Result:
+    """One SIPp run's outcome: its last -trace_stat row, response times, exit status."""
+
+    def __init__(self, d, rc, stopped=False):
+        self.dir = d
+        self.rc = rc  # None: still running, or stopped because it overran its bound
+        self.stopped = stopped  # ended by SIGINT at our deadline, not by itself
+        self.rows = []
+        path = os.path.join(d, "stats.csv")
+        if os.path.exists(path):
+            with open(path) as f:
+                rows = list(csv.reader(f, delimiter=";"))
+            if len(rows) > 1:
+                self.rows = [dict(zip(rows[0], r)) for r in rows[1:]]
+        self.stats = self.rows[-1] if self.rows else {}
+        self.start = epoch(self.stats.get("StartTime", ""))
+        self._rtt = None
+        err = os.path.join(d, "err")
+        self.err = ""
+        if os.path.exists(err):
+            with open(err, errors="replace") as f:
+                # SIPp's own lines start with a time stamp (messages quoted in them do not);
+                # a recv timeout with a label to jump to is how mix_blf.xml reads the clock.
+                lines = [l.split(": ", 1)[-1].strip() for l in f
+                         if re.match(r"\d{4}-\d\d-\d\d\t", l) and "jumping to label" not in l]
+            self.err = " | ".join(dict.fromkeys(lines[-3:]))
+
+    def n(self, key):
+        return num(self.stats, key)
+
+    def counter(self, name):
+        return self.n(f"{name}(C)")
+
+    @property
+    def ok_calls(self):
+        return self.n("SuccessfulCall(C)")
+
+    @property
+    def failed(self):
+        return num(self.stats, "FailedCall(C)", 1)
+
+    @property
+    def retrans(self):
+        return num(self.stats, "Retransmissions(C)", 1)
+
+    @property
+    def elapsed(self):
+        return elapsed_s(self.stats)
+
+    @property
+    def clean(self):
+        """No failed call, no retransmission, no 503, and SIPp itself ended well (a run we
+        stopped at its deadline has no exit status of its own to go by)."""
+        return (bool(self.stats) and (self.stopped or self.rc == 0) and self.failed == 0
+                and self.retrans == 0 and self.counter("shed") == 0)
+
+    def why(self):
+        """What made the run unclean, for the log."""
+        if not self.stats:
+            return f"no SIPp statistics (exit {self.rc}) {self.err}"
+        parts = []
+        if not self.stopped and self.rc != 0:
+            parts.append(f"SIPp exit {self.rc}")
+        for label, v in (("failed", self.failed), ("retrans", self.retrans), ("503", self.counter("shed"))):
+            if v:
+                parts.append(f"{label}={v}")
+        if self.err and parts:
+            parts.append(self.err)
+        return ", ".join(parts)
+
+    @property
+    def rtt(self):
+        """SIPp's response times (-trace_rtt) as (seconds since the epoch, ms), read once."""
+        if self._rtt is None:
+            self._rtt = []
+            for name in os.listdir(self.dir):
+                if name.endswith("_rtt.csv"):
+                    with open(os.path.join(self.dir, name)) as f:
+                        for row in csv.reader(f, delimiter=";"):
+                            try:
+                                self._rtt.append(((self.start or 0) + float(row[0]) / 1000, float(row[1])))
+                            except (ValueError, IndexError):
+                                pass
+        return self._rtt
+
+    def loaded(self):
+        """Itself, with its response times read (before its directory goes away)."""
+        _ = self.rtt
+        return self
+
+    def latencies(self, since=None, until=None):
+        return [ms for t, ms in self.rtt if (since is None or t >= since) and (until is None or t <= until)]
+
+    def counter_at(self, t, name):
+        return num(self.at(t), f"{name}(C)")
+
+    def at(self, t):
+        """The last statistics row written at or before `t` (seconds since the epoch)."""
+        best = {}
+        for row in self.rows:
+            if epoch(row.get("CurrentTime", "")) <= t:
+                best = row
+        return best
+
+
+class Sipp:
+    """One SIPp instance, started at once. Bounded three ways: -m calls, -timeout (with
+    -timeout_error: reaching it is a failure), and wait() stops it at -timeout + 30 s."""
+
+    def __init__(self, work, label, scenario, port, calls, rate, limit, inf, timeout_s, keys=(), extra=()):
+        self.dir = os.path.join(work, label)
+        os.makedirs(self.dir, exist_ok=True)
+        self.timeout_s = timeout_s
+        self.started = time.time()
+        self.stopped = False  # stopped at a deadline of ours
+        self.overran = False  # stopped because it did not end within its bound
+        args = ["sipp", "-sf", os.path.join(HERE, scenario), "-inf", inf, "-i", "127.0.0.1",
+                "-p", "0", "-m", str(int(calls)), "-r", str(rate), "-rp", "1000", "-l", str(int(limit)),
+                "-timeout", f"{timeout_s}s", "-timeout_error", "-nostdin",
+                "-trace_stat", "-stf", os.path.join(self.dir, "stats.csv"), "-fd", "1",
+                "-trace_rtt", "-rtt_freq", "1", "-max_socket", "2000", "-nd",
+                *(["-trace_err"] if os.environ.get("BENCH_KEEP") else []),
+                # SIPp's default 64 KiB socket buffers drop bursts of NOTIFYs on its side;
+                # the load generator must not be what loses messages.
+                "-buff_size", str(4 * 1024 * 1024),
+                *[x for k, v in keys for x in ("-key", k, str(v))],
+                *extra,
+                f"127.0.0.1:{port}"]
+        with open(os.path.join(self.dir, "err"), "w") as err:
+            self.proc = subprocess.Popen(args, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=err,
+                                         stdin=subprocess.DEVNULL)
+        LIVE.append(self)
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def wait(self, until=None):
+        """Waits for SIPp to end by itself, at most until `until` (default: its -timeout
+        plus 30 s); past that it is stopped, and a run that had to be stopped that way
+        without a deadline of ours counts as failed (exit status None)."""
+        limit = until if until is not None else self.started + self.timeout_s + 30
+        try:
+            self.proc.wait(timeout=max(0.1, limit - time.time()))
+        except subprocess.TimeoutExpired:
+            self.stop(deadline=until is not None)
+        return self.result()
+
+    def stop(self, deadline=True):
+        """SIGINT: SIPp ends at once (calls in progress are dropped, not failed)."""
+        self.halt(deadline)
+        return self.result()
+
+    def halt(self, deadline=True):
+        if self.running():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.stopped = deadline
+            self.overran = not deadline
+
+    def result(self):
+        return Result(self.dir, None if self.overran else self.proc.returncode, self.stopped)
+
+
+def stop_all(sipps):
+    for s in sipps:
+        s.halt()
+
+
+def epoch(stamp):
+    """SIPp's time stamps end in seconds since the epoch: '2026-12-04\t20:28:41.27\t1796416121.27'."""
+    try:
+        return float(stamp.split()[-1])
+    except (ValueError, IndexError):
+        return 0.0
 
 
 def pct(values, p):
@@ -136,121 +374,463 @@ def pct(values, p):
 
 
 def elapsed_s(stats):
+    start, now = epoch(stats.get("StartTime", "")), epoch(stats.get("CurrentTime", ""))
+    if start and now:
+        return now - start
     t = stats.get("ElapsedTime(C)", "0:0:0")
     h, m, s = t.split(":")[:3]
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
-def clean(stats):
-    return int(stats.get("FailedCall(C)", 1)) == 0 and int(stats.get("Retransmissions(C)", 1)) == 0
-
-
-def server_counters(log):
-    m = re.findall(r"stats: (.*)", log)
+def server_counters(log_text):
+    m = re.findall(r"stats: (.*)", log_text)
     return m[-1] if m else ""
 
 
-def run_rate_search(name, scenario, per_call, rates, duration, results):
+def engine(status, key):
+    return int(((status or {}).get("engine") or {}).get(key, 0))
+
+
+def table(status, key):
+    return int(((status or {}).get("tables") or {}).get(key, -1))
+
+
+def settle_memory(srv, settle):
+    """RSS now, RSS `settle` seconds later and the peak, in KiB."""
+    end, _ = srv.rss_kib()
+    time.sleep(settle)
+    after, hwm = srv.rss_kib()
+    return end, after, hwm
+
+
+def row(name, rate, rtts, secs, counters, cpu_s=None, ops=None, mem=None, notes=""):
+    return {"name": name, "rate": rate, "p50": pct(rtts, 50), "p99": pct(rtts, 99), "secs": secs,
+            "counters": counters, "cpu_us": (cpu_s / ops * 1e6) if cpu_s is not None and ops else None,
+            "mem": mem, "notes": notes}
+
+
+def no_clean_row(name, why="no clean run"):
+    FAILED.append(name)
+    return row(name, 0.0, [], 0, why)
+
+
+def rate_search(name, rates, attempt, results):
+    """Steps down through `rates` (calls/s) until `attempt(rate)` returns a row (a clean
+    run); records it, or a failed row when no rate was clean."""
+    for rate in rates:
+        r = attempt(rate)
+        if r is not None:
+            results.append(r)
+            return rate
+    results.append(no_clean_row(name))
+    return None
+
+
+# ---- the original measures ---------------------------------------------------------------
+
+def run_rate_search(name, scenario, per_call, rates, duration, results, settle):
     """Steps down through `rates` (calls/s) until a run is clean; records the result."""
-    for rate in rates:
-        with tempfile.TemporaryDirectory(prefix="presenced-bench-") as work:
-            srv = Server(work)
+    def attempt(rate):
+        with workdir("presenced-bench-") as work, Server(work) as srv:
             inf = injection(work)
             calls = int(rate * duration)
-            stats, rtts = sipp(work, "run", scenario, srv.port, calls, rate, rate * 2, inf, duration + 30)
-            log = srv.stop()
-            ok = clean(stats) and int(stats.get("SuccessfulCall(C)", 0)) == calls
-            secs = elapsed_s(stats)
-            achieved = int(stats.get("SuccessfulCall(C)", 0)) * per_call / max(secs, 1e-9)
-            print(f"  {name}: {rate} calls/s → {achieved:.0f} ops/s, failed={stats.get('FailedCall(C)')}, "
-                  f"retrans={stats.get('Retransmissions(C)')}, {secs:.1f}s, clean={ok}", file=sys.stderr)
-            if ok:
-                results.append((name, achieved, pct(rtts, 50), pct(rtts, 99), secs, server_counters(log)))
-                return
-    results.append((name, 0.0, float("nan"), float("nan"), 0, "no clean run"))
+            cpu0 = srv.cpu_s()
+            r = Sipp(work, "run", scenario, srv.port, calls, rate, rate * 2, inf, duration + 30).wait()
+            cpu = srv.cpu_s() - cpu0
+            ok = r.clean and r.ok_calls == calls
+            secs = r.elapsed
+            achieved = r.ok_calls * per_call / max(secs, 1e-9)
+            log(f"  {name}: {rate} calls/s → {achieved:.0f} ops/s, failed={r.failed}, "
+                f"retrans={r.retrans}, {secs:.1f}s, clean={ok} {r.why()}")
+            if not ok:
+                return None
+            mem = settle_memory(srv, settle)
+            return row(name, achieved, r.latencies(), secs, server_counters(srv.stop()),
+                       cpu, r.ok_calls * per_call, mem)
+    rate_search(name, rates, attempt, results)
 
 
-def fanout(duration, rates, results):
-    for rate in rates:
-        with tempfile.TemporaryDirectory(prefix="presenced-bench-fanout-") as work:
-            # The sweep ends every watcher's subscription shortly after the publishers stop.
-            srv = Server(work, "clean_period = 1\n")
-            inf = injection(work)
-            watchers, wdir = sipp(work, "watchers", "watchers.xml", srv.port, 1000, 500, 1000, inf,
-                                  duration + 60, background=True, keys=[("expires", duration + 12)])
-            time.sleep(4)  # 1,000 subscriptions at 500/s, then their first NOTIFYs
+def fanout(name, duration, rates, results, settle, watchers=1000, presentities=100, sub_rate=500):
+    """`watchers` watchers, `watchers / presentities` on each presentity, answer every
+    NOTIFY while publish.xml cycles through the presentities at each rate (highest first)
+    until a run is clean. Reports what the server sent: notifies_sent less each
+    watcher's first and last NOTIFY."""
+    def attempt(rate):
+        with workdir("presenced-bench-fanout-") as work, \
+                Server(work, "clean_period = 1\n") as srv:  # the sweep ends the watchers
+            inf = injection(work, presentities)
+            ramp = watchers / sub_rate + 2  # subscriptions, then their first NOTIFYs
+            w = Sipp(work, "watchers", "watchers.xml", srv.port, watchers, sub_rate, watchers, inf,
+                     int(ramp + duration + 60), keys=[("expires", int(ramp + duration + 8))])
+            time.sleep(ramp)
+            st0 = srv.status()
+            if table(st0, "active_watchers") != watchers:
+                log(f"  {name}: {table(st0, 'active_watchers')} of {watchers} watchers subscribed "
+                    f"after {ramp:.0f} s")
+            cpu0 = srv.cpu_s()
             calls = int(rate * duration)
-            stats, rtts = sipp(work, "fanout-pub", "publish.xml", srv.port, calls, rate, rate * 2, inf,
-                               duration + 30)
-            watchers.wait(timeout=duration + 90)
-            wstats, _ = read_results(wdir)
-            log = srv.stop()
-            secs = elapsed_s(stats)
-            # Each PUBLISH changes state once and each presentity has 10 watchers, but a
+            r = Sipp(work, "fanout-pub", "publish.xml", srv.port, calls, rate, rate * 2, inf,
+                     duration + 30).wait()
+            cpu = srv.cpu_s() - cpu0
+            st1 = srv.status()
+            wr = w.wait()
+            mem = settle_memory(srv, settle) if r.clean and wr.clean else None
+            log_text = srv.stop()
+            secs = r.elapsed
+            # Each PUBLISH changes state once and each presentity has its watchers, but a
             # dialog with a NOTIFY in flight only gets the newest state after it, so count
             # what the server really sent, less each watcher's first and last NOTIFY.
-            sent = re.search(r"notifies_sent: (\d+)", server_counters(log))
-            notifies = int(sent.group(1)) - 2 * 1000 if sent else 0
-            ok = clean(stats) and clean(wstats) and "client_retransmissions: 0," in log
-            print(f"  fan-out: {rate} publish calls/s → {notifies / max(secs, 1e-9):.0f} NOTIFY/s, "
-                  f"pub failed={stats.get('FailedCall(C)')}, watchers failed={wstats.get('FailedCall(C)')}, "
-                  f"server: {server_counters(log)}, clean={ok}", file=sys.stderr)
-            if ok:
-                results.append(("fan-out NOTIFY/s", notifies / secs, pct(rtts, 50), pct(rtts, 99), secs,
-                                server_counters(log)))
-                return
-    results.append(("fan-out NOTIFY/s", 0.0, float("nan"), float("nan"), 0, "no clean run"))
+            sent = re.search(r"notifies_sent: (\d+)", server_counters(log_text))
+            notifies = int(sent.group(1)) - 2 * watchers if sent else 0
+            ok = r.clean and r.ok_calls == calls and wr.clean and "client_retransmissions: 0," in log_text
+            log(f"  {name}: {rate} publish calls/s → {notifies / max(secs, 1e-9):.0f} NOTIFY/s, "
+                f"pub failed={r.failed} {r.why()}, watchers failed={wr.failed} {wr.why()}, "
+                f"server: {server_counters(log_text)}, clean={ok}")
+            if not ok:
+                return None
+            window_notifies = engine(st1, "notifies_sent") - engine(st0, "notifies_sent")
+            return row(name, notifies / secs, r.latencies(), secs, server_counters(log_text),
+                       cpu, window_notifies, mem, f"{watchers:,} watchers on {presentities:,} presentities")
+    rate_search(name, rates, attempt, results)
 
 
 def memory(subs):
-    with tempfile.TemporaryDirectory(prefix="presenced-bench-rss-") as work:
-        srv = Server(work)
+    with workdir("presenced-bench-rss-") as work, Server(work) as srv:
         inf = injection(work)
         before, _ = srv.rss_kib()
-        stats, _ = sipp(work, "rss", "subscribe_keep.xml", srv.port, subs, 2000, 4000, inf, 300)
+        r = Sipp(work, "rss", "subscribe_keep.xml", srv.port, subs, 2000, 4000, inf, 300).wait()
         loaded, _ = srv.rss_kib()
         # Completed server transactions linger for Timer J (64·T1 = 32 s) holding their
         # responses; measure again once they are gone.
         time.sleep(40)
         rss, hwm = srv.rss_kib()
-        srv.stop()
-        return before, loaded, rss, hwm, int(stats.get("SuccessfulCall(C)", 0)), int(stats.get("FailedCall(C)", 0))
+        if not r.clean:
+            FAILED.append("memory")
+            log(f"  memory: SIPp run not clean: {r.why()}")
+        return before, loaded, rss, hwm, r.ok_calls, r.failed
+
+
+# ---- users' workloads ----------------------------------------------------------------------
+
+def publish_new_run(work, srv, label, rate, calls, prefix, timeout_s, limit=None, extra=()):
+    inf = names_file(work, "unused.csv", ["-"])
+    return Sipp(work, label, "publish_new.xml", srv.port, calls, rate, limit or rate * 2, inf, timeout_s,
+                keys=[("prefix", prefix), ("expires", 3600)], extra=extra)
+
+
+def publish_new(rates, duration, results, settle):
+    """One initial PUBLISH of a new presentity per call; the table grows by one per call."""
+    name = "PUBLISH/s, new presentities"
+
+    def attempt(rate):
+        with workdir("presenced-bench-pubnew-") as work, Server(work) as srv:
+            calls = int(rate * duration)
+            cpu0 = srv.cpu_s()
+            r = publish_new_run(work, srv, "run", rate, calls, "p", duration + 30).wait()
+            cpu = srv.cpu_s() - cpu0
+            ok = r.clean and r.ok_calls == calls
+            secs = r.elapsed
+            log(f"  publish_new: {rate} calls/s → {r.ok_calls / max(secs, 1e-9):.0f} PUBLISH/s, "
+                f"{r.ok_calls:,}/{calls:,} ok, failed={r.failed}, retrans={r.retrans}, "
+                f"503={r.counter('shed')}, {secs:.1f}s, clean={ok} {r.why()}")
+            if not ok:
+                return None
+            mem = settle_memory(srv, settle)
+            rows = table(srv.status(), "presentity")
+            if rows != calls:
+                log(f"  publish_new: presentity table has {rows:,} rows after {calls:,} new presentities")
+                return None
+            return row(name, r.ok_calls / secs, r.latencies(), secs, server_counters(srv.stop()),
+                       cpu, r.ok_calls, mem, f"presentity rows: {rows:,}")
+    return rate_search(name, rates, attempt, results)
+
+
+def subscribe_new(rates, duration, results, settle, presentities):
+    """`presentities` presentities published first; then a new watcher dialog per call,
+    kept (never unsubscribed), spread over them."""
+    name = "SUBSCRIBE+NOTIFY/s, new watchers kept"
+
+    def attempt(rate):
+        with workdir("presenced-bench-subnew-") as work, Server(work) as srv:
+            pre = publish_new_run(work, srv, "preload", min(1000, presentities), presentities, "p", 60).wait()
+            if not (pre.clean and pre.ok_calls == presentities):
+                log(f"  subscribe_new: preloading {presentities} presentities failed: "
+                    f"{pre.ok_calls} ok, {pre.why()}")
+                return None
+            inf = names_file(work, "published.csv", (f"p{i}" for i in range(1, presentities + 1)))
+            calls = int(rate * duration)
+            cpu0 = srv.cpu_s()
+            r = Sipp(work, "run", "subscribe_keep.xml", srv.port, calls, rate, rate * 2, inf,
+                     duration + 30).wait()
+            cpu = srv.cpu_s() - cpu0
+            ok = r.clean and r.ok_calls == calls
+            secs = r.elapsed
+            log(f"  subscribe_new: {rate} calls/s → {r.ok_calls / max(secs, 1e-9):.0f} SUBSCRIBE+NOTIFY/s, "
+                f"{r.ok_calls:,}/{calls:,} ok, failed={r.failed}, retrans={r.retrans}, {secs:.1f}s, "
+                f"clean={ok} {r.why()}")
+            if not ok:
+                return None
+            mem = settle_memory(srv, settle)
+            st = srv.status()
+            dialogs, rows = table(st, "active_watchers"), table(st, "presentity")
+            if dialogs != calls or rows != presentities:
+                log(f"  subscribe_new: {dialogs:,} dialogs (expected {calls:,}), "
+                    f"{rows:,} presentities (expected {presentities:,})")
+                return None
+            return row(name, r.ok_calls / secs, r.latencies(), secs, server_counters(srv.stop()),
+                       cpu, r.ok_calls, mem, f"active_watchers rows: {dialogs:,} on {rows:,} presentities")
+    rate_search(name, rates, attempt, results)
+
+
+def overload(rate, d1, d2, results, settle, out):
+    """2R of publish_new for d1 s, then R for d2 s at once on the same server. A 503 is an
+    expected answer in the first phase (counted, not failed); the second phase must be
+    clean: 0 failed, 0 retransmissions, no 503, every call answered."""
+    name = f"overload: {rate:,}/s after {2 * rate:,}/s"
+    with workdir("presenced-bench-overload-") as work, Server(work) as srv:
+        cpu0 = srv.cpu_s()
+        # A call whose PUBLISH gets no answer in 10 s fails (SIPp's own retransmissions
+        # keep going until then); the phase is stopped 10 s after its 30 s of offered load
+        # whether or not the server caught up.
+        p1 = publish_new_run(work, srv, "phase1-2R", 2 * rate, 2 * rate * d1, "a", d1 + 20,
+                             limit=2 * rate * 12, extra=["-recv_timeout", "10000"])
+        r1 = p1.wait(until=p1.started + d1 + 10).loaded()
+        cpu1 = srv.cpu_s()
+        p2 = publish_new_run(work, srv, "phase2-R", rate, rate * d2, "b", d2 + 30)
+        r2 = p2.wait().loaded()
+        cpu2 = srv.cpu_s()
+        ok2 = r2.clean and r2.ok_calls == rate * d2
+        mem = settle_memory(srv, settle)
+        counters = server_counters(srv.stop())
+    s1 = r1.elapsed
+    done1 = r1.counter("published")
+    placed = r1.n("OutgoingCall(C)")
+    # When the last call was placed (the statistics rows are a second apart).
+    offered_s = next((epoch(x.get("CurrentTime", "")) - r1.start for x in r1.rows
+                      if num(x, "OutgoingCall(C)") >= placed), s1)
+    unfinished = max(0, placed - r1.ok_calls - r1.failed)
+    lines = [
+        f"Overload, R = {rate:,} PUBLISH/s (new presentities):",
+        f"- phase 1, {2 * rate:,}/s offered for {d1} s: {placed:,} new PUBLISHes sent in ~{offered_s:.0f} s "
+        f"({placed / max(offered_s, 1e-9):,.0f}/s); by the end of the phase ({s1:.1f} s) {done1:,} answered 200 "
+        f"({done1 / max(s1, 1e-9):,.0f} PUBLISH/s), "
+        f"{r1.counter('shed'):,} answered 503, {r1.failed:,} failed calls, {unfinished:,} unfinished when stopped, "
+        f"{r1.retrans:,} retransmissions; p50/p99 {pct(r1.latencies(), 50):.0f}/{pct(r1.latencies(), 99):.0f} ms; "
+        f"{(cpu1 - cpu0) / max(done1, 1) * 1e6:.1f} µs CPU per completed PUBLISH",
+        f"- phase 2, {rate:,}/s for {d2} s right after: {r2.ok_calls:,}/{rate * d2:,} answered "
+        f"({r2.counter('published') / max(r2.elapsed, 1e-9):,.0f} PUBLISH/s), {r2.counter('shed'):,} answered 503, "
+        f"{r2.failed:,} failed, {r2.retrans:,} retransmissions; p50/p99 {pct(r2.latencies(), 50):.0f}/"
+        f"{pct(r2.latencies(), 99):.0f} ms; {(cpu2 - cpu1) / max(r2.counter('published'), 1) * 1e6:.1f} µs CPU "
+        f"per PUBLISH: **{'clean' if ok2 else 'NOT clean'}**" + ("" if ok2 else f" ({r2.why()})"),
+        f"- RSS {mem[0] / 1024:.1f} MiB at the end, {mem[1] / 1024:.1f} MiB {settle} s later, "
+        f"peak {mem[2] / 1024:.1f} MiB; server: {counters}",
+    ]
+    for l in lines:
+        log("  " + l)
+    out.append("\n".join(lines))
+    if not ok2:
+        FAILED.append("overload")
+    results.append(row(name, r2.ok_calls / max(r2.elapsed, 1e-9), r2.latencies(), r2.elapsed, counters,
+                       cpu2 - cpu1, r2.ok_calls, mem,
+                       ("phase 2 clean" if ok2 else "phase 2 NOT clean") +
+                       f"; phase 1: {done1 / max(s1, 1e-9):,.0f} PUBLISH/s answered, {r1.counter('shed'):,} 503, "
+                       f"{r1.failed:,} failed, {r1.retrans:,} retrans"))
+
+
+def mix(a, window, results, settle, out):
+    """Phones with BLF keys. Setup (not measured): every phone publishes its idle line and
+    every BLF subscription gets its first NOTIFY. Then a window of `window` seconds in
+    which phones change state (PUBLISH) and subscriptions refresh; CPU per operation
+    counts PUBLISHes, refreshes and NOTIFYs in the window."""
+    phones, blf, refresh, ramp = a.phones, a.blf, a.refresh, a.ramp
+    if phones <= blf:
+        raise SystemExit("--phones must be more than --blf")
+    subs = phones * blf
+    change_ms = int(100_000 / a.change_pct)  # each phone changes every change_ms
+    chunk_s = max(0.5, min(refresh / 4, 60))  # how late a refresh may be (see mix_blf.xml)
+    sub_expires = min(3600, max(2 * refresh, int(refresh + 2 * chunk_s + 10)))
+    if refresh + chunk_s >= sub_expires:
+        raise SystemExit("--refresh too long for max_expires = 3600")
+    name = f"mix: {phones:,} phones × {blf} BLF"
+    instances = math.ceil(subs / BLF_PER_SIPP)
+    setup_s = max(phones, subs) / ramp  # phones and keys are set up side by side
+    with workdir("presenced-bench-mix-") as work, Server(work) as srv:
+        bound = setup_s * 2 + 60 + window + 60  # SIPp's own -timeout: we stop it long before
+        phone_inf = names_file(work, "phones.csv", (f"phone{i}" for i in range(phones)))
+        sipps = [Sipp(work, "phones", "mix_phone.xml", srv.port, phones, min(ramp, phones), phones,
+                      phone_inf, int(bound), keys=[("change_ms", change_ms), ("expires", 3600)])]
+        pairs = [(i, (i + k) % phones) for i in range(phones) for k in range(1, blf + 1)]
+        per = math.ceil(len(pairs) / instances)
+        for j in range(instances):
+            part = pairs[j * per:(j + 1) * per]
+            inf = names_file(work, f"blf{j}.csv", (f"phone{i};phone{t}" for i, t in part))
+            sipps.append(Sipp(work, f"blf{j}", "mix_blf.xml", srv.port, len(part), ramp / instances,
+                              len(part), inf, int(bound),
+                              keys=[("refresh_s", refresh), ("expires", sub_expires)],
+                              extra=["-recv_timeout", str(int(chunk_s * 1000))]))
+        try:
+            # Setup: wait until every phone has published and every key has its first NOTIFY.
+            deadline = time.time() + setup_s * 2 + 60
+            while True:
+                time.sleep(1)
+                res = [s.result() for s in sipps]
+                published, subscribed = res[0].counter("online"), sum(r.counter("subscribed") for r in res[1:])
+                broken = [r for s, r in zip(sipps, res) if not s.running() or r.failed or r.retrans]
+                if published >= phones and subscribed >= subs or broken or time.time() > deadline:
+                    break
+            if published < phones or subscribed < subs or broken:
+                stop_all(sipps)
+                res = [s.result() for s in sipps]
+                why = "; ".join(f"{os.path.basename(r.dir)}: {r.why()}" for r in res if r.why())
+                log(f"  mix: setup failed: {published:,}/{phones:,} phones published, "
+                    f"{subscribed:,}/{subs:,} keys subscribed; {why}")
+                results.append(no_clean_row(name, "setup failed"))
+                return
+            log(f"  mix: setup done: {published:,} phones published, {subscribed:,} keys subscribed")
+            time.sleep(2)
+            st0 = srv.status()
+            t0, cpu0 = time.time(), srv.cpu_s()
+            time.sleep(window)
+            t1, cpu1 = time.time(), srv.cpu_s()
+            rss_end, _ = srv.rss_kib()
+            st1 = srv.status()
+        finally:
+            # Phones first, so no state change is left without its watchers to answer.
+            sipps[0].stop()
+            time.sleep(2)
+            stop_all(sipps[1:])
+        res = [s.result().loaded() for s in sipps]
+        time.sleep(settle)
+        rss_after, hwm = srv.rss_kib()
+        counters = server_counters(srv.stop())
+    cpu = cpu1 - cpu0
+    secs = t1 - t0
+    pubs = engine(st1, "publishes") - engine(st0, "publishes")
+    notifies = engine(st1, "notifies_sent") - engine(st0, "notifies_sent")
+    notify_failures = engine(st1, "notify_failures") - engine(st0, "notify_failures")
+    refreshes = sum(r.counter_at(t1, "refreshed") - r.counter_at(t0, "refreshed") for r in res[1:])
+    ops = pubs + refreshes + notifies
+    lat = [ms for r in res for ms in r.latencies(t0, t1)]
+    ok = all(r.failed == 0 and r.retrans == 0 and r.stats for r in res) and notify_failures == 0 and ops > 0
+    nominal_pub = phones * a.change_pct / 100
+    line = (f"Mix: {phones:,} phones, {subs:,} BLF subscriptions (Event: dialog, Expires {sub_expires} s, "
+            f"refresh every {refresh} s), {a.change_pct:g} % of phones changing per second; {secs:.0f} s window: "
+            f"{pubs / secs:,.0f} PUBLISH/s (nominal {nominal_pub:,.0f}), {refreshes / secs:,.1f} refreshes/s "
+            f"(nominal {subs / refresh:,.1f}), {notifies / secs:,.0f} NOTIFY/s; presenced CPU {cpu:.2f} s "
+            f"= {cpu / secs * 100:.0f} % of a core, {cpu / max(ops, 1) * 1e6:.1f} µs per operation; "
+            f"p50/p99 {pct(lat, 50):.0f}/{pct(lat, 99):.0f} ms; RSS {rss_end / 1024:.1f} MiB in the window, "
+            f"{rss_after / 1024:.1f} MiB {settle} s after, peak {hwm / 1024:.1f} MiB; "
+            f"SIPp: " + ", ".join(f"{os.path.basename(r.dir)} failed={r.failed} retrans={r.retrans}" for r in res)
+            + f"; NOTIFY failures {notify_failures}: **{'clean' if ok else 'NOT clean'}**")
+    log("  " + line)
+    out.append(line)
+    if not ok:
+        FAILED.append("mix")
+    results.append(row(name, ops / secs, lat, secs, counters, cpu, ops, (rss_end, rss_after, hwm),
+                       f"ops/s = PUBLISH {pubs / secs:,.0f} + refresh {refreshes / secs:,.1f} + NOTIFY "
+                       f"{notifies / secs:,.0f}; " + ("clean" if ok else "NOT clean")))
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=30)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=None,
+                    help="seconds of load per run (default 30; 60 for publish_new, subscribe_new and "
+                         "the mix window; 30 for each overload phase)")
     ap.add_argument("--quick", action="store_true", help="10 s runs, 10,000 subscriptions")
-    ap.add_argument("--only", default="publish,subscribe,fanout,memory")
+    ap.add_argument("--only", default="publish,subscribe,fanout,memory",
+                    help="measures: publish, subscribe, fanout, memory, publish_new, subscribe_new, "
+                         "fanout10k, overload, mix")
     ap.add_argument("--rates", action="append", default=[], metavar="NAME=R1,R2,…",
-                    help="SIPp call rates to try, highest first, for publish, subscribe or fanout "
-                         "(publish calls are 3 PUBLISHes, subscribe calls 2 SUBSCRIBE+NOTIFY, "
-                         "fanout calls 3 PUBLISHes × 10 NOTIFYs)")
+                    help="SIPp call rates to try, highest first, for publish, subscribe, fanout, "
+                         "publish_new, subscribe_new or fanout10k (publish calls are 3 PUBLISHes, "
+                         "subscribe calls 2 SUBSCRIBE+NOTIFY, fanout calls 3 PUBLISHes × 10 NOTIFYs, "
+                         "publish_new 1 PUBLISH, subscribe_new 1 SUBSCRIBE+NOTIFY); overload=R: the "
+                         "sustained PUBLISH rate R (else found by a publish_new rate search)")
+    ap.add_argument("--settle", type=int, default=40,
+                    help="seconds between the end of a run and its second RSS reading")
+    ap.add_argument("--presentities", type=int, default=1000,
+                    help="subscribe_new: presentities published before the run")
+    ap.add_argument("--phones", type=int, default=20_000, help="mix: phones")
+    ap.add_argument("--blf", type=int, default=10, help="mix: BLF subscriptions per phone")
+    ap.add_argument("--refresh", type=int, default=600, help="mix: seconds between subscription refreshes")
+    ap.add_argument("--change-pct", type=float, default=1.0,
+                    help="mix: percent of the phones changing state per second")
+    ap.add_argument("--ramp", type=int, default=5000,
+                    help="mix: phones and subscriptions set up per second before the window")
     a = ap.parse_args()
     rates = {"publish": [7000, 6000, 5000, 4000, 3000, 2000, 1000],
              "subscribe": [6000, 5000, 4000, 3000, 2000, 1000],
-             "fanout": [1500, 1200, 1000, 800, 600, 400, 200]}
+             "fanout": [1500, 1200, 1000, 800, 600, 400, 200],
+             "fanout10k": [1500, 1200, 1000, 800, 600, 400, 200],
+             "publish_new": [20000, 18000, 16000, 14000, 12000, 10000, 8000, 6000],
+             "subscribe_new": [12000, 10000, 8000, 6000, 4000, 2000],
+             "overload": []}
     for r in a.rates:
         name, _, values = r.partition("=")
+        if name not in rates:
+            raise SystemExit(f"--rates: unknown measure {name!r}")
         rates[name] = [int(v) for v in values.split(",")]
-    duration = 10 if a.quick else a.duration
     only = a.only.split(",")
-    results = []
+    unknown = set(only) - {"publish", "subscribe", "fanout", "memory", "publish_new", "subscribe_new",
+                           "fanout10k", "overload", "mix"}
+    if unknown:
+        raise SystemExit(f"--only: unknown {', '.join(sorted(unknown))}")
+
+    def seconds(default):
+        return a.duration if a.duration is not None else (10 if a.quick else default)
+
+    results, details = [], []
+    try:
+        measure(a, only, rates, seconds, results, details)
+    finally:
+        stop_all(LIVE)
+
+
+def measure(a, only, rates, seconds, results, details):
     if "publish" in only:
-        run_rate_search("PUBLISH/s", "publish.xml", 3, rates["publish"], duration, results)
+        run_rate_search("PUBLISH/s", "publish.xml", 3, rates["publish"], seconds(30), results, a.settle)
     if "subscribe" in only:
-        run_rate_search("SUBSCRIBE+NOTIFY/s", "subscribe.xml", 2, rates["subscribe"], duration, results)
+        run_rate_search("SUBSCRIBE+NOTIFY/s", "subscribe.xml", 2, rates["subscribe"], seconds(30), results,
+                        a.settle)
     if "fanout" in only:
-        fanout(duration, rates["fanout"], results)
-    print("| measure | sustained | p50 ms | p99 ms | run s | server counters |")
-    print("|---|---|---|---|---|---|")
-    for name, rate, p50, p99, secs, counters in results:
-        print(f"| {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {secs:.0f} | {counters} |")
+        fanout("fan-out NOTIFY/s", seconds(30), rates["fanout"], results, a.settle)
+    if "fanout10k" in only:
+        fanout("fan-out NOTIFY/s, 10k watchers", seconds(30), rates["fanout10k"], results, a.settle,
+               watchers=10_000, presentities=1_000, sub_rate=1000)
+    if "publish_new" in only:
+        publish_new(rates["publish_new"], seconds(60), results, a.settle)
+    if "subscribe_new" in only:
+        subscribe_new(rates["subscribe_new"], seconds(60), results, a.settle, a.presentities)
+    if "overload" in only:
+        r = rates["overload"][0] if rates["overload"] else None
+        if r is None:
+            log("overload: finding a sustained publish_new rate R first")
+            r = publish_new(rates["publish_new"], seconds(30), results, a.settle)
+        if r is None:
+            results.append(no_clean_row("overload", "no sustained rate R found"))
+        else:
+            overload(r, seconds(30), seconds(30), results, a.settle, details)
+    if "mix" in only:
+        mix(a, seconds(60), results, a.settle, details)
+    if results:
+        print("| measure | sustained | p50 ms | p99 ms | run s | CPU µs/op | RSS MiB: end / +settle / peak "
+              "| server counters | notes |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            cpu = f"{r['cpu_us']:.1f}" if r["cpu_us"] is not None else "—"
+            mem = " / ".join(f"{m / 1024:.1f}" for m in r["mem"]) if r["mem"] else "—"
+            print(f"| {r['name']} | {r['rate']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['secs']:.0f} | {cpu} "
+                  f"| {mem} | {r['counters']} | {r['notes']} |")
+    for line in details:
+        print(f"\n{line}")
     if "memory" in only:
         subs = 10_000 if a.quick else 100_000
         before, loaded, rss, hwm, ok, failed = memory(subs)
         print(f"\nRSS: {before / 1024:.1f} MiB idle; {loaded / 1024:.1f} MiB right after {ok:,} subscriptions "
               f"({failed} failed), {rss / 1024:.1f} MiB 40 s later; peak {hwm / 1024:.1f} MiB")
+    if FAILED:
+        print(f"\nFAILED: {', '.join(FAILED)}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
