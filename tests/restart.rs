@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,73 +12,6 @@ use presenced::clock::{Clock, ManualClock};
 use presenced::daemon;
 
 const ALICE: &str = "sip:alice@example.com";
-
-/// A daemon process that is killed if the test fails before stopping it: a leftover
-/// child would keep the test harness's output pipe open and hang the run.
-struct Spawned(Child);
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl std::ops::Deref for Spawned {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Spawned {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-/// The presenced binary on ephemeral ports; returns the child and its UDP address.
-fn spawn_binary(db: &std::path::Path, extra: &[&str]) -> (Spawned, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
-        .args(["run", "--db"])
-        .arg(db)
-        .args(["--listen", "udp:127.0.0.1:0", "--listen", "tcp:127.0.0.1:0"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary runs");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("daemon logs its addresses").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let udp = rest
-                .split(", ")
-                .find_map(|a| a.strip_prefix("udp:"))
-                .expect("a udp address");
-            break udp.trim().parse().unwrap();
-        }
-    };
-    // Keep draining the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for l in lines {
-            eprintln!("D: {}", l.unwrap_or_default());
-        }
-    });
-    (Spawned(child), addr)
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
 
 fn restart_keeps_state(sig: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@ NOTIFY/s (1,000 watchers on 100 presentities) and RSS with 100,000 subscriptions
 Everything runs on 127.0.0.1, every SIPp run is bounded by -m and -timeout, and the
 daemon is stopped at the end. Usage (after `cargo build --release`):
 
-    python3 benches/sipp/bench.py [--duration 30] [--quick]
+    python3 benches/sipp/bench.py [--duration 30] [--quick] [--config 'sync = "always"']
 
 Prints a Markdown table for BENCHMARKS.md. A run counts only with 0 failed calls and 0
 retransmissions; the rate search steps down until that holds.
@@ -23,6 +23,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Lines added to every server's configuration (--config).
+EXTRA_CONFIG = ""
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("PRESENCED_BIN", os.path.join(ROOT, "target", "release", "presenced"))
 
@@ -49,7 +51,7 @@ class Server:
         self.port = free_port()
         cfg = os.path.join(work, "presenced.toml")
         with open(cfg, "w") as f:
-            f.write("min_expires = 0\nmax_expires = 3600\n" + extra_config)
+            f.write("min_expires = 0\nmax_expires = 3600\n" + EXTRA_CONFIG + extra_config)
         self.log = open(os.path.join(work, "presenced.log"), "w")
         env = dict(os.environ, RUST_LOG="warn,presenced::daemon=info")
         self.proc = subprocess.Popen(
@@ -222,11 +224,15 @@ def main():
     ap.add_argument("--duration", type=int, default=30)
     ap.add_argument("--quick", action="store_true", help="10 s runs, 10,000 subscriptions")
     ap.add_argument("--only", default="publish,subscribe,fanout,memory")
+    ap.add_argument("--config", action="append", default=[], metavar="LINE",
+                    help="a line added to every server's presenced.toml, e.g. 'sync = \"always\"'")
     ap.add_argument("--rates", action="append", default=[], metavar="NAME=R1,R2,…",
                     help="SIPp call rates to try, highest first, for publish, subscribe or fanout "
                          "(publish calls are 3 PUBLISHes, subscribe calls 2 SUBSCRIBE+NOTIFY, "
                          "fanout calls 3 PUBLISHes × 10 NOTIFYs)")
     a = ap.parse_args()
+    global EXTRA_CONFIG
+    EXTRA_CONFIG = "".join(line + "\n" for line in a.config)
     rates = {"publish": [7000, 6000, 5000, 4000, 3000, 2000, 1000],
              "subscribe": [6000, 5000, 4000, 3000, 2000, 1000],
              "fanout": [1500, 1200, 1000, 800, 600, 400, 200]}

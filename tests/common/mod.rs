@@ -6,8 +6,9 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -630,4 +631,90 @@ pub fn date_time(unix: u64) -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// A daemon process that is killed if the test fails before stopping it: a leftover
+/// child would keep the test harness's output pipe open and hang the run.
+pub struct Spawned(pub Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+/// The presenced binary on ephemeral ports; returns the child and its UDP address.
+pub fn spawn_binary(db: &std::path::Path, extra: &[&str]) -> (Spawned, SocketAddr) {
+    spawn_binary_under(&[], db, extra)
+}
+
+/// [`spawn_binary`] run by a wrapper command (`wrapper[0]`, with its arguments before
+/// the binary's path), e.g. strace; the child is the wrapper.
+pub fn spawn_binary_under(
+    wrapper: &[&str],
+    db: &std::path::Path,
+    extra: &[&str],
+) -> (Spawned, SocketAddr) {
+    let bin = env!("CARGO_BIN_EXE_presenced");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = command
+        .args(["run", "--db"])
+        .arg(db)
+        .args(["--listen", "udp:127.0.0.1:0", "--listen", "tcp:127.0.0.1:0"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("daemon logs its addresses").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let udp = rest
+                .split(", ")
+                .find_map(|a| a.strip_prefix("udp:"))
+                .expect("a udp address");
+            break udp.trim().parse().unwrap();
+        }
+    };
+    // Keep draining the log so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for l in lines {
+            eprintln!("D: {}", l.unwrap_or_default());
+        }
+    });
+    (Spawned(child), addr)
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
 }
