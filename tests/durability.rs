@@ -89,8 +89,11 @@ fn parse_trace(trace: &str) -> Vec<Syscall> {
     // Per thread: the beginning of a call strace printed as unfinished.
     let mut open: HashMap<String, (f64, String)> = HashMap::new();
     for line in trace.lines() {
-        let mut parts = line.splitn(3, ' ');
-        let (Some(pid), Some(time), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        // strace pads the pid column: fields are separated by one space or more.
+        let Some((pid, rest)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((time, rest)) = rest.trim_start().split_once(' ') else {
             continue;
         };
         let rest = rest.trim_start();
