@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,14 +12,6 @@ use presenced::clock::{Clock, ManualClock};
 use presenced::daemon;
 
 const ALICE: &str = "sip:alice@example.com";
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
 
 fn restart_keeps_state(sig: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();

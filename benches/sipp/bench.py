@@ -34,6 +34,7 @@ stopped by this script at a deadline where a scenario runs until told to stop), 
 daemon is stopped at the end. Usage (after `cargo build --release`):
 
     python3 benches/sipp/bench.py [--duration S] [--quick] [--only NAMES] [--rates NAME=R,…]
+                                  [--config 'sync = "always"']
 
 Prints a Markdown table for BENCHMARKS.md. A rate search counts a run only with 0 failed
 calls, 0 retransmissions and no 503; it steps the rate down until that holds. The exit
@@ -55,6 +56,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Lines added to every server's configuration (--config).
+EXTRA_CONFIG = ""
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("PRESENCED_BIN", os.path.join(ROOT, "target", "release", "presenced"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -95,7 +98,7 @@ class Server:
         self.output = None
         cfg = os.path.join(work, "presenced.toml")
         with open(cfg, "w") as f:
-            f.write("min_expires = 0\nmax_expires = 3600\n" + extra_config)
+            f.write("min_expires = 0\nmax_expires = 3600\n" + EXTRA_CONFIG + extra_config)
         self.log = open(os.path.join(work, "presenced.log"), "w")
         env = dict(os.environ, RUST_LOG="warn,presenced::daemon=info")
         self.proc = subprocess.Popen(
@@ -740,6 +743,8 @@ def main():
     ap.add_argument("--only", default="publish,subscribe,fanout,memory",
                     help="measures: publish, subscribe, fanout, memory, publish_new, subscribe_new, "
                          "fanout10k, overload, mix")
+    ap.add_argument("--config", action="append", default=[], metavar="LINE",
+                    help="a line added to every server's presenced.toml, e.g. 'sync = \"always\"'")
     ap.add_argument("--rates", action="append", default=[], metavar="NAME=R1,R2,…",
                     help="SIPp call rates to try, highest first, for publish, subscribe, fanout, "
                          "publish_new, subscribe_new or fanout10k (publish calls are 3 PUBLISHes, "
@@ -758,6 +763,8 @@ def main():
     ap.add_argument("--ramp", type=int, default=5000,
                     help="mix: phones and subscriptions set up per second before the window")
     a = ap.parse_args()
+    global EXTRA_CONFIG
+    EXTRA_CONFIG = "".join(line + "\n" for line in a.config)
     rates = {"publish": [7000, 6000, 5000, 4000, 3000, 2000, 1000],
              "subscribe": [6000, 5000, 4000, 3000, 2000, 1000],
              "fanout": [1500, 1200, 1000, 800, 600, 400, 200],

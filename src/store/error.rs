@@ -19,6 +19,12 @@ pub enum StoreError {
     InvalidKey { field: &'static str },
     /// A write refused on purpose by [`super::Store::fail_next_writes`] (tests).
     Injected,
+    /// Making a file of the database durable (`fdatasync`/`fsync`) failed: what sled
+    /// wrote may not survive a power cut.
+    Sync {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -35,6 +41,7 @@ impl fmt::Display for StoreError {
             }
             StoreError::InvalidKey { field } => write!(f, "{field} contains a NUL byte"),
             StoreError::Injected => write!(f, "write refused (injected fault)"),
+            StoreError::Sync { path, error } => write!(f, "syncing {}: {error}", path.display()),
         }
     }
 }
@@ -43,6 +50,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Sled(e) => Some(e),
+            StoreError::Sync { error, .. } => Some(error),
             _ => None,
         }
     }

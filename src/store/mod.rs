@@ -8,14 +8,19 @@
 //! [`keys`]). A row and its index entries are written in one batch, so they agree after
 //! any crash.
 //!
-//! Durability ([`StoreOptions::sync_always`]):
-//! - `always`: every write goes straight to sled and every write method flushes before
+//! Durability: [`Store::flush`] returns once every write completed before it is on
+//! disk in the sense of a power cut, not only of a process crash: it drains the
+//! write-behind maps into sled, has sled write its log, then `fdatasync`s the files sled
+//! wrote ([`durable`] says which and why sled's own flush is not enough). A temporary
+//! store skips the last step. [`StoreOptions::sync_always`]:
+//! - `true`: every write goes straight to sled and every write method flushes before
 //!   it returns, so a reply sent after it describes state that survives `kill -9` or
 //!   power loss.
-//! - `periodic`: writes are write-behind ([`overlay`]): they are visible to every read at
-//!   once and reach sled when the daemon calls [`Store::flush`] on a timer of N ms (or
-//!   sooner, when many are pending). A crash loses at most the writes since the last
-//!   completed flush; dropping the store drains and flushes.
+//! - `false` (what the daemon uses, `sync = "always"` included: its core holds answers
+//!   until a flush covers them): writes are write-behind ([`overlay`]): they are
+//!   visible to every read at once and reach the disk when the daemon calls
+//!   [`Store::flush`]. A crash loses at most the writes since the last completed flush;
+//!   dropping the store drains and flushes.
 //!
 //! Cross-table write order (sled transactions across trees are avoided, see [`table`]),
 //! chosen so that what a crash can leave half-done is either harmless or re-derivable:
@@ -34,6 +39,7 @@
 //! PUBLISHes, RFC 3903 §6) is still the caller's job.
 
 mod bulk;
+mod durable;
 mod error;
 pub mod keys;
 mod overlay;
@@ -48,6 +54,7 @@ pub use records::{Publication, SubscriptionRow, Watcher, status};
 pub use repair::RepairReport;
 pub use xcap::{Xcap, doc_type as xcap_doc_type};
 
+use durable::Disk;
 use keys::{DIALOG, ROW};
 use std::path::Path;
 use std::sync::Arc;
@@ -86,6 +93,8 @@ struct Inner {
     watchers: Table,
     xcap: Table,
     sync_always: bool,
+    /// The files a flush syncs; `None` for a temporary store.
+    disk: Option<Disk>,
     /// Writes so far: a flush that starts after a write has returned covers it.
     writes: AtomicU64,
     /// Writes still to refuse (fault injection for tests).
@@ -198,13 +207,22 @@ impl Inner {
         }
         Ok(n)
     }
+
+    /// Drain, sled's flush (the log written), then the files synced.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.drain()?;
+        self.db.flush()?;
+        if let Some(disk) = &self.disk {
+            disk.sync()?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Inner {
     /// Nothing written is lost by dropping the last handle without a flush.
     fn drop(&mut self) {
-        let drained = self.drain().and_then(|_| Ok(self.db.flush()?));
-        if let Err(e) = drained {
+        if let Err(e) = self.flush() {
             log::error!("store: writes lost at close: {e}");
         }
     }
@@ -240,7 +258,10 @@ fn open_db(path: &Path, cache_capacity: u64) -> Result<sled::Db, sled::Error> {
 
 impl Store {
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        Store::with_db(open_db(path, opts.cache_capacity)?, opts)
+        Disk::before_open(path)?;
+        let db = open_db(path, opts.cache_capacity)?;
+        let disk = Disk::open(path)?;
+        Store::with_db(db, Some(disk), opts)
     }
 
     /// A database in memory (sled's temporary mode, under /dev/shm on Linux), gone when
@@ -250,10 +271,10 @@ impl Store {
             .temporary(true)
             .cache_capacity(opts.cache_capacity)
             .open()?;
-        Store::with_db(db, opts)
+        Store::with_db(db, None, opts)
     }
 
-    fn with_db(db: sled::Db, opts: StoreOptions) -> Result<Store, StoreError> {
+    fn with_db(db: sled::Db, disk: Option<Disk>, opts: StoreOptions) -> Result<Store, StoreError> {
         let behind = !opts.sync_always;
         let inner = Inner {
             publications: Table::open(&db, "presentity", behind)?,
@@ -262,6 +283,7 @@ impl Store {
             xcap: Table::open(&db, "xcap", behind)?,
             db,
             sync_always: opts.sync_always,
+            disk,
             writes: AtomicU64::new(0),
             failing: AtomicU32::new(0),
         };
@@ -270,21 +292,12 @@ impl Store {
         })
     }
 
-    /// Makes every completed write durable: drains the write-behind operations into
-    /// sled, then flushes sled. Can take long after a burst of writes: keep it off the
-    /// reactor.
+    /// Makes every completed write durable, power cut included: drains the
+    /// write-behind operations into sled, flushes sled (its log written), then
+    /// `fdatasync`s the log and any new blob files ([`durable`]). Blocks for the disk:
+    /// keep it off the reactor.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.drain()?;
-        self.inner.db.flush()?;
-        Ok(())
-    }
-
-    /// [`Store::flush`] with sled's flush on its own thread pool; usable from any
-    /// executor (the drain still runs on the caller's thread).
-    pub async fn flush_async(&self) -> Result<(), StoreError> {
-        self.inner.drain()?;
-        self.inner.db.flush_async().await?;
-        Ok(())
+        self.inner.flush()
     }
 
     /// Bytes of write-behind operations not yet in sled.

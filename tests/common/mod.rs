@@ -6,8 +6,9 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -634,9 +635,6 @@ pub fn date_time(unix: u64) -> String {
 
 // --- the binary as a separate process ---------------------------------------------------
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 /// A daemon process that is killed if the test fails before stopping it: a leftover
 /// child would keep the test harness's output pipe open and hang the run.
 pub struct Spawned(pub Child);
@@ -672,7 +670,35 @@ pub fn spawn_binary(db: &std::path::Path, extra: &[&str]) -> (Spawned, SocketAdd
 /// The presenced binary on ephemeral ports; returns the child and its UDP and TCP
 /// addresses.
 pub fn spawn_daemon(db: &std::path::Path, extra: &[&str]) -> (Spawned, SocketAddr, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
+    spawn_daemon_under(&[], db, extra)
+}
+
+/// [`spawn_binary`] run by a wrapper command (`wrapper[0]`, with its arguments before
+/// the binary's path), e.g. strace; the child is the wrapper.
+pub fn spawn_binary_under(
+    wrapper: &[&str],
+    db: &std::path::Path,
+    extra: &[&str],
+) -> (Spawned, SocketAddr) {
+    let (child, udp, _) = spawn_daemon_under(wrapper, db, extra);
+    (child, udp)
+}
+
+fn spawn_daemon_under(
+    wrapper: &[&str],
+    db: &std::path::Path,
+    extra: &[&str],
+) -> (Spawned, SocketAddr, SocketAddr) {
+    let bin = env!("CARGO_BIN_EXE_presenced");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = command
         .args(["run", "--db"])
         .arg(db)
         .args(["--listen", "udp:127.0.0.1:0", "--listen", "tcp:127.0.0.1:0"])
@@ -716,4 +742,13 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .expect("VmRSS in /proc/PID/status")
+}
+
+/// Sends a signal (`-TERM`, `-KILL`, …) to a child process.
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
 }
