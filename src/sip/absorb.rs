@@ -14,9 +14,10 @@ use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::time::{Duration, Instant};
 
-/// The digests are already uniform, so the set uses them as their own hash.
+/// The digests are already uniform, so sets and maps keyed by them use them as their
+/// own hash.
 #[derive(Default)]
-struct Identity(u64);
+pub(crate) struct Identity(u64);
 
 impl Hasher for Identity {
     fn finish(&self) -> u64 {

@@ -20,7 +20,7 @@ use crate::sip::absorb::Absorber;
 use crate::sip::dialog::DialogId;
 use crate::sip::header::{Via, split_comma};
 use crate::sip::message::{Message, Method, Request, Response};
-use crate::sip::replay::{ReplayLog, Slot};
+use crate::sip::replay::Completed;
 use crate::sip::transaction::{
     ClientNonInvite, ServerInvite, ServerNonInvite, TimerConfig, TxOutput,
 };
@@ -194,6 +194,47 @@ enum ServerKey {
     },
 }
 
+impl ServerKey {
+    /// An unambiguous byte form (each field length-prefixed), stored with a completed
+    /// transaction so that a digest match is checked against the real key.
+    fn encode(&self) -> Vec<u8> {
+        fn field(out: &mut Vec<u8>, f: &str) {
+            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            out.extend_from_slice(f.as_bytes());
+        }
+        let mut out = Vec::with_capacity(96);
+        match self {
+            ServerKey::Rfc3261 {
+                branch,
+                sent_by,
+                method,
+                cseq,
+            } => {
+                out.push(0);
+                for f in [branch, sent_by, method] {
+                    field(&mut out, f);
+                }
+                out.extend_from_slice(&cseq.to_be_bytes());
+            }
+            ServerKey::Rfc2543 {
+                request_uri,
+                from_tag,
+                call_id,
+                cseq,
+                method,
+                top_via,
+            } => {
+                out.push(1);
+                for f in [request_uri, from_tag, call_id, method, top_via] {
+                    field(&mut out, f);
+                }
+                out.extend_from_slice(&cseq.to_be_bytes());
+            }
+        }
+        out
+    }
+}
+
 enum ServerMachine {
     NonInvite(ServerNonInvite),
     Invite(ServerInvite),
@@ -204,8 +245,6 @@ struct ServerEntry {
     machine: ServerMachine,
     /// Where responses go (§18.2.2), fixed when the request arrived.
     reply_to: Peer,
-    /// The final response, once stored in the replay log (UDP non-INVITE, Completed).
-    replay: Option<Slot>,
 }
 
 struct ClientEntry {
@@ -230,8 +269,9 @@ pub struct Endpoint {
     client_by_key: HashMap<(String, String), u64>,
     clients: HashMap<u64, ClientEntry>,
     timers: BinaryHeap<Reverse<(Instant, TxRef)>>,
-    /// Final responses replayed to retransmissions until Timer J.
-    replays: ReplayLog,
+    /// Completed UDP non-INVITE server transactions: their final responses, replayed to
+    /// retransmissions until Timer J.
+    completed: Completed,
     /// Completed UDP client transactions absorbing retransmitted finals until Timer K.
     completed_clients: Absorber,
     transmits: VecDeque<Transmit>,
@@ -243,6 +283,7 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Endpoint {
         let t4 = config.timers.t4;
+        let timer_j = config.timers.timeout();
         Endpoint {
             config,
             server_by_key: HashMap::new(),
@@ -250,7 +291,7 @@ impl Endpoint {
             client_by_key: HashMap::new(),
             clients: HashMap::new(),
             timers: BinaryHeap::new(),
-            replays: ReplayLog::default(),
+            completed: Completed::new(timer_j),
             completed_clients: Absorber::new(t4),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -286,9 +327,13 @@ impl Endpoint {
                 .count()
     }
 
-    /// Transactions still alive (server, client).
+    /// Transactions still alive (server, client), completed server transactions waiting
+    /// out Timer J included.
     pub fn live_transactions(&self) -> (usize, usize) {
-        (self.servers.len(), self.clients.len())
+        (
+            self.servers.len() + self.completed.len(),
+            self.clients.len(),
+        )
     }
 
     /// The next bytes to send, in the order they were produced.
@@ -303,11 +348,14 @@ impl Endpoint {
 
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let heap = self.timers.peek().map(|Reverse((at, _))| *at);
-        match (heap, self.completed_clients.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.timers.peek().map(|Reverse((at, _))| *at),
+            self.completed_clients.next_deadline(),
+            self.completed.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// One datagram or one framed stream message from `source`.
@@ -367,6 +415,9 @@ impl Endpoint {
             self.server_retransmission_or_ack(id, &req, now);
             return;
         }
+        if self.replay_completed(&key, now) {
+            return;
+        }
         match req.method {
             // An ACK that matches nothing acknowledges a 2xx we never sent: absorb it.
             Method::Ack => {
@@ -400,7 +451,6 @@ impl Endpoint {
                 key,
                 machine,
                 reply_to,
-                replay: None,
             },
         );
         self.events.push_back(Event::Request {
@@ -414,15 +464,6 @@ impl Endpoint {
         let Some(entry) = self.servers.get_mut(&id) else {
             return;
         };
-        if let Some(bytes) = entry.replay.and_then(|slot| self.replays.get(slot)) {
-            self.stats.retransmissions_absorbed += 1;
-            self.transmits.push_back(Transmit {
-                to: entry.reply_to,
-                bytes: bytes.to_vec(),
-                tx: None,
-            });
-            return;
-        }
         let outs = match (&mut entry.machine, &req.method) {
             (ServerMachine::Invite(m), Method::Ack) => m.on_ack(now),
             (ServerMachine::Invite(m), _) => m.on_request_retransmission(),
@@ -430,6 +471,24 @@ impl Endpoint {
         };
         self.stats.retransmissions_absorbed += 1;
         self.apply_server_outputs(id, outs, now);
+    }
+
+    /// A retransmission of a completed transaction gets its final response again.
+    fn replay_completed(&mut self, key: &ServerKey, now: Instant) -> bool {
+        if self.completed.len() == 0 {
+            return false;
+        }
+        let digest = self.completed.digest(key);
+        let Some(replay) = self.completed.find(digest, &key.encode(), now) else {
+            return false;
+        };
+        self.stats.retransmissions_absorbed += 1;
+        self.transmits.push_back(Transmit {
+            to: replay.to,
+            bytes: replay.bytes.to_vec(),
+            tx: None,
+        });
+        true
     }
 
     /// RFC 3261 §18.2.1 and RFC 3581 §4: note where the request really came from.
@@ -488,13 +547,49 @@ impl Endpoint {
             ServerMachine::NonInvite(m) => {
                 let outs = m.send_response(status, bytes, now);
                 if let (Some(until), Some(bytes)) = (m.deadline(), m.take_final()) {
-                    entry.replay = Some(self.replays.push(&bytes, until));
+                    // Completed over UDP: only Timer J is left, which the compact store
+                    // waits out instead of the live tables.
+                    self.complete(id.0, outs, &bytes, now, until);
+                    return;
                 }
                 outs
             }
             ServerMachine::Invite(m) => m.send_response(status, bytes, now),
         };
         self.apply_server_outputs(id.0, outs, now);
+    }
+
+    /// Moves a server transaction that sent its final over UDP to the completed store.
+    fn complete(
+        &mut self,
+        id: u64,
+        outs: Vec<TxOutput>,
+        last: &[u8],
+        now: Instant,
+        until: Instant,
+    ) {
+        let Some(entry) = self.servers.remove(&id) else {
+            return;
+        };
+        self.server_by_key.remove(&entry.key);
+        for out in outs {
+            if let TxOutput::Transmit(bytes) = out {
+                self.transmits.push_back(Transmit {
+                    to: entry.reply_to,
+                    bytes,
+                    tx: None,
+                });
+            }
+        }
+        let digest = self.completed.digest(&entry.key);
+        self.completed.insert(
+            digest,
+            &entry.key.encode(),
+            last,
+            entry.reply_to,
+            now,
+            until,
+        );
     }
 
     fn apply_server_outputs(&mut self, id: u64, outs: Vec<TxOutput>, now: Instant) {
@@ -731,7 +826,7 @@ impl Endpoint {
                 }
             }
         }
-        self.replays.release(now);
+        self.completed.release(now);
         self.completed_clients.release(now);
         self.release_idle_capacity();
     }
@@ -980,10 +1075,11 @@ mod tests {
         assert_eq!(ep.stats().requests_in, 1);
         // Timer J: the transaction ends and the stored response is freed with it; the
         // same bytes now start a new transaction.
-        assert!(ep.replays.held_bytes() > 0);
+        assert!(ep.completed.held_bytes() > 0);
         let after_j = now + ep.config().timers.timeout();
+        assert_eq!(ep.poll_timeout(), Some(after_j));
         ep.handle_timeout(after_j);
-        assert_eq!(ep.replays.held_bytes(), 0);
+        assert_eq!(ep.completed.held_bytes(), 0);
         assert_eq!(ep.live_transactions(), (0, 0));
         ep.handle_incoming(&bytes, source(4000), after_j);
         assert!(matches!(ep.poll_event(), Some(Event::Request { .. })));
