@@ -83,7 +83,7 @@ impl Engine {
                         extra_hdrs: String::new(),
                         priority: self.next_priority(),
                     };
-                    if let Err(e) = self.store.put_publication(&row) {
+                    if let Err(e) = self.store.insert_publication(&row) {
                         warn!("store: {e}");
                         return reply(500, Some("Server Internal Error - store"));
                     }
@@ -120,7 +120,7 @@ impl Engine {
                         row.priority = self.next_priority();
                         row.sender = sender;
                     }
-                    if let Err(e) = self.store.put_publication(&row) {
+                    if let Err(e) = self.store.insert_publication(&row) {
                         warn!("store: {e}");
                         return reply(500, Some("Server Internal Error - store"));
                     }

@@ -208,13 +208,22 @@ impl Engine {
             }
             return r;
         }
-        if self.config.replace_stale_subscriptions {
+        // Every dialog has a watchers row (written after it, re-derived by repair), so a
+        // watcher without one has no dialog to replace: one row read instead of a scan
+        // of the by-watcher index, on a table that may be far larger than the cache.
+        if self.config.replace_stale_subscriptions
+            && !matches!(
+                self.store
+                    .get_watcher(sub.resource(), sub.event(), sub.watcher()),
+                Ok(None)
+            )
+        {
             self.replace_stale(&sub);
         }
         // One write creates the dialog, with the counters of its first NOTIFY
         // (subscription.rs). Dialog first, watchers row second: a crash in between
         // leaves a dialog whose watchers row the store's repair re-derives at open.
-        if let Err(e) = self.store.put_subscription(sub.row()) {
+        if let Err(e) = self.store.insert_subscription(sub.row()) {
             warn!("store: {e}");
             return reply(500, Some("Server Internal Error - store"));
         }

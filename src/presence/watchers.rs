@@ -61,6 +61,9 @@ impl Engine {
             .collect();
         for package in reporters {
             let event = Registry::event_key(package.as_ref());
+            if !self.store.may_have_subscriptions(&event) {
+                continue;
+            }
             let rows = match self.store.subscriptions_to(&row.presentity_uri, &event) {
                 Ok(rows) => rows,
                 Err(e) => {

@@ -99,6 +99,16 @@ struct Inner {
     writes: AtomicU64,
     /// Writes still to refuse (fault injection for tests).
     failing: AtomicU32,
+    /// Events that active_watchers may hold rows of (see [`Store::may_have_subscriptions`]).
+    sub_events: std::sync::Mutex<EventsSeen>,
+}
+
+/// An over-estimate of the events active_watchers holds rows of: exact after
+/// [`Store::repair`] has read every dialog, then grown by every dialog written, never
+/// shrunk. Until repair has run, and after a bulk load, it is `Any`.
+enum EventsSeen {
+    Any,
+    Only(std::collections::HashSet<String>),
 }
 
 fn presentity_key(event: &str, uri: &str, etag: &str) -> Result<Vec<u8>, StoreError> {
@@ -286,6 +296,7 @@ impl Store {
             disk,
             writes: AtomicU64::new(0),
             failing: AtomicU32::new(0),
+            sub_events: std::sync::Mutex::new(EventsSeen::Any),
         };
         Ok(Store {
             inner: Arc::new(inner),
@@ -380,6 +391,14 @@ impl Store {
         self.written()
     }
 
+    /// Inserts a publication under an entity-tag this server has just generated (see
+    /// `Table::insert_new`): nothing is read first.
+    pub fn insert_publication(&self, p: &Publication) -> Result<(), StoreError> {
+        self.may_write()?;
+        self.inner.publications.insert_new(p)?;
+        self.written()
+    }
+
     /// RFC 3903 §4.1: an ETag names one publication of one resource and event.
     pub fn get_publication(
         &self,
@@ -418,6 +437,9 @@ impl Store {
     fn loaded(&self, n: TableCounts) {
         self.inner.publications.loaded(n.presentity);
         self.inner.subscriptions.loaded(n.active_watchers);
+        if n.active_watchers > 0 {
+            *self.sub_events() = EventsSeen::Any;
+        }
         self.inner.watchers.loaded(n.watchers);
         self.inner.xcap.loaded(n.xcap);
     }
@@ -432,7 +454,17 @@ impl Store {
     /// entry. Write it before its watchers row (see the module doc).
     pub fn put_subscription(&self, d: &SubscriptionRow) -> Result<(), StoreError> {
         self.may_write()?;
+        self.seen_event(&d.event);
         self.inner.subscriptions.put(d)?;
+        self.written()
+    }
+
+    /// Inserts a new dialog, whose To tag this server has just generated (see
+    /// `Table::insert_new`): nothing is read first.
+    pub fn insert_subscription(&self, d: &SubscriptionRow) -> Result<(), StoreError> {
+        self.may_write()?;
+        self.seen_event(&d.event);
+        self.inner.subscriptions.insert_new(d)?;
         self.written()
     }
 
@@ -472,6 +504,40 @@ impl Store {
         let old = self.inner.subscriptions.delete(&row_key)?;
         self.written()?;
         Ok(old)
+    }
+
+    /// False only when no dialog of `event` can exist, so a look-up of its subscribers
+    /// (a page read on a table larger than sled's cache) can be skipped: the watcher
+    /// information packages are rarely used, and every new watcher would otherwise look
+    /// for their subscribers.
+    pub fn may_have_subscriptions(&self, event: &str) -> bool {
+        match &*self.sub_events() {
+            EventsSeen::Any => true,
+            EventsSeen::Only(seen) => seen.contains(event),
+        }
+    }
+
+    /// Repair has read every dialog: these are all the events they are of. Repair runs
+    /// before serving, so no dialog was written meanwhile.
+    fn events_found(&self, events: std::collections::HashSet<String>) {
+        *self.sub_events() = EventsSeen::Only(events);
+    }
+
+    fn seen_event(&self, event: &str) {
+        if let EventsSeen::Only(seen) = &mut *self.sub_events()
+            && !seen.contains(event)
+        {
+            seen.insert(event.to_owned());
+        }
+    }
+
+    fn sub_events(&self) -> std::sync::MutexGuard<'_, EventsSeen> {
+        // Every change is one insert or one assignment: a panic elsewhere cannot have
+        // left it half-done.
+        self.inner
+            .sub_events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The subscriptions to `uri` for exactly `event` (the NOTIFY fan-out list).

@@ -6,8 +6,12 @@
 //!
 //! Reads look at the pending map first, then at the tree, so callers see their own
 //! writes at once. A key created and removed between two drains leaves nothing behind
-//! (each pending operation knows whether the tree holds the key), so a presentity whose
-//! publications come and go does not pile up removals that every scan would step over. A drain moves the whole map aside (still visible to readers), writes
+//! when the writer knew the tree lacked it (a row it just found absent, or a key built
+//! on a token it just generated); other removals stay pending and cost the drain a no-op
+//! remove. Queuing never reads the tree itself: on a table larger than sled's cache each
+//! such look-up is a page read, and it would be on the core loop.
+//!
+//! A drain moves the whole map aside (still visible to readers), writes
 //! it key by key, then forgets it: a reader finds a key either in the map or, after
 //! the map is forgotten, in the tree, never in neither. Key-by-key writes keep sled's
 //! global batch lock (which stalls every reader) out of the picture; a crash in the
@@ -78,16 +82,16 @@ impl Overlay {
             .map(|op| op.value.clone())
     }
 
-    /// Queues `ops` for `tree`; returns the bytes now pending. Callers serialise their
-    /// writes to one table (the table's write lock), so a key in neither map is not
-    /// being changed by anyone while its presence in the tree is looked up.
-    pub fn extend(&self, ops: Ops, tree: &sled::Tree) -> Result<usize, sled::Error> {
+    /// Queues `ops`; returns the bytes now pending. `absent(key)` says the caller knows
+    /// the tree has no value for a key in neither map (callers serialise their writes to
+    /// one table with its write lock, so that knowledge cannot go stale meanwhile).
+    pub fn extend(&self, ops: Ops, absent: impl Fn(&[u8]) -> bool) -> usize {
         let mut st = lock(&self.state);
         for (k, v) in ops {
             let fresh = match (st.active.get(&k), st.flushing.get(&k)) {
                 (Some(op), _) => op.fresh,
                 (None, Some(op)) => op.value.is_none(),
-                (None, None) => !tree.contains_key(&k)?,
+                (None, None) => absent(&k),
             };
             let old = if v.is_none() && fresh {
                 // Removing what never reached the tree: forget it instead.
@@ -100,7 +104,7 @@ impl Overlay {
                 st.bytes = st.bytes.saturating_sub(op_size(&k, &old.value));
             }
         }
-        Ok(st.bytes)
+        st.bytes
     }
 
     pub fn bytes(&self) -> usize {
@@ -303,6 +307,11 @@ mod tests {
             .collect()
     }
 
+    /// What a writer that looked the key up in the tree knows.
+    fn looked_up(t: &sled::Tree) -> impl Fn(&[u8]) -> bool + '_ {
+        |k| !t.contains_key(k).unwrap()
+    }
+
     fn scan(o: &Overlay, t: &sled::Tree, prefix: &str) -> Vec<(String, String)> {
         Merged::new(t.scan_prefix(prefix), o.range(prefix.as_bytes()))
             .map(|e| {
@@ -324,9 +333,8 @@ mod tests {
         let o = Overlay::default();
         o.extend(
             ops(&[("a1", Some("new")), ("a2", None), ("a3", Some("added"))]),
-            &t,
-        )
-        .unwrap();
+            looked_up(&t),
+        );
         assert_eq!(o.get(b"a1"), Some(Some(IVec::from("new"))));
         assert_eq!(o.get(b"a2"), Some(None));
         assert_eq!(o.get(b"b1"), None);
@@ -348,10 +356,10 @@ mod tests {
         let (_db, t) = tree();
         let o = Overlay::default();
         for i in 0..100 {
-            o.extend(ops(&[("k", Some(&format!("v{i}")))]), &t).unwrap();
+            o.extend(ops(&[("k", Some(&format!("v{i}")))]), looked_up(&t));
         }
-        o.extend(ops(&[("tmp", Some("x"))]), &t).unwrap();
-        o.extend(ops(&[("tmp", None)]), &t).unwrap();
+        o.extend(ops(&[("tmp", Some("x"))]), looked_up(&t));
+        o.extend(ops(&[("tmp", None)]), looked_up(&t));
         let pending = o.bytes();
         assert!(pending < 2 * (OP_OVERHEAD + 8), "{pending}");
         // A key created and removed between drains leaves nothing to write.
@@ -367,8 +375,8 @@ mod tests {
         let (_db, t) = tree();
         t.insert("k", "old").unwrap();
         let o = Overlay::default();
-        o.extend(ops(&[("k", Some("new"))]), &t).unwrap();
-        o.extend(ops(&[("k", None)]), &t).unwrap();
+        o.extend(ops(&[("k", Some("new"))]), looked_up(&t));
+        o.extend(ops(&[("k", None)]), looked_up(&t));
         assert_eq!(o.get(b"k"), Some(None));
         assert_eq!(scan(&o, &t, "k"), vec![]);
         assert_eq!(o.drain(&t).unwrap(), 1);
@@ -377,21 +385,41 @@ mod tests {
         // While a drain holds a removal of "j" in hand, a newer create-then-remove of
         // "j" leaves nothing pending: the tree will lack it once the drain is done.
         t.insert("j", "v1").unwrap();
-        o.extend(ops(&[("j", None)]), &t).unwrap();
+        o.extend(ops(&[("j", None)]), looked_up(&t));
         let flushing = {
             let mut st = lock(&o.state);
             let taken = std::mem::take(&mut st.active);
             st.flushing = Arc::new(taken);
             st.flushing.clone()
         };
-        o.extend(ops(&[("j", Some("v2"))]), &t).unwrap();
-        o.extend(ops(&[("j", None)]), &t).unwrap();
+        o.extend(ops(&[("j", Some("v2"))]), looked_up(&t));
+        o.extend(ops(&[("j", None)]), looked_up(&t));
         assert_eq!(o.get(b"j"), Some(None));
         write_all(&t, &flushing).unwrap();
         drop(flushing);
         lock(&o.state).flushing = Arc::default();
         assert_eq!(o.get(b"j"), None);
         assert_eq!(t.get("j").unwrap(), None);
+    }
+
+    #[test]
+    fn removing_a_key_the_writer_did_not_look_up_stays_pending_and_is_harmless() {
+        let (_db, t) = tree();
+        t.insert("kept", "v").unwrap();
+        let o = Overlay::default();
+        // Queued without a look-up: the overlay cannot know the tree lacks "k".
+        o.extend(ops(&[("k", Some("v"))]), |_| false);
+        o.extend(ops(&[("k", None)]), |_| false);
+        assert_eq!(o.get(b"k"), Some(None));
+        assert_eq!(scan(&o, &t, "k"), vec![("kept".into(), "v".into())]);
+        assert_eq!(o.drain(&t).unwrap(), 1);
+        assert_eq!(t.get("k").unwrap(), None);
+        assert_eq!(t.len(), 1);
+        // Known absent: the pair cancels out before any drain.
+        o.extend(ops(&[("n", Some("v"))]), |_| true);
+        o.extend(ops(&[("n", None)]), |_| false);
+        assert_eq!(o.get(b"n"), None);
+        assert!(o.is_empty());
     }
 
     #[test]
@@ -409,9 +437,8 @@ mod tests {
                 ("p6", Some("p6")),
                 ("q0", Some("q0")),
             ]),
-            &t,
-        )
-        .unwrap();
+            looked_up(&t),
+        );
         let keys: Vec<String> = scan(&o, &t, "p").into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["p0", "p1", "p3", "p4", "p6"]);
     }

@@ -49,13 +49,23 @@ impl Store {
             report.index_entries_added += idx.added;
             report.unreadable += idx.unreadable;
         }
+        // The events dialogs exist for; an unreadable row might be of any.
+        let mut events = Some(std::collections::HashSet::new());
         for dialog in self.iter_subscriptions() {
             // Unreadable rows were counted by reindex and are left alone.
             let d = match dialog {
                 Ok(d) => d,
-                Err(StoreError::Corrupt { .. }) => continue,
+                Err(StoreError::Corrupt { .. }) => {
+                    events = None;
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
+            if let Some(seen) = &mut events
+                && !seen.contains(&d.event)
+            {
+                seen.insert(d.event.clone());
+            }
             if !needs_watcher_row(&d) {
                 continue;
             }
@@ -73,6 +83,9 @@ impl Store {
                 inserted_time: now,
             })?;
             report.watchers_recreated += 1;
+        }
+        if let Some(seen) = events {
+            self.events_found(seen);
         }
         if !report.changed_nothing() || report.unreadable > 0 {
             info!("store repair: {report:?}");

@@ -745,3 +745,66 @@ fn dialogs_of_watcher_finds_only_that_watchers_dialogs_and_follows_deletes() {
     );
     assert!(store.repair(0, |_| false).unwrap().changed_nothing());
 }
+
+#[test]
+fn a_new_row_inserted_without_reads_is_counted_indexed_and_found() {
+    let (_dir, store) = open();
+    let d = dialog("sip:a@b", "presence", "call-n", 100);
+    store.insert_subscription(&d).unwrap();
+    let p = presentity("sip:a@b", "presence", "fresh-etag", 100);
+    store.insert_publication(&p).unwrap();
+    assert_eq!(store.subscriptions_count(), 1);
+    assert_eq!(store.publications_count(), 1);
+    assert_eq!(
+        store.get_subscription("call-n", "tt", "ft").unwrap(),
+        Some(d.clone())
+    );
+    assert_eq!(
+        store
+            .subscriptions_of_watcher("sip:a@b", "presence", &d.watcher_uri)
+            .unwrap(),
+        vec![d.clone()]
+    );
+    assert_eq!(store.next_expiry().unwrap(), Some(100));
+    // Removed again before any flush: nothing is left behind, counts included.
+    store.delete_subscription("call-n", "tt", "ft").unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.subscriptions_count(), 0);
+    assert_eq!(store.get_subscription("call-n", "tt", "ft").unwrap(), None);
+    assert!(
+        store
+            .subscriptions_of_watcher("sip:a@b", "presence", &d.watcher_uri)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn subscriber_lookups_are_skipped_only_for_events_no_dialog_can_have() {
+    let (_dir, store) = open();
+    store
+        .put_subscription(&dialog("sip:a@b", "presence", "c1", 100))
+        .unwrap();
+    // Before repair has read the dialogs nothing is ruled out.
+    assert!(store.may_have_subscriptions("presence.winfo"));
+    store.repair(1, |_| true).unwrap();
+    assert!(store.may_have_subscriptions("presence"));
+    assert!(!store.may_have_subscriptions("presence.winfo"));
+    // A dialog written after repair, by either write path, counts at once.
+    let mut winfo = dialog("sip:a@b", "presence.winfo", "c2", 100);
+    winfo.to_tag = "t2".into();
+    store.insert_subscription(&winfo).unwrap();
+    assert!(store.may_have_subscriptions("presence.winfo"));
+    let mut dlg = dialog("sip:a@b", "dialog", "c3", 100);
+    dlg.to_tag = "t3".into();
+    store.put_subscription(&dlg).unwrap();
+    assert!(store.may_have_subscriptions("dialog"));
+    // The events found at open survive a restart's repair.
+    drop(store);
+    let store = Store::open(_dir.path(), StoreOptions::default()).unwrap();
+    store.repair(2, |_| true).unwrap();
+    for e in ["presence", "presence.winfo", "dialog"] {
+        assert!(store.may_have_subscriptions(e), "{e}");
+    }
+    assert!(!store.may_have_subscriptions("message-summary"));
+}
