@@ -192,7 +192,12 @@ impl Overlay {
         let mut st = lock(&self.state);
         let flushed = std::mem::take(&mut st.flushing);
         match written {
-            Ok(()) => Ok(flushed.len()),
+            Ok(()) => {
+                // Freeing a flush's worth of operations takes milliseconds: not while
+                // the core loop may be waiting for the lock.
+                drop(st);
+                Ok(flushed.len())
+            }
             Err(e) => {
                 let flushed = Arc::try_unwrap(flushed).unwrap_or_else(|shared| (*shared).clone());
                 for (k, op) in flushed {
