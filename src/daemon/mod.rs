@@ -310,12 +310,9 @@ async fn serve(
 
     let (under_way_tx, under_way_rx) = smol::channel::bounded::<Inbound>(UNDER_WAY_QUEUE);
     let (new_work_tx, new_work_rx) = smol::channel::bounded::<Inbound>(NEW_WORK_QUEUE);
-    let queues = InboundQueues {
-        under_way: under_way_tx,
-        new_work: new_work_tx,
-        dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
-    };
+    let queues = InboundQueues::new(under_way_tx, new_work_tx);
     let dropped = queues.dropped.clone();
+    let refused = queues.refused.clone();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let (sender, udp_out) = match transport.start(&ex, queues, stop_rx) {
         Ok(s) => s,
@@ -451,10 +448,11 @@ async fn serve(
         rl.core.handle_timeout(now, unix);
     }
     info!(
-        "stats: {:?} {:?} shed: {}, dropped at the socket: {}, udp dropped: {}",
+        "stats: {:?} {:?} shed: {}, refused at the socket: {}, dropped at the socket: {}, udp dropped: {}",
         rl.core.endpoint().stats(),
         rl.core.engine().stats(),
         rl.core.shed(),
+        refused.load(std::sync::atomic::Ordering::Relaxed),
         dropped.load(std::sync::atomic::Ordering::Relaxed),
         rl.udp_out.dropped
     );

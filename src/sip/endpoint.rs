@@ -365,7 +365,7 @@ impl Endpoint {
             // the head parses, otherwise drop.
             match Message::parse(bytes) {
                 Ok(Message::Request(mut req)) => {
-                    self.receive_via(&mut req, &source);
+                    receive_via(&mut req, &source);
                     self.reject_stateless(&req, 513, Some("Message Too Large"), &source);
                 }
                 _ => self.drop_message(&source, "oversized message"),
@@ -378,7 +378,7 @@ impl Endpoint {
             Err(err) => match (Request::salvage(bytes), err.response_status()) {
                 (Some(mut req), Some((status, reason))) => {
                     debug!("{}: rejecting unparseable request: {err}", source.peer);
-                    self.receive_via(&mut req, &source);
+                    receive_via(&mut req, &source);
                     self.reject_stateless(&req, status, Some(&reason), &source);
                 }
                 _ => self.drop_message(&source, &err.to_string()),
@@ -397,7 +397,7 @@ impl Endpoint {
             self.drop_message(&source, "request without a usable Via");
             return;
         }
-        self.receive_via(&mut req, &source);
+        receive_via(&mut req, &source);
         if let Err(err) = req.check() {
             match err.response_status() {
                 Some((status, reason)) if req.method != Method::Ack => {
@@ -491,33 +491,6 @@ impl Endpoint {
         true
     }
 
-    /// RFC 3261 §18.2.1 and RFC 3581 §4: note where the request really came from.
-    fn receive_via(&self, req: &mut Request, source: &Source) {
-        let Ok(mut via) = req.headers.top_via() else {
-            return;
-        };
-        let src_ip = source.peer.addr.ip();
-        let sent_by_matches = match &via.host {
-            Host::V4(ip) => IpAddr::V4(*ip) == src_ip,
-            Host::V6(ip) => IpAddr::V6(*ip) == src_ip,
-            Host::Domain(_) => false,
-        };
-        let mut changed = false;
-        if !sent_by_matches {
-            via.params.set("received", Some(src_ip.to_string()));
-            changed = true;
-        }
-        if via.params.get("rport").is_some() {
-            via.params.set("received", Some(src_ip.to_string()));
-            via.params
-                .set("rport", Some(source.peer.addr.port().to_string()));
-            changed = true;
-        }
-        if changed {
-            replace_top_via(req, &via);
-        }
-    }
-
     fn reject_stateless(
         &mut self,
         req: &Request,
@@ -526,10 +499,9 @@ impl Endpoint {
         source: &Source,
     ) {
         self.stats.rejected_stateless += 1;
-        let mut resp = Response::for_request(req, status, reason);
-        resp.set_to_tag(&random_token(10));
+        let (to, resp) = stateless_response(req, status, reason, source);
         self.transmits.push_back(Transmit {
-            to: response_destination(req, source),
+            to,
             bytes: resp.to_bytes(),
             tx: None,
         });
@@ -949,6 +921,63 @@ fn sent_by(via: &Via) -> String {
         Some(p) => format!("{}:{}", via.host, p),
         None => via.host.to_string(),
     }
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581 §4: note where the request really came from.
+fn receive_via(req: &mut Request, source: &Source) {
+    let Ok(mut via) = req.headers.top_via() else {
+        return;
+    };
+    let src_ip = source.peer.addr.ip();
+    let sent_by_matches = match &via.host {
+        Host::V4(ip) => IpAddr::V4(*ip) == src_ip,
+        Host::V6(ip) => IpAddr::V6(*ip) == src_ip,
+        Host::Domain(_) => false,
+    };
+    let mut changed = false;
+    if !sent_by_matches {
+        via.params.set("received", Some(src_ip.to_string()));
+        changed = true;
+    }
+    if via.params.get("rport").is_some() {
+        via.params.set("received", Some(src_ip.to_string()));
+        via.params
+            .set("rport", Some(source.peer.addr.port().to_string()));
+        changed = true;
+    }
+    if changed {
+        replace_top_via(req, &via);
+    }
+}
+
+/// A response sent without a transaction (RFC 3261 §8.2.6.1, §17.2): where it goes,
+/// and the response with a To tag of its own.
+fn stateless_response(
+    req: &Request,
+    status: u16,
+    reason: Option<&str>,
+    source: &Source,
+) -> (Peer, Response) {
+    let mut resp = Response::for_request(req, status, reason);
+    resp.set_to_tag(&random_token(10));
+    (response_destination(req, source), resp)
+}
+
+/// Refuses a request without a transaction and before any body is looked at: 503 with
+/// Retry-After (RFC 3261 §21.5.4), for the transport to send when the core loop's queue
+/// for new work is full. `None` for what must get no answer: a response, an ACK, bytes
+/// that are not a request.
+pub fn refuse_unparsed(bytes: &[u8], source: &Source, retry_after: u32) -> Option<(Peer, Vec<u8>)> {
+    let Ok(Message::Request(mut req)) = Message::parse(bytes) else {
+        return None;
+    };
+    if req.method == Method::Ack {
+        return None;
+    }
+    receive_via(&mut req, source);
+    let (to, mut resp) = stateless_response(&req, 503, Some("Overloaded"), source);
+    resp.headers.push("Retry-After", retry_after.to_string());
+    Some((to, resp.to_bytes()))
 }
 
 /// RFC 3261 §18.2.2 with RFC 3581 §4: where a response to `req` goes.

@@ -2,6 +2,7 @@
 //! connection table. It turns sockets into `Inbound` messages for the daemon's core loop and sends
 //! what the core asks it to send; it never interprets SIP beyond stream framing.
 
+mod admission;
 mod tcp;
 mod udp;
 mod udp_send;
@@ -16,6 +17,7 @@ use smol::channel::Sender;
 use crate::clock::Clock;
 use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Source, TransportKind};
 
+pub use admission::Recent;
 pub use tcp::ConnTable;
 pub use udp_send::UdpOut;
 
@@ -40,44 +42,104 @@ pub enum Inbound {
 pub struct InboundQueues {
     pub under_way: Sender<Inbound>,
     pub new_work: Sender<Inbound>,
-    /// New requests dropped because their queue was full.
+    /// Retransmissions of new requests dropped because their queue was full.
     pub dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// New requests refused with 503 because their queue was full.
+    pub refused: Arc<std::sync::atomic::AtomicU64>,
+    /// New UDP requests queued lately (see `admission`).
+    pub recent: Arc<Recent>,
 }
 
 /// Messages each queue holds: at the rates this box sustains, a few tenths of a second.
 pub const UNDER_WAY_QUEUE: usize = 4096;
 pub const NEW_WORK_QUEUE: usize = 2048;
 
+/// Retry-After, in seconds, of a request refused because the new-work queue was full.
+const REFUSED_RETRY_AFTER: u32 = 1;
+
+/// What became of a received message.
+#[derive(Debug)]
+pub enum Delivery {
+    Queued,
+    /// A retransmission that found no room: its original is queued or answered.
+    Dropped,
+    /// New work that found no room: send this 503 to this peer.
+    Refused(Peer, Vec<u8>),
+    /// The core loop is gone.
+    Closed,
+}
+
 impl InboundQueues {
-    /// Queues a received message. New work over UDP that does not fit is dropped (the
-    /// client retransmits it, by when there may be room); the rest waits for room, which
-    /// over TCP slows the sending connection down.
+    pub fn new(under_way: Sender<Inbound>, new_work: Sender<Inbound>) -> InboundQueues {
+        InboundQueues {
+            under_way,
+            new_work,
+            dropped: Arc::default(),
+            refused: Arc::default(),
+            recent: Arc::default(),
+        }
+    }
+
+    /// Queues a received message. New work over UDP that does not fit is refused with
+    /// 503 (a retransmission of it is dropped; see `admission`); the rest waits for
+    /// room, which over TCP slows the sending connection down.
     pub async fn deliver(
         &self,
         bytes: Vec<u8>,
         source: Source,
         received: std::time::Instant,
-    ) -> bool {
+    ) -> Delivery {
+        use std::sync::atomic::Ordering::Relaxed;
+        let closed = |ok: bool| {
+            if ok {
+                Delivery::Queued
+            } else {
+                Delivery::Closed
+            }
+        };
         let continues = crate::sip::triage::continues_work(&bytes);
+        if continues || source.peer.kind.is_reliable() {
+            let queue = if continues {
+                &self.under_way
+            } else {
+                &self.new_work
+            };
+            let message = Inbound::Message {
+                bytes,
+                source,
+                received,
+            };
+            return closed(queue.send(message).await.is_ok());
+        }
+        let digest = self.recent.digest(&bytes);
         let message = Inbound::Message {
             bytes,
             source,
             received,
         };
-        if continues {
-            return self.under_way.send(message).await.is_ok();
-        }
-        if source.peer.kind.is_reliable() {
-            return self.new_work.send(message).await.is_ok();
-        }
         match self.new_work.try_send(message) {
-            Ok(()) => true,
-            Err(smol::channel::TrySendError::Full(_)) => {
-                self.dropped
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                true
+            Ok(()) => {
+                self.recent.queued(digest, received);
+                Delivery::Queued
             }
-            Err(smol::channel::TrySendError::Closed(_)) => false,
+            Err(smol::channel::TrySendError::Full(Inbound::Message { bytes, source, .. })) => {
+                if self.recent.seen(digest, received) {
+                    self.dropped.fetch_add(1, Relaxed);
+                    return Delivery::Dropped;
+                }
+                match crate::sip::endpoint::refuse_unparsed(&bytes, &source, REFUSED_RETRY_AFTER) {
+                    Some((to, reply)) => {
+                        self.refused.fetch_add(1, Relaxed);
+                        Delivery::Refused(to, reply)
+                    }
+                    None => {
+                        self.dropped.fetch_add(1, Relaxed);
+                        Delivery::Dropped
+                    }
+                }
+            }
+            Err(smol::channel::TrySendError::Full(_)) => Delivery::Dropped,
+            Err(smol::channel::TrySendError::Closed(_)) => Delivery::Closed,
         }
     }
 
@@ -242,5 +304,88 @@ pub(crate) fn stream_source(peer: SocketAddr, local: SocketAddr, conn: ConnId) -
             conn: Some(conn),
         },
         local,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::Message;
+
+    fn source(port: u16) -> Source {
+        Source {
+            peer: Peer {
+                kind: TransportKind::Udp,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                conn: None,
+            },
+            local: SocketAddr::from(([127, 0, 0, 1], 5060)),
+        }
+    }
+
+    fn publish(n: u32) -> Vec<u8> {
+        format!(
+            "PUBLISH sip:p{n}@example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:4000;branch=z9hG4bK{n};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:p{n}@example.com>;tag=f{n}\r\n\
+             To: <sip:p{n}@example.com>\r\nCall-ID: c{n}\r\nCSeq: 1 PUBLISH\r\n\
+             Event: presence\r\nExpires: 60\r\nContent-Type: application/pidf+xml\r\n\
+             Content-Length: 5\r\n\r\n<x/>\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_full_new_work_queue_refuses_new_requests_and_drops_their_retransmissions() {
+        let (under_way, _uw_rx) = smol::channel::bounded(4);
+        let (new_work, nw_rx) = smol::channel::bounded(1);
+        let q = InboundQueues::new(under_way, new_work);
+        let now = std::time::Instant::now();
+        smol::block_on(async {
+            assert!(matches!(
+                q.deliver(publish(1), source(4000), now).await,
+                Delivery::Queued
+            ));
+            // No room: a new request gets its 503 at once, sent where the rport says.
+            let Delivery::Refused(to, reply) = q.deliver(publish(2), source(4001), now).await
+            else {
+                panic!("not refused");
+            };
+            assert_eq!(to.addr.port(), 4001);
+            let Ok(Message::Response(r)) = Message::parse(&reply) else {
+                panic!("not a response");
+            };
+            assert_eq!(r.status, 503);
+            assert_eq!(r.headers.get("Retry-After"), Some("1"));
+            assert_eq!(r.headers.get("Call-ID"), Some("c2"));
+            let via = r.headers.top_via().unwrap();
+            assert_eq!(via.rport(), Some(Some(4001)));
+            // The queued request's retransmission must not get a 503 that contradicts
+            // the answer the queued original will get: dropped.
+            assert!(matches!(
+                q.deliver(publish(1), source(4000), now).await,
+                Delivery::Dropped
+            ));
+            // Bytes that are no request get nothing.
+            assert!(matches!(
+                q.deliver(b"not sip at all".to_vec(), source(4002), now)
+                    .await,
+                Delivery::Dropped
+            ));
+            // Work under way has its own queue.
+            assert!(matches!(
+                q.deliver(b"SIP/2.0 200 OK\r\n\r\n".to_vec(), source(4003), now)
+                    .await,
+                Delivery::Queued
+            ));
+            assert_eq!(q.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+            assert_eq!(q.dropped.load(std::sync::atomic::Ordering::Relaxed), 2);
+            // Room again: the next new request is queued.
+            nw_rx.recv().await.unwrap();
+            assert!(matches!(
+                q.deliver(publish(3), source(4000), now).await,
+                Delivery::Queued
+            ));
+        });
     }
 }

@@ -349,7 +349,10 @@ async fn read_loop(
                 Ok(Some(Frame::Message(bytes))) => {
                     let source = stream_source(peer, local, id);
                     let received = ctx.clock.now();
-                    if !ctx.queues.deliver(bytes, source, received).await {
+                    if matches!(
+                        ctx.queues.deliver(bytes, source, received).await,
+                        crate::transport::Delivery::Closed
+                    ) {
                         break 'conn;
                     }
                 }

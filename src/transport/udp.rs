@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use log::warn;
+use log::{debug, warn};
 
 use crate::clock::Clock;
 use crate::sip::endpoint::{Peer, Source, TransportKind};
-use crate::transport::InboundQueues;
+use crate::transport::{Delivery, InboundQueues};
 
 /// Largest possible UDP payload; anything above `max_message_size` is still read whole so
 /// the core can answer 513 instead of parsing a truncated message.
@@ -38,8 +38,16 @@ pub(super) async fn receive_loop(
                     },
                     local,
                 };
-                if !queues.deliver(bytes.to_vec(), source, clock.now()).await {
-                    return;
+                match queues.deliver(bytes.to_vec(), source, clock.now()).await {
+                    Delivery::Queued | Delivery::Dropped => {}
+                    Delivery::Refused(to, reply) => {
+                        // Best effort, like any UDP response: a lost 503 leaves the
+                        // client retransmitting, as if it had been dropped.
+                        if let Err(e) = sock.send_to(&reply, to.addr).await {
+                            debug!("udp:{local}: 503 to {} not sent: {e}", to.addr);
+                        }
+                    }
+                    Delivery::Closed => return,
                 }
             }
             // ICMP port unreachable surfaces here on some systems; keep serving.
