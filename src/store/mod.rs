@@ -239,7 +239,7 @@ impl Drop for Inner {
 }
 
 /// How long [`Store::open`] waits for a lock that sled itself still holds.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens sled. After a database closes, sled's background writers can keep its lock
 /// file open for a moment; a reopen in the same process (a restart of the daemon
