@@ -499,9 +499,10 @@ impl Endpoint {
         source: &Source,
     ) {
         self.stats.rejected_stateless += 1;
-        let (to, resp) = stateless_response(req, status, reason, source);
+        let mut resp = Response::for_request(req, status, reason);
+        resp.set_to_tag(&random_token(10));
         self.transmits.push_back(Transmit {
-            to,
+            to: response_destination(req, source),
             bytes: resp.to_bytes(),
             tx: None,
         });
@@ -950,34 +951,29 @@ fn receive_via(req: &mut Request, source: &Source) {
     }
 }
 
-/// A response sent without a transaction (RFC 3261 §8.2.6.1, §17.2): where it goes,
-/// and the response with a To tag of its own.
-fn stateless_response(
-    req: &Request,
-    status: u16,
-    reason: Option<&str>,
-    source: &Source,
-) -> (Peer, Response) {
-    let mut resp = Response::for_request(req, status, reason);
-    resp.set_to_tag(&random_token(10));
-    (response_destination(req, source), resp)
-}
-
 /// Refuses a request without a transaction and before any body is looked at: 503 with
 /// Retry-After (RFC 3261 §21.5.4), for the transport to send when the core loop's queue
-/// for new work is full. `None` for what must get no answer: a response, an ACK, bytes
-/// that are not a request.
-pub fn refuse_unparsed(bytes: &[u8], source: &Source, retry_after: u32) -> Option<(Peer, Vec<u8>)> {
+/// for new work is full. `tag` is the To tag, the same for every copy of the request
+/// (§8.2.7). `None` for what gets no answer: a response, an ACK or a CANCEL (left to
+/// their retransmission), a request without a Via to answer along, bytes that are not a
+/// request.
+pub fn refuse_unparsed(
+    bytes: &[u8],
+    source: &Source,
+    retry_after: u32,
+    tag: &str,
+) -> Option<(Peer, Vec<u8>)> {
     let Ok(Message::Request(mut req)) = Message::parse(bytes) else {
         return None;
     };
-    if req.method == Method::Ack {
+    if matches!(req.method, Method::Ack | Method::Cancel) || req.headers.top_via().is_err() {
         return None;
     }
     receive_via(&mut req, source);
-    let (to, mut resp) = stateless_response(&req, 503, Some("Overloaded"), source);
+    let mut resp = Response::for_request(&req, 503, Some("Overloaded"));
+    resp.set_to_tag(tag);
     resp.headers.push("Retry-After", retry_after.to_string());
-    Some((to, resp.to_bytes()))
+    Some((response_destination(&req, source), resp.to_bytes()))
 }
 
 /// RFC 3261 §18.2.2 with RFC 3581 §4: where a response to `req` goes.

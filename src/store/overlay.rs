@@ -200,8 +200,11 @@ impl Overlay {
             }
             Err(e) => {
                 let flushed = Arc::try_unwrap(flushed).unwrap_or_else(|shared| (*shared).clone());
-                for (k, op) in flushed {
+                for (k, mut op) in flushed {
                     if !st.active.contains_key(&k) {
+                        // Part of the batch may have reached the tree before the error:
+                        // a later removal of this key must reach it too.
+                        op.fresh = false;
                         st.bytes += op_size(&k, &op.value);
                         st.active.insert(k, op);
                     }

@@ -8,7 +8,10 @@
 //!
 //! Retransmissions are recognised by the digest of their bytes (RFC 3261 §17.1.2.2: a
 //! retransmission is the same message): every new request that enters the queue is
-//! remembered for two to four seconds, in two generations swapped every two seconds.
+//! remembered, in two generations swapped every five seconds, and every later sighting
+//! of it (queued again, or dropped) remembers it afresh. A client retransmits at most
+//! T2 (4 s) apart, so a request stays known for as long as its client keeps sending it;
+//! the server's replay of its answer (Timer J, 32 s) covers the copies that get queued.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
@@ -16,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long one generation of digests lasts.
-const GENERATION: Duration = Duration::from_secs(2);
+const GENERATION: Duration = Duration::from_secs(5);
 
 /// Digests of the new requests queued recently.
 pub struct Recent {
@@ -57,10 +60,18 @@ impl Recent {
         g.current.insert(digest);
     }
 
-    /// Whether `digest` entered the queue within the last two to four seconds.
+    /// Whether `digest` was seen within the last five to ten seconds; if so it is
+    /// remembered afresh.
     pub fn seen(&self, digest: u64, now: Instant) -> bool {
-        let g = self.lock(now);
-        g.current.contains(&digest) || g.previous.contains(&digest)
+        let mut g = self.lock(now);
+        if g.current.contains(&digest) {
+            return true;
+        }
+        if g.previous.contains(&digest) {
+            g.current.insert(digest);
+            return true;
+        }
+        false
     }
 
     fn lock(&self, now: Instant) -> std::sync::MutexGuard<'_, Generations> {
@@ -89,9 +100,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_digest_is_remembered_for_two_to_four_seconds() {
+    fn a_digest_is_remembered_while_it_keeps_being_seen() {
         let r = Recent::default();
         let t0 = Instant::now();
+        let s = Duration::from_secs;
         let a = r.digest(b"PUBLISH one");
         let b = r.digest(b"PUBLISH two");
         assert_ne!(a, b);
@@ -99,14 +111,15 @@ mod tests {
         r.queued(a, t0);
         assert!(r.seen(a, t0));
         assert!(!r.seen(b, t0));
-        assert!(r.seen(a, t0 + Duration::from_millis(1999)));
-        // Swapped into the previous generation, still seen.
-        r.queued(b, t0 + Duration::from_millis(2500));
-        assert!(r.seen(a, t0 + Duration::from_millis(3000)));
-        // Two swaps later it is gone; b is in the previous generation.
-        assert!(!r.seen(a, t0 + Duration::from_millis(4600)));
-        assert!(r.seen(b, t0 + Duration::from_millis(4600)));
+        // Seen every 4 s (T2, the longest gap between retransmissions): never forgotten.
+        for k in 1..=10 {
+            assert!(r.seen(a, t0 + s(4 * k)), "forgotten after {} s", 4 * k);
+        }
+        // Not seen again: gone within two generations.
+        assert!(!r.seen(a, t0 + s(51)));
+        r.queued(b, t0 + s(52));
+        assert!(r.seen(b, t0 + s(58)));
         // A long quiet spell forgets everything.
-        assert!(!r.seen(b, t0 + Duration::from_secs(60)));
+        assert!(!r.seen(b, t0 + s(600)));
     }
 }

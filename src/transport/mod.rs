@@ -127,7 +127,13 @@ impl InboundQueues {
                     self.dropped.fetch_add(1, Relaxed);
                     return Delivery::Dropped;
                 }
-                match crate::sip::endpoint::refuse_unparsed(&bytes, &source, REFUSED_RETRY_AFTER) {
+                let tag = format!("{digest:016x}");
+                match crate::sip::endpoint::refuse_unparsed(
+                    &bytes,
+                    &source,
+                    REFUSED_RETRY_AFTER,
+                    &tag,
+                ) {
                     Some((to, reply)) => {
                         self.refused.fetch_add(1, Relaxed);
                         Delivery::Refused(to, reply)
@@ -360,6 +366,26 @@ mod tests {
             assert_eq!(r.headers.get("Call-ID"), Some("c2"));
             let via = r.headers.top_via().unwrap();
             assert_eq!(via.rport(), Some(Some(4001)));
+            // A copy of the refused request is refused again, with the same To tag
+            // (RFC 3261 §8.2.7).
+            let Delivery::Refused(_, again) = q.deliver(publish(2), source(4001), now).await else {
+                panic!("not refused");
+            };
+            let Ok(Message::Response(again)) = Message::parse(&again) else {
+                panic!("not a response");
+            };
+            assert_eq!(
+                again.headers.to().unwrap().tag(),
+                r.headers.to().unwrap().tag()
+            );
+            // A CANCEL gets no stateless answer.
+            let cancel = String::from_utf8(publish(3))
+                .unwrap()
+                .replace("PUBLISH", "CANCEL");
+            assert!(matches!(
+                q.deliver(cancel.into_bytes(), source(4001), now).await,
+                Delivery::Dropped
+            ));
             // The queued request's retransmission must not get a 503 that contradicts
             // the answer the queued original will get: dropped.
             assert!(matches!(
@@ -378,8 +404,8 @@ mod tests {
                     .await,
                 Delivery::Queued
             ));
-            assert_eq!(q.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
-            assert_eq!(q.dropped.load(std::sync::atomic::Ordering::Relaxed), 2);
+            assert_eq!(q.refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+            assert_eq!(q.dropped.load(std::sync::atomic::Ordering::Relaxed), 3);
             // Room again: the next new request is queued.
             nw_rx.recv().await.unwrap();
             assert!(matches!(
