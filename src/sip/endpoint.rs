@@ -1005,19 +1005,25 @@ pub fn random_token(len: usize) -> String {
         .collect()
 }
 
+/// A UDP peer on 127.0.0.1:`port` talking to 127.0.0.1:5060, for unit tests.
+#[cfg(test)]
+pub(crate) fn loopback_source(port: u16) -> Source {
+    Source {
+        peer: Peer {
+            kind: TransportKind::Udp,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            conn: None,
+        },
+        local: SocketAddr::from(([127, 0, 0, 1], 5060)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn source(port: u16) -> Source {
-        Source {
-            peer: Peer {
-                kind: TransportKind::Udp,
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                conn: None,
-            },
-            local: SocketAddr::from(([127, 0, 0, 1], 5060)),
-        }
+        loopback_source(port)
     }
 
     fn req(via: &str, method: &str, branch: &str) -> Vec<u8> {

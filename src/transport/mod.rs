@@ -319,14 +319,7 @@ mod tests {
     use crate::sip::message::Message;
 
     fn source(port: u16) -> Source {
-        Source {
-            peer: Peer {
-                kind: TransportKind::Udp,
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                conn: None,
-            },
-            local: SocketAddr::from(([127, 0, 0, 1], 5060)),
-        }
+        crate::sip::endpoint::loopback_source(port)
     }
 
     fn publish(n: u32) -> Vec<u8> {
