@@ -402,6 +402,13 @@ async fn serve(
         .await;
         let now = clock.now();
         let unix = clock.unix_now();
+        let started = std::time::Instant::now();
+        let what = match &step {
+            Step::Inbound(_) => "messages",
+            Step::Timer => "timers",
+            Step::Command(_) => "a command",
+            Step::Shutdown | Step::Closed => "shutdown",
+        };
         match step {
             Step::Inbound(first) => {
                 // Take whatever else is already queued before timers run again: under
@@ -446,6 +453,11 @@ async fn serve(
         }
         // Timers run after every step, so a busy socket cannot starve retransmissions.
         rl.core.handle_timeout(now, unix);
+        // Real time, not the injected clock: how long requests behind this step waited.
+        let held = started.elapsed();
+        if held > LOOP_HELD_WARN {
+            warn!("core loop held for {} ms by {what}", held.as_millis());
+        }
     }
     info!(
         "stats: {:?} {:?} shed: {}, refused at the socket: {}, dropped at the socket: {}, udp dropped: {}",
@@ -474,6 +486,9 @@ async fn serve(
 /// A TCP write not done by then closes the connection: its NOTIFYs fail like any
 /// undeliverable one, and nobody else waits behind it.
 const TCP_WRITE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A loop step longer than this is logged: every request behind it waited as long.
+const LOOP_HELD_WARN: Duration = Duration::from_millis(50);
 
 /// Inbound messages handled per wake-up before timers get their turn.
 const INBOUND_BATCH: usize = 256;
