@@ -1,5 +1,6 @@
 -- presenced: the OpenSIPS 3.x presence tables (presentity, active_watchers, watchers,
--- xcap) for PostgreSQL, with their `version` rows, so `presenced dump --dialect postgres`
+-- xcap) and auth_db's subscriber table (accounts, HA1s only),
+-- for PostgreSQL, with their `version` rows, so `presenced dump --dialect postgres`
 -- loads into them and a database OpenSIPS filled can be restored into presenced.
 --
 -- Columns, types and unique keys are OpenSIPS 3.x's. The columns after the
@@ -97,3 +98,19 @@ CREATE TABLE xcap (
 );
 
 CREATE INDEX xcap_source_idx ON xcap (source);
+
+INSERT INTO version (table_name, table_version) VALUES ('subscriber', '8');
+CREATE TABLE subscriber (
+    id SERIAL PRIMARY KEY NOT NULL,
+    username VARCHAR(64) DEFAULT '' NOT NULL,
+    domain VARCHAR(64) DEFAULT '' NOT NULL,
+    password VARCHAR(25) DEFAULT '' NOT NULL,
+    email_address VARCHAR(64) DEFAULT '' NOT NULL,
+    ha1 VARCHAR(64) DEFAULT '' NOT NULL,
+    ha1_sha256 VARCHAR(64) DEFAULT '' NOT NULL,
+    ha1_sha512t256 VARCHAR(64) DEFAULT '' NOT NULL,
+    rpid VARCHAR(64) DEFAULT NULL,
+    CONSTRAINT subscriber_account_idx UNIQUE (username, domain)
+);
+
+CREATE INDEX subscriber_username_idx ON subscriber (username);

@@ -22,6 +22,11 @@ use toml::Spanned;
 use toml::Value;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+use ipnet::IpNet;
+
+pub use crate::auth::Mode as AuthMode;
+use crate::auth::{Delegate, digest::Algorithm};
+
 /// Effective configuration of one presenced instance.
 ///
 /// Every field has a default (see [`Config::default`]); `docs/configuration.md` lists the
@@ -181,6 +186,54 @@ pub struct Config {
     /// Milliseconds given to in-flight work (final NOTIFYs, flush) at shutdown. Default 2000.
     #[serde(deserialize_with = "parse::int::<0, MAX_TIMER_MS, _, _>")]
     pub shutdown_grace_ms: u64,
+    /// Who may publish and watch: `"digest"` (accounts from `presenced user add`),
+    /// `"trusted"` (requests from `trusted_proxies` are authenticated, others get
+    /// digest) or `"none"` (anyone, as anyone). Default unset: `none`, allowed only
+    /// while every listener (SIP and XCAP) is on loopback.
+    #[serde(
+        deserialize_with = "parse::auth_mode",
+        serialize_with = "print::optional_display",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auth: Option<AuthMode>,
+    /// Digest realm. Default `None`: the domain of the request's From URI, which is the
+    /// domain accounts are added under.
+    #[serde(
+        deserialize_with = "parse::realm",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auth_realm: Option<String>,
+    /// Challenge with 407 and Proxy-Authenticate instead of 401 and WWW-Authenticate
+    /// (when presenced sits behind a proxy that passes challenges on). Default false.
+    #[serde(deserialize_with = "parse::flag")]
+    pub auth_as_proxy: bool,
+    /// Digest algorithms offered, most preferred first: `SHA-512-256`, `SHA-256`, `MD5`.
+    /// Default `["SHA-256", "MD5"]`.
+    #[serde(
+        deserialize_with = "parse::algorithms",
+        serialize_with = "print::display_list"
+    )]
+    pub auth_algorithms: Vec<Algorithm>,
+    /// Seconds a digest nonce stays valid; older ones get `stale=true`. Default 300.
+    // OpenSIPS/Kamailio auth module parameter.
+    #[serde(deserialize_with = "parse::int::<1, MAX_SECS, _, _>")]
+    pub nonce_expire: u64,
+    /// Addresses or networks (`10.0.0.1`, `10.0.0.0/24`) whose requests `auth =
+    /// "trusted"` takes as authenticated, identity from P-Asserted-Identity (else From).
+    /// Default empty.
+    #[serde(
+        deserialize_with = "parse::networks",
+        serialize_with = "print::display_list"
+    )]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Identities (`sip:vm@example.com`) or addresses (`10.0.0.5`, `10.0.0.0/24`) that
+    /// may publish for other presentities (a voicemail system, a PBX). Default empty:
+    /// everyone publishes only their own state.
+    #[serde(
+        deserialize_with = "parse::delegates",
+        serialize_with = "print::display_list"
+    )]
+    pub publish_on_behalf: Vec<Delegate>,
     /// Unix socket of the control channel. Default `None`: the caller picks
     /// `<db>/control.sock`.
     #[serde(
@@ -229,6 +282,13 @@ impl Default for Config {
             timer_t2_ms: 4000,
             timer_t4_ms: 5000,
             shutdown_grace_ms: 2000,
+            auth: None,
+            auth_realm: None,
+            auth_as_proxy: false,
+            auth_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            nonce_expire: 300,
+            trusted_proxies: Vec::new(),
+            publish_on_behalf: Vec::new(),
             control_socket: None,
         }
     }
@@ -952,6 +1012,12 @@ impl Config {
                 ),
             ));
         }
+        if self.auth == Some(AuthMode::Trusted) && self.trusted_proxies.is_empty() {
+            return Err(fail(
+                &["auth", "trusted_proxies"],
+                "auth = \"trusted\" needs trusted_proxies (the proxies' addresses)".to_owned(),
+            ));
+        }
         // presence_xml: with neither force_active nor a local XCAP server there is no
         // source of authorization rules.
         if !self.force_active && !self.integrated_xcap_server && self.xcap_server.is_empty() {
@@ -963,6 +1029,47 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the built-in XCAP server runs: privacy rules or pidf-manipulation need
+    /// documents, and they are not fetched from elsewhere.
+    pub fn runs_xcap_server(&self) -> bool {
+        (!self.force_active || self.pidf_manipulation) && self.integrated_xcap_server
+    }
+
+    /// The authentication mode in effect: the one set, else `none`.
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth.unwrap_or(AuthMode::None)
+    }
+
+    /// The safe-by-default rule: with `auth` unset, every SIP listener and the XCAP
+    /// server must be on loopback. Checked when the daemon starts (after `--listen`
+    /// replaced the configured listeners) and by `check-config`. `xcap_serves` says
+    /// whether the built-in XCAP server will run.
+    pub fn check_exposure(&self, xcap_serves: bool) -> Result<(), String> {
+        if self.auth.is_some() {
+            return Ok(());
+        }
+        let exposed = self
+            .listen
+            .iter()
+            .map(|l| (l.to_string(), l.addr()))
+            .chain(xcap_serves.then(|| {
+                (
+                    format!("xcap_listen {}", self.xcap_listen),
+                    self.xcap_listen,
+                )
+            }))
+            .find(|(_, a)| !a.ip().is_loopback());
+        match exposed {
+            None => Ok(()),
+            Some((what, _)) => Err(format!(
+                "{what} is not a loopback address, and no `auth` mode is set: anyone who can \
+                 reach it could publish and read anyone's presence. Set auth = \"digest\" \
+                 (accounts from `presenced user add`), auth = \"trusted\" (with \
+                 trusted_proxies) or, to allow that on purpose, auth = \"none\""
+            )),
+        }
     }
 
     /// The effective configuration as TOML, every setting under its canonical name, in
@@ -995,6 +1102,8 @@ fn unset_means(key: &str) -> &'static str {
     match key {
         "server_address" => ": Contact carries the local transport address",
         "control_socket" => ": <db>/control.sock",
+        "auth" => ": none, allowed only on loopback listeners",
+        "auth_realm" => ": the From URI's domain",
         _ => "",
     }
 }
@@ -1114,6 +1223,67 @@ mod parse {
 
     pub(super) fn sync_mode<'de, D: Deserializer<'de>>(d: D) -> Result<SyncMode, D::Error> {
         checked(d, |v| string(v)?.parse())
+    }
+
+    pub(super) fn auth_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AuthMode>, D::Error> {
+        checked_option(d, |v| {
+            let s = string(v)?;
+            AuthMode::parse(s)
+                .ok_or_else(|| format!("{s:?} is not one of \"digest\", \"trusted\", \"none\""))
+        })
+    }
+
+    pub(super) fn realm<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        checked_option(d, |v| {
+            let s = non_empty(string(v)?)?;
+            if s.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+                return Err(format!(
+                    "{s:?} contains quotes, backslashes or control characters"
+                ));
+            }
+            Ok(s.to_owned())
+        })
+    }
+
+    pub(super) fn algorithms<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Algorithm>, D::Error> {
+        checked(d, |v| {
+            let mut out = Vec::new();
+            for s in string_list(v)? {
+                let a = Algorithm::parse(&s).ok_or_else(|| {
+                    format!("{s:?} is not one of \"SHA-512-256\", \"SHA-256\", \"MD5\"")
+                })?;
+                if out.contains(&a) {
+                    return Err(format!("{s} is listed twice"));
+                }
+                out.push(a);
+            }
+            if out.is_empty() {
+                return Err("at least one algorithm is needed".to_owned());
+            }
+            Ok(out)
+        })
+    }
+
+    pub(super) fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+        checked(d, |v| {
+            string_list(v)?
+                .iter()
+                .map(|s| crate::auth::parse_net(s))
+                .collect()
+        })
+    }
+
+    pub(super) fn delegates<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Delegate>, D::Error> {
+        checked(d, |v| {
+            string_list(v)?
+                .iter()
+                .map(|s| {
+                    Delegate::parse(s).ok_or_else(|| {
+                        format!("{s:?} is neither a sip: AOR with a user nor an address/network")
+                    })
+                })
+                .collect()
+        })
     }
 
     fn type_name(v: &Value) -> &'static str {
@@ -1254,6 +1424,16 @@ mod print {
         s.collect_str(v)
     }
 
+    pub(super) fn optional_display<T: Display, S: Serializer>(
+        v: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
     pub(super) fn display_list<T: Display, S: Serializer>(
         items: &[T],
         s: S,
@@ -1371,6 +1551,13 @@ timer_t1_ms = 250
 timer_t2_ms = 2000
 timer_t4_ms = 2500
 shutdown_grace_ms = 0
+auth = "trusted"
+auth_realm = "example.org"
+auth_as_proxy = true
+auth_algorithms = ["MD5", "SHA-512-256"]
+nonce_expire = 60
+trusted_proxies = ["10.0.0.1", "192.168.0.0/16"]
+publish_on_behalf = ["sip:vm@example.org", "10.0.0.5"]
 control_socket = "/run/presenced.sock"
 "#;
 
@@ -1415,6 +1602,19 @@ control_socket = "/run/presenced.sock"
             timer_t2_ms: 2000,
             timer_t4_ms: 2500,
             shutdown_grace_ms: 0,
+            auth: Some(AuthMode::Trusted),
+            auth_realm: Some("example.org".into()),
+            auth_as_proxy: true,
+            auth_algorithms: vec![Algorithm::Md5, Algorithm::Sha512_256],
+            nonce_expire: 60,
+            trusted_proxies: vec![
+                crate::auth::parse_net("10.0.0.1").unwrap(),
+                crate::auth::parse_net("192.168.0.0/16").unwrap(),
+            ],
+            publish_on_behalf: vec![
+                Delegate::parse("sip:vm@example.org").unwrap(),
+                Delegate::parse("10.0.0.5").unwrap(),
+            ],
             control_socket: Some(PathBuf::from("/run/presenced.sock")),
         };
         assert_eq!(cfg, expected);
@@ -1982,6 +2182,21 @@ control_socket = "/run/presenced.sock"
                         timer_t2_ms: t1.max(t2),
                         timer_t4_ms: t4,
                         shutdown_grace_ms: grace,
+                        auth: f[6].then_some(AuthMode::Digest),
+                        auth_realm: f[7].then(|| format!("realm {clean}")),
+                        auth_as_proxy: f[5],
+                        auth_algorithms: if f[4] {
+                            vec![Algorithm::Md5]
+                        } else {
+                            vec![Algorithm::Sha256, Algorithm::Md5]
+                        },
+                        nonce_expire: clean,
+                        trusted_proxies: vec![
+                            crate::auth::parse_net(&format!("10.{}.0.0/16", clean % 256)).unwrap(),
+                        ],
+                        publish_on_behalf: vec![Delegate::Net(
+                            crate::auth::parse_net(&format!("10.0.{}.1", clean % 256)).unwrap(),
+                        )],
                         control_socket: f[6].then(|| PathBuf::from(db)),
                     }
                 },

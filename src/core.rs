@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::auth::{AuthConfig, Authenticator, Verdict};
 use crate::config::{Config, SyncMode};
 use crate::dispatch::{Dispatcher, Route};
 use crate::events::package::{EventPackage, Registry};
@@ -76,6 +77,8 @@ enum Held {
 pub struct Core {
     endpoint: Endpoint,
     dispatcher: Dispatcher,
+    /// Who asks: every request for the engine passes here first.
+    auth: Authenticator,
     engine: Engine,
     store: Store,
     config: CoreConfig,
@@ -114,6 +117,7 @@ impl Core {
         Core {
             endpoint,
             dispatcher,
+            auth: Authenticator::new(AuthConfig::default(), [0; 32]),
             engine,
             store,
             config,
@@ -167,12 +171,23 @@ impl Core {
             packages.allow_events(),
             packages.publish_types(),
         );
+        let auth = authenticator(config, &store);
         let engine = Engine::new(store, packages, engine_config(config));
         let core = CoreConfig {
             sync_always: config.sync == SyncMode::Always,
             flush_period: Duration::from_millis(config.sync_period_ms.max(1)),
         };
-        Core::new(endpoint, dispatcher, engine, core)
+        Core::new(endpoint, dispatcher, engine, core).with_auth(auth)
+    }
+
+    /// Replaces the authenticator (the default lets everyone in as their From AOR).
+    pub fn with_auth(mut self, auth: Authenticator) -> Core {
+        self.auth = auth;
+        self
+    }
+
+    pub fn auth(&self) -> &Authenticator {
+        &self.auth
     }
 
     pub fn engine(&self) -> &Engine {
@@ -437,8 +452,22 @@ impl Core {
         now: Instant,
         unix: u64,
     ) {
+        let identity = match self.auth.check(&request, &source, &self.store, unix) {
+            Verdict::Pass(identity) => identity,
+            Verdict::Refuse(r) => return self.answer(id, r, false, now),
+        };
+        // Only the presentity's owner publishes its state, or a configured delegate.
+        if request.method == Method::Publish
+            && let Some(presentity) = request.uri.as_sip().map(|u| u.aor())
+            && !identity.may_publish_for(&presentity)
+        {
+            let r = Response::for_request(&request, 403, Some("Forbidden - not your presentity"));
+            return self.answer(id, r, false, now);
+        }
         let before = self.store.write_seq();
-        let response = self.engine.handle_request(&request, &source, unix);
+        let response = self
+            .engine
+            .handle_request_as(&request, &source, &identity, unix);
         let wrote = self.store.write_seq() != before;
         self.answer(id, response, wrote, now);
         // NOTIFYs leave after the response that created their dialog.
@@ -511,6 +540,33 @@ fn unavailable(request: &Request, why: &str, seconds: u32) -> Response {
     let mut r = Response::for_request(request, 503, Some(why));
     r.headers.push("Retry-After", seconds.to_string());
     r
+}
+
+/// The authenticator a configuration describes; its nonce key comes from the store.
+pub(crate) fn authenticator(c: &Config, store: &Store) -> Authenticator {
+    let mode = c.auth_mode();
+    let secret = match mode {
+        crate::auth::Mode::None => [0; 32],
+        _ => store.auth_secret().unwrap_or_else(|e| {
+            log::warn!("store: no stored nonce key ({e}); nonces will not survive a restart");
+            let mut k = [0u8; 32];
+            if getrandom::fill(&mut k).is_err() {
+                k.iter_mut().for_each(|b| *b = fastrand::u8(..));
+            }
+            k
+        }),
+    };
+    let config = AuthConfig {
+        mode,
+        realm: c.auth_realm.clone(),
+        proxy_challenge: c.auth_as_proxy,
+        algorithms: c.auth_algorithms.clone(),
+        nonce_expire: c.nonce_expire,
+        trusted: c.trusted_proxies.clone(),
+        on_behalf: c.publish_on_behalf.clone(),
+        domains: c.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+    };
+    Authenticator::new(config, secret)
 }
 
 /// The event packages this server offers, in Allow-Events order.

@@ -12,6 +12,7 @@
 //! stay inside. No unsafe code, except the allocator's configuration in `memory`.
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod core;

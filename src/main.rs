@@ -31,7 +31,65 @@ enum Command {
     Dump(DumpArgs),
     Restore(RestoreArgs),
     Ctl(CtlArgs),
+    User(UserArgs),
 }
+
+/// Manage the accounts digest authentication checks (the `subscriber` table); through
+/// the daemon when it runs. Passwords are read from the terminal, or from one line of
+/// standard input when it is not a terminal; never from the command line.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "user")]
+struct UserArgs {
+    /// database directory (default: presenced.db, or the configuration's)
+    #[argh(option)]
+    db: Option<PathBuf>,
+    /// configuration file, for `db` and `control_socket`
+    #[argh(option)]
+    config: Option<PathBuf>,
+    #[argh(subcommand)]
+    command: UserCommand,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum UserCommand {
+    Add(UserAdd),
+    Passwd(UserPasswd),
+    Del(UserDel),
+    List(UserList),
+}
+
+/// Add an account: user@domain (the domain is the digest realm).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "add")]
+struct UserAdd {
+    /// the account, e.g. alice@example.com
+    #[argh(positional)]
+    account: String,
+}
+
+/// Set a new password for an account.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "passwd")]
+struct UserPasswd {
+    /// the account, e.g. alice@example.com
+    #[argh(positional)]
+    account: String,
+}
+
+/// Delete an account.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "del")]
+struct UserDel {
+    /// the account, e.g. alice@example.com
+    #[argh(positional)]
+    account: String,
+}
+
+/// List the accounts, one user@domain per line.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+struct UserList {}
 
 /// Write the tables as SQL (one consistent snapshot; through the daemon if it runs).
 #[derive(FromArgs)]
@@ -180,6 +238,82 @@ fn main() -> ExitCode {
         Command::Dump(args) => dump(args),
         Command::Restore(args) => restore(args),
         Command::Ctl(args) => ctl(args),
+        Command::User(args) => user(args),
+    }
+}
+
+/// Reads a password: twice from the terminal, or one line of a piped standard input.
+fn read_password(account: &str) -> Result<String, String> {
+    use std::io::IsTerminal;
+    let pw = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {account}: "))
+            .map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Once more: ").map_err(|e| e.to_string())?;
+        if first != again {
+            return Err("the passwords differ".into());
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if pw.is_empty() {
+        return Err("an empty password is not accepted".into());
+    }
+    Ok(pw)
+}
+
+fn user(args: UserArgs) -> ExitCode {
+    use presenced::mgmt::users::{self, UserChange};
+    use presenced::store::Subscriber;
+    let (db, socket, store_opts) = match locate(args.config.as_ref(), args.db, None) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let account = |s: &str| -> Result<Subscriber, String> {
+        let (user, domain) = users::parse_account(s)?;
+        let pw = read_password(&format!("{user}@{domain}"))?;
+        Ok(Subscriber::with_password(&user, &domain, &pw))
+    };
+    let change = match &args.command {
+        UserCommand::List(_) => None,
+        UserCommand::Add(a) => Some(account(&a.account).map(|account| UserChange::Add { account })),
+        UserCommand::Passwd(a) => {
+            Some(account(&a.account).map(|account| UserChange::Passwd { account }))
+        }
+        UserCommand::Del(a) => Some(
+            users::parse_account(&a.account)
+                .map(|(username, domain)| UserChange::Del { username, domain }),
+        ),
+    };
+    let change = match change.transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let result: Result<Vec<String>, String> = match (daemon(&socket), &change) {
+        (Some(client), Some(c)) => client.user(c).map(|m| vec![m]).map_err(|e| e.to_string()),
+        (Some(client), None) => client.user_list().map_err(|e| e.to_string()),
+        (None, Some(c)) => open_direct_or_create(&db, store_opts)
+            .and_then(|store| users::apply(&store, c).map(|m| vec![m])),
+        (None, None) => open_direct(&db, &socket, store_opts).and_then(|store| users::list(&store)),
+    };
+    match result {
+        Ok(lines) if change.is_some() => {
+            for l in lines {
+                eprintln!("presenced: {l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }
 
@@ -229,7 +363,11 @@ fn check_config(args: CheckConfigArgs) -> ExitCode {
     match Config::load(&args.file) {
         Ok(c) => {
             print!("{}", c.to_toml_string());
-            ExitCode::SUCCESS
+            println!("# authentication in effect: {}", c.auth_mode());
+            match c.check_exposure(c.runs_xcap_server()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
         }
         Err(e) => fail(e),
     }
@@ -280,12 +418,13 @@ fn open_direct(
 
 fn counts_line(c: &TableCounts) -> String {
     format!(
-        "{} rows (presentity {}, active_watchers {}, watchers {}, xcap {})",
+        "{} rows (presentity {}, active_watchers {}, watchers {}, xcap {}, subscriber {})",
         c.total(),
         c.presentity,
         c.active_watchers,
         c.watchers,
-        c.xcap
+        c.xcap,
+        c.subscriber
     )
 }
 

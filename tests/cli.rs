@@ -51,3 +51,81 @@ fn run_with_a_bad_value_fails_before_listening() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":1:") && err.contains("max_expires"), "{err}");
 }
+
+/// Safe by default: a listener others can reach needs an explicit `auth` mode.
+#[test]
+fn run_on_a_public_address_without_auth_refuses_to_start_and_says_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let out = presenced(&[
+        "run",
+        "--db",
+        db.to_str().unwrap(),
+        "--listen",
+        "udp:0.0.0.0:0",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("udp:0.0.0.0:0") && err.contains("auth = \"digest\""),
+        "{err}"
+    );
+
+    // check-config reports the same, and the mode in effect.
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, "listen = [\"tcp:0.0.0.0:5060\"]\n").unwrap();
+    let out = presenced(&["check-config", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("authentication in effect: none"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth ="));
+}
+
+#[test]
+fn run_on_a_public_address_with_digest_starts() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, "auth = \"digest\"\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .args([
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+            "--db",
+            dir.path().join("db").to_str().unwrap(),
+            "--listen",
+            "udp:0.0.0.0:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let listening = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("listening on") => break Some(line),
+            Ok(line) => seen.push(line),
+            Err(_) => break None,
+        }
+    };
+    let mode = seen.iter().any(|l| l.contains("authentication: digest"));
+    // Stop it with SIGTERM (kill(1)), then reap it.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let line = listening.unwrap_or_else(|| panic!("never listened: {seen:?}"));
+    assert!(line.contains("udp:0.0.0.0:"), "{line}");
+    assert!(mode, "the mode is logged: {seen:?}");
+}

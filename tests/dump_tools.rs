@@ -11,7 +11,11 @@ use std::time::Duration;
 
 use presenced::dump::spec::{self, Table, Type, Val};
 use presenced::dump::{self, Dialect, DumpOptions, RestoreOptions};
-use presenced::store::{Publication, Store, StoreOptions, SubscriptionRow, Watcher, Xcap, status};
+use presenced::store::{
+    Publication, Store, StoreOptions, Subscriber, SubscriptionRow, Watcher, Xcap, status,
+};
+
+mod common;
 
 /// SQL INT columns hold up to 2^31-1: expiry times stay below it.
 const FUTURE: u64 = 2_000_000_000;
@@ -179,6 +183,13 @@ fn fill(s: &Store) {
         port: 0,
     })
     .unwrap();
+    for (user, domain, pw) in [
+        ("alice", "example.com", "it's \\ \"x\""),
+        ("+4930", "example.org", "p"),
+    ] {
+        s.put_subscriber(&Subscriber::with_password(user, domain, pw))
+            .unwrap();
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -187,6 +198,7 @@ struct Content {
     dialogs: Vec<SubscriptionRow>,
     watchers: Vec<Watcher>,
     xcap: Vec<Xcap>,
+    subscribers: Vec<Subscriber>,
 }
 
 fn content(s: &Store) -> Content {
@@ -195,6 +207,7 @@ fn content(s: &Store) -> Content {
         dialogs: s.iter_subscriptions().map(Result::unwrap).collect(),
         watchers: s.iter_watchers().map(Result::unwrap).collect(),
         xcap: s.iter_xcap().map(Result::unwrap).collect(),
+        subscribers: s.iter_subscribers().map(Result::unwrap).collect(),
     }
 }
 
@@ -253,6 +266,12 @@ fn expected_rows(s: &Store, table: Table) -> Vec<String> {
             let r = r.unwrap();
             let mut v = Vec::new();
             spec::xcap_values(&r, &mut v);
+            push(v)
+        }),
+        Table::Subscriber => s.iter_subscribers().for_each(|r| {
+            let r = r.unwrap();
+            let mut v = Vec::new();
+            spec::subscriber_values(&r, &mut v);
             push(v)
         }),
     }
@@ -471,6 +490,70 @@ fn mariadb_loads_our_dump_and_mysqldump_restores_identically() {
         std::fs::write(&theirs, out).unwrap();
         let (_d, back) = restored_from(&theirs);
         assert_eq!(content(&back), content(&src), "mysqldump {flags:?}");
+    }
+
+    // An OpenSIPS auth_db table as OpenSIPS users fill it: a clear password
+    // (calculate_ha1) and an account with only its MD5 HA1 (computed by the server).
+    run(cli(Some("presence")).args([
+        "-e",
+        "DELETE FROM subscriber; \
+         INSERT INTO subscriber (username, domain, password, email_address, ha1) \
+         VALUES ('carol', 'example.com', 'sesame', 'carol@example.com', ''); \
+         INSERT INTO subscriber (username, domain, ha1) \
+         VALUES ('dave', 'example.com', MD5('dave:example.com:opensesame'));",
+    ]));
+    let theirs = work.path().join("subscriber.sql");
+    let out = run_bytes(
+        Command::new(&mysqldump)
+            .args(["--no-defaults", "-uroot", "-h127.0.0.1"])
+            .arg(format!("-P{port}"))
+            .args(["presence", "subscriber"]),
+    );
+    std::fs::write(&theirs, out).unwrap();
+    let (dir, back) = restored_from(&theirs);
+    let carol = back
+        .get_subscriber("carol", "example.com")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        carol,
+        Subscriber::with_password("carol", "example.com", "sesame")
+    );
+    let dave = back.get_subscriber("dave", "example.com").unwrap().unwrap();
+    assert_eq!(
+        dave.ha1,
+        Subscriber::with_password("dave", "example.com", "opensesame").ha1
+    );
+    assert!(dave.ha1_sha256.is_empty());
+    drop(back);
+    authenticate_over_sip(dir.path(), &[("carol", "sesame"), ("dave", "opensesame")]);
+}
+
+/// Starts presenced with `auth = "digest"` on `db` and publishes as each account,
+/// answering the MD5 challenge: the restored accounts authenticate.
+fn authenticate_over_sip(db: &Path, accounts: &[(&str, &str)]) {
+    use presenced::auth::digest;
+    use presenced::sip::header::AuthValue;
+    let config = db.join("auth.toml");
+    std::fs::write(&config, "auth = \"digest\"\nauth_algorithms = [\"MD5\"]\n").unwrap();
+    let (_daemon, udp, _) = common::spawn_daemon(db, &["--config", config.to_str().unwrap()]);
+    for (user, pw) in accounts {
+        let mut ua = common::Ua::new(udp, user);
+        let aor = format!("sip:{user}@example.com");
+        let body = common::pidf(&aor, "t", "open", "");
+        let r = ua.publish(&aor, None, Some(60), Some(&body));
+        assert_eq!(r.status, 401, "{user}");
+        let ch = AuthValue::parse(r.headers.get("WWW-Authenticate").unwrap()).unwrap();
+        let a = digest::answer(&ch, user, pw, "PUBLISH", &aor, 1, "c0ffee").unwrap();
+        let r = ua.publish_raw(
+            &aor,
+            "presence",
+            None,
+            Some(60),
+            Some(("application/pidf+xml", &body)),
+            &format!("Authorization: {a}\r\n"),
+        );
+        assert_eq!(r.status, 200, "{user}: {}", r.reason);
     }
 }
 

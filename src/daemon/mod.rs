@@ -38,6 +38,8 @@ use xcap::XcapSide;
 pub enum DaemonError {
     Bind(std::io::Error),
     Database(String),
+    /// The configuration may not run as given (see `Config::check_exposure`).
+    Config(String),
 }
 
 impl std::fmt::Display for DaemonError {
@@ -45,6 +47,7 @@ impl std::fmt::Display for DaemonError {
         match self {
             DaemonError::Bind(e) => write!(f, "{e}"),
             DaemonError::Database(e) => write!(f, "database: {e}"),
+            DaemonError::Config(e) => write!(f, "{e}"),
         }
     }
 }
@@ -237,6 +240,7 @@ fn failed(ready: &Ready, e: DaemonError) -> DaemonError {
     let copy = match &e {
         DaemonError::Bind(io) => DaemonError::Bind(std::io::Error::new(io.kind(), io.to_string())),
         DaemonError::Database(m) => DaemonError::Database(m.clone()),
+        DaemonError::Config(m) => DaemonError::Config(m.clone()),
     };
     let _ = ready.send(Err(copy));
     e
@@ -251,6 +255,9 @@ async fn serve(
     (commands_tx, commands_rx): CommandChannel,
     ready: Ready,
 ) -> Result<(), DaemonError> {
+    if let Err(e) = config.check_exposure(config.runs_xcap_server()) {
+        return Err(failed(&ready, DaemonError::Config(e)));
+    }
     let store = match Store::open(
         &config.db,
         StoreOptions {
@@ -321,6 +328,8 @@ async fn serve(
             return Err(failed(&ready, DaemonError::Bind(e)));
         }
     };
+    // Scripts read the addresses off this line: the mode goes on a line of its own.
+    info!("authentication: {}", config.auth_mode());
     info!(
         "presenced listening on {}",
         addrs
@@ -329,7 +338,8 @@ async fn serve(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let xcap = match XcapSide::start(&config, &store, &ex, commands_tx.clone()).await {
+    let xcap = match XcapSide::start(&config, &store, &ex, commands_tx.clone(), clock.clone()).await
+    {
         Ok(x) => x,
         Err(e) => return Err(failed(&ready, DaemonError::Bind(e))),
     };

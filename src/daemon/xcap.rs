@@ -39,6 +39,7 @@ impl XcapSide {
         store: &Store,
         ex: &Arc<smol::Executor<'static>>,
         commands: Sender<Command>,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> std::io::Result<XcapSide> {
         use crate::xcap::{fetch, integrated};
         let wanted = !config.force_active || config.pidf_manipulation;
@@ -64,10 +65,19 @@ impl XcapSide {
                 max_document_size: config.xcap_max_document_size,
                 port: u32::from(addr.port()),
             };
+            let gate = match config.auth_mode() {
+                crate::auth::Mode::None => None,
+                _ => Some(Arc::new(integrated::Gate::new(
+                    crate::core::authenticator(config, store),
+                    config.auth_realm.clone(),
+                    clock,
+                ))),
+            };
             ex.spawn(integrated::serve(
                 listener,
                 store.clone(),
                 cfg,
+                gate,
                 changes_tx,
                 ex.clone(),
             ))

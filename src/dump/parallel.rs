@@ -164,6 +164,7 @@ fn lane_of(item: &Item, n: usize) -> usize {
         Item::Dialog(d) => (&d.call_id, &d.to_tag, &d.from_tag).hash(&mut h),
         Item::Watcher(w) => (&w.presentity_uri, &w.event, &w.watcher_uri).hash(&mut h),
         Item::Xcap(x) => (&x.username, &x.domain, x.doc_type, &x.doc_uri).hash(&mut h),
+        Item::Subscriber(s) => (&s.username, &s.domain).hash(&mut h),
     }
     (h.finish() % n as u64) as usize
 }

@@ -18,8 +18,8 @@ use super::parallel::{self, Lanes};
 use super::read::{self, InsertHeader, Lit, ReadError, Reader};
 use super::spec::{self, Field, Row, RowError, Table, Type};
 use crate::store::{
-    BulkLoad, Publication, Staged, Staging, Store, StoreError, SubscriptionRow, TableCounts,
-    Watcher, Xcap,
+    BulkLoad, Publication, Staged, Staging, Store, StoreError, Subscriber, SubscriptionRow,
+    TableCounts, Watcher, Xcap,
 };
 
 /// How to restore.
@@ -99,7 +99,8 @@ impl std::fmt::Display for RestoreError {
             }
             RestoreErrorKind::UnknownTable(t) => write!(
                 f,
-                "unknown table {t} (expected presentity, active_watchers, watchers or xcap)"
+                "unknown table {t} (expected presentity, active_watchers, watchers, xcap or \
+                 subscriber)"
             )?,
             RestoreErrorKind::ColumnCount { expected, got } => {
                 write!(f, "wrong column count: {got} values for {expected} columns")?
@@ -213,6 +214,7 @@ pub(super) enum Item {
     Dialog(SubscriptionRow),
     Watcher(Watcher),
     Xcap(Xcap),
+    Subscriber(Subscriber),
 }
 
 /// Where checked rows go: a staging tree, the empty live tables, or loader threads
@@ -229,6 +231,7 @@ pub(super) trait Loader {
     fn dialog(&mut self, d: &SubscriptionRow) -> Result<Staged, StoreError>;
     fn watcher(&mut self, w: &Watcher) -> Result<Staged, StoreError>;
     fn xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError>;
+    fn subscriber(&mut self, s: &Subscriber) -> Result<Staged, StoreError>;
 }
 
 macro_rules! loader {
@@ -245,6 +248,9 @@ macro_rules! loader {
             }
             fn xcap(&mut self, x: &Xcap) -> Result<Staged, StoreError> {
                 self.add_xcap(x)
+            }
+            fn subscriber(&mut self, s: &Subscriber) -> Result<Staged, StoreError> {
+                self.add_subscriber(s)
             }
         }
         impl Sink for $t {
@@ -266,6 +272,7 @@ pub(super) fn load<L: Loader>(loader: &mut L, line: u64, item: &Item) -> Result<
         Item::Dialog(d) => (loader.dialog(d), Table::ActiveWatchers),
         Item::Watcher(w) => (loader.watcher(w), Table::Watchers),
         Item::Xcap(x) => (loader.xcap(x), Table::Xcap),
+        Item::Subscriber(s) => (loader.subscriber(s), Table::Subscriber),
     };
     match staged {
         Ok(Staged::Added) => Ok(()),
@@ -366,6 +373,7 @@ pub(super) fn stage_into<R: Read, S: Sink>(
                 }
                 Table::Watchers => Item::Watcher(spec::watcher_from(row).map_err(bad)?),
                 Table::Xcap => Item::Xcap(spec::xcap_from(row).map_err(bad)?),
+                Table::Subscriber => Item::Subscriber(spec::subscriber_from(row).map_err(bad)?),
             };
             staging.add(line, item)?;
         }

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use crate::store::{Publication, SubscriptionRow, Watcher, Xcap};
+use crate::store::{Publication, Subscriber, SubscriptionRow, Watcher, Xcap};
 
 /// How a column's values are written and read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,14 +61,16 @@ pub enum Table {
     ActiveWatchers,
     Watchers,
     Xcap,
+    Subscriber,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::Publication,
         Table::ActiveWatchers,
         Table::Watchers,
         Table::Xcap,
+        Table::Subscriber,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +79,7 @@ impl Table {
             Table::ActiveWatchers => "active_watchers",
             Table::Watchers => "watchers",
             Table::Xcap => "xcap",
+            Table::Subscriber => "subscriber",
         }
     }
 
@@ -93,6 +96,7 @@ impl Table {
             Table::ActiveWatchers => ACTIVE_WATCHERS,
             Table::Watchers => WATCHERS,
             Table::Xcap => XCAP,
+            Table::Subscriber => SUBSCRIBER,
         }
     }
 
@@ -332,6 +336,34 @@ pub fn watcher_values<'a>(w: &'a Watcher, out: &mut Vec<Val<'a>>) {
     ]);
 }
 
+/// OpenSIPS auth_db's `subscriber`. The password column is always written empty: only
+/// HA1s are kept.
+pub const SUBSCRIBER: &[Column] = &[
+    c("id", Id),
+    c("username", Text),
+    c("domain", Text),
+    c("password", Text),
+    c("email_address", Text),
+    c("ha1", Text),
+    c("ha1_sha256", Text),
+    c("ha1_sha512t256", Text),
+    c("rpid", Text),
+];
+
+pub fn subscriber_values<'a>(s: &'a Subscriber, out: &mut Vec<Val<'a>>) {
+    out.extend([
+        Val::Null,
+        text(&s.username),
+        text(&s.domain),
+        text(""),
+        text(""),
+        text(&s.ha1),
+        text(&s.ha1_sha256),
+        text(&s.ha1_sha512t256),
+        Val::Null,
+    ]);
+}
+
 pub fn xcap_values<'a>(d: &'a Xcap, out: &mut Vec<Val<'a>>) {
     out.extend([
         Val::Null,
@@ -364,6 +396,8 @@ pub enum RowError {
     Null(&'static str),
     OutOfRange(&'static str, u64),
     BadStatus(u64),
+    /// A value the column cannot take, and why.
+    Invalid(&'static str, String),
 }
 
 impl std::fmt::Display for RowError {
@@ -372,6 +406,7 @@ impl std::fmt::Display for RowError {
             RowError::Missing(c) => write!(f, "required column {c} is missing"),
             RowError::Null(c) => write!(f, "column {c} may not be NULL"),
             RowError::OutOfRange(c, v) => write!(f, "column {c}: {v} is out of range"),
+            RowError::Invalid(c, why) => write!(f, "column {c}: {why}"),
             RowError::BadStatus(v) => {
                 write!(
                     f,
@@ -564,6 +599,48 @@ pub fn watcher_from(mut r: Row<'_>) -> Result<Watcher, RowError> {
         reason: r.opt_text("reason"),
         inserted_time: r.int_or("inserted_time", 0),
     })
+}
+
+/// A `subscriber` row. A clear `password` (OpenSIPS with `calculate_ha1`) is hashed here
+/// and dropped; otherwise the HA1 columns are taken as they are (lower-cased hex), and a
+/// row with neither cannot authenticate anyone and is refused.
+pub fn subscriber_from(mut r: Row<'_>) -> Result<Subscriber, RowError> {
+    let username = r.text("username")?;
+    let domain = r.text_or("domain", "").to_ascii_lowercase();
+    if domain.is_empty() {
+        return Err(RowError::Invalid(
+            "domain",
+            "an account needs a domain (the digest realm)".into(),
+        ));
+    }
+    let password = r.text_or("password", "");
+    if !password.is_empty() {
+        return Ok(Subscriber::with_password(&username, &domain, &password));
+    }
+    let mut ha1 = |name: &'static str, len: usize| -> Result<String, RowError> {
+        let v = r.text_or(name, "").to_ascii_lowercase();
+        if !v.is_empty() && (v.len() != len || !v.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return Err(RowError::Invalid(
+                name,
+                format!("not a {len}-digit hex HA1"),
+            ));
+        }
+        Ok(v)
+    };
+    let s = Subscriber {
+        ha1: ha1("ha1", 32)?,
+        ha1_sha256: ha1("ha1_sha256", 64)?,
+        ha1_sha512t256: ha1("ha1_sha512t256", 64)?,
+        username,
+        domain,
+    };
+    if s.ha1.is_empty() && s.ha1_sha256.is_empty() && s.ha1_sha512t256.is_empty() {
+        return Err(RowError::Invalid(
+            "ha1",
+            "neither a password nor an HA1: the account could never authenticate".into(),
+        ));
+    }
+    Ok(s)
 }
 
 pub fn xcap_from(mut r: Row<'_>) -> Result<Xcap, RowError> {

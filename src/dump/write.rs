@@ -88,7 +88,7 @@ pub fn write_dump<W: Write>(
         }
     }
     between()?;
-    for t in [Table::Watchers, Table::Xcap] {
+    for t in [Table::Watchers, Table::Xcap, Table::Subscriber] {
         if tables.contains(&t) {
             let n = table_writer.table(&mut w, store, t)?;
             set_count(&mut counts, t, n);
@@ -106,6 +106,7 @@ fn set_count(c: &mut TableCounts, t: Table, n: u64) {
         Table::ActiveWatchers => c.active_watchers = n,
         Table::Watchers => c.watchers = n,
         Table::Xcap => c.xcap = n,
+        Table::Subscriber => c.subscriber = n,
     }
 }
 
@@ -164,6 +165,7 @@ impl TableWriter {
             Table::ActiveWatchers => each!(store.iter_subscriptions(), spec::dialog_values),
             Table::Watchers => each!(store.iter_watchers(), spec::watcher_values),
             Table::Xcap => each!(store.iter_xcap(), spec::xcap_values),
+            Table::Subscriber => each!(store.iter_subscribers(), spec::subscriber_values),
         }
         if in_stmt > 0 {
             w.write_all(b";\n")?;

@@ -124,6 +124,18 @@ impl Client {
         Self::answer(&mut BufReader::new(self.stream), &mut io::sink())
     }
 
+    /// Changes an account through the daemon; the answer says what was done.
+    pub fn user(mut self, change: &crate::mgmt::users::UserChange) -> Result<String, ClientError> {
+        self.send(&Request::User(change.clone()))?;
+        Self::answer(&mut BufReader::new(self.stream), &mut io::sink())
+    }
+
+    /// The accounts, as `user@domain`.
+    pub fn user_list(mut self) -> Result<Vec<String>, ClientError> {
+        self.send(&Request::UserList)?;
+        Self::answer(&mut BufReader::new(self.stream), &mut io::sink())
+    }
+
     /// Streams the daemon's dump into `out`.
     pub fn dump(
         mut self,

@@ -141,6 +141,17 @@ fn handle(
                 reply: Some(reply),
             })
         }
+        Request::User(change) => match crate::mgmt::users::apply(store, &change) {
+            Ok(done) => {
+                info!("accounts: {done}");
+                ok(&mut out, &done)
+            }
+            Err(e) => fail(&mut out, &e),
+        },
+        Request::UserList => match crate::mgmt::users::list(store) {
+            Ok(names) => ok(&mut out, &names),
+            Err(e) => fail(&mut out, &e),
+        },
         Request::Dump(opts) => {
             let mut frames = FrameWriter::new(&mut out);
             let mut barrier = || {

@@ -2,7 +2,8 @@
 //! (`<db>/control.sock`, or `control_socket` in the configuration). sled lets one
 //! process open a database, so every command that needs the data while the daemon runs
 //! (`dump`, `restore`, `ctl status`) goes through it, as do OpenSIPS's management
-//! commands `refreshWatchers` and `refreshXcapDoc`.
+//! commands `refreshWatchers` and `refreshXcapDoc`, and the account changes of
+//! `presenced user` ([`users`]).
 //!
 //! - [`protocol`]: frames and requests.
 //! - [`listener`]: the daemon side; hands core-loop work over as a [`crate::daemon::Command`].
@@ -11,6 +12,7 @@
 pub mod client;
 pub(crate) mod listener;
 pub mod protocol;
+pub mod users;
 
 use std::path::{Path, PathBuf};
 

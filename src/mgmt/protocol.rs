@@ -44,6 +44,10 @@ pub enum Request {
         doc_uri: String,
         port: u32,
     },
+    /// `presenced user add|passwd|del`: change an account (HA1s only, never a password).
+    User(crate::mgmt::users::UserChange),
+    /// `presenced user list`.
+    UserList,
 }
 
 /// The answer to a refresh command.

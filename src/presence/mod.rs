@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use log::{error, warn};
 
+use crate::auth::Identity;
 use crate::events::package::{EventPackage, Registry};
 use crate::sip::dialog::DialogId;
 use crate::sip::endpoint::{ClientResult, Peer, Source};
@@ -204,10 +205,35 @@ impl Engine {
 
     /// Handles a PUBLISH or SUBSCRIBE that passed the dispatcher's checks; returns its
     /// answer. NOTIFYs it causes follow through [`Engine::poll_action`].
+    /// The watcher of a SUBSCRIBE is its From AOR (no authentication: `auth = "none"`).
     pub fn handle_request(&mut self, req: &Request, source: &Source, now: u64) -> Response {
+        let Ok(from) = req.headers.from() else {
+            return Response::for_request(req, 400, None);
+        };
+        let identity = Identity {
+            aor: match from.uri.as_sip() {
+                Some(u) => u.aor(),
+                None => from.uri.to_string(),
+            },
+            authenticated: false,
+            delegate: true,
+        };
+        self.handle_request_as(req, source, &identity, now)
+    }
+
+    /// Like [`Engine::handle_request`], for a request whose sender `auth` identified:
+    /// the identity is the watcher, not the From header. (Whether it may publish for
+    /// the Request-URI was decided before.)
+    pub fn handle_request_as(
+        &mut self,
+        req: &Request,
+        source: &Source,
+        identity: &Identity,
+        now: u64,
+    ) -> Response {
         match req.method {
             Method::Publish => self.publish(req, now),
-            _ => self.subscribe(req, source, now),
+            _ => self.subscribe(req, source, identity, now),
         }
     }
 

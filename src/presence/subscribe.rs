@@ -8,6 +8,7 @@ use log::warn;
 
 use super::subscription::{Body, Reason, Status, Subscription};
 use super::{Action, Engine};
+use crate::auth::Identity;
 use crate::events::package::{EventPackage, Handling, Registry};
 use crate::sip::dialog::DialogId;
 use crate::sip::endpoint::{ConnId, Source, TransportKind, random_token};
@@ -24,6 +25,9 @@ struct Refresh {
     remote_cseq: u32,
     contact: Option<NameAddr>,
     conn: Option<ConnId>,
+    /// The authenticated identity asking, when there is one: only the dialog's own
+    /// watcher may refresh or end it.
+    identity: Option<String>,
 }
 
 impl Engine {
@@ -46,7 +50,14 @@ impl Engine {
         r
     }
 
-    pub(super) fn subscribe(&mut self, req: &Request, source: &Source, now: u64) -> Response {
+    /// `identity` is who asks (see `auth`): the watcher, whatever From says.
+    pub(super) fn subscribe(
+        &mut self,
+        req: &Request,
+        source: &Source,
+        identity: &Identity,
+        now: u64,
+    ) -> Response {
         let reply = |status: u16, reason: Option<&str>| Response::for_request(req, status, reason);
         let package = match self.package_of(req) {
             Ok(p) => p,
@@ -109,6 +120,7 @@ impl Engine {
                 remote_cseq: cseq.seq,
                 contact,
                 conn,
+                identity: identity.authenticated.then(|| identity.aor.clone()),
             };
             return self.refresh(req, refresh, now);
         }
@@ -120,12 +132,9 @@ impl Engine {
             // RFC 6665 §4.1.2.1 requires a Contact on SUBSCRIBE.
             return reply(400, Some("Bad Request - missing Contact"));
         };
-        let watcher_uri = match from.uri.as_sip() {
-            Some(u) => u.aor(),
-            None => from.uri.to_string(),
-        };
+        let watcher_uri = identity.aor.clone();
         let event = Registry::event_key(package.as_ref());
-        if package.owner_only() && watcher_uri != resource {
+        if package.owner_only() && !identity.is(&resource) {
             return reply(403, Some("Forbidden - only the owner may subscribe"));
         }
         let mut change = self.change(&resource, package.as_ref(), now);
@@ -257,6 +266,11 @@ impl Engine {
                 return reply(500, Some("Server Internal Error - store"));
             }
         };
+        if let Some(who) = &refresh.identity
+            && !crate::auth::identity_key(who).eq(crate::auth::identity_key(&row.watcher_uri))
+        {
+            return reply(403, Some("Forbidden - not this subscription's watcher"));
+        }
         let Some(mut sub) = self.take_subscription(row) else {
             return reply(481, None);
         };

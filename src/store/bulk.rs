@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::{self, ROW};
 use super::records::{self, Publication, SubscriptionRow, Watcher};
+use super::subscriber::Subscriber;
 use super::table::{Record, index_entries};
 use super::xcap::Xcap;
 use super::{Store, StoreError};
@@ -27,6 +28,7 @@ const PRESENTITY: u8 = b'1';
 const DIALOG: u8 = b'2';
 const WATCHER: u8 = b'3';
 const XCAP: u8 = b'4';
+const SUBSCRIBER: u8 = b'5';
 /// Dialog identity (Call-ID and tags) → already staged, so one dialog cannot appear
 /// under two presentities.
 const DIALOG_ID: u8 = b'9';
@@ -38,6 +40,9 @@ pub struct TableCounts {
     pub active_watchers: u64,
     pub watchers: u64,
     pub xcap: u64,
+    /// Accounts (absent in answers of older versions: 0).
+    #[serde(default)]
+    pub subscriber: u64,
 }
 
 impl std::ops::AddAssign for TableCounts {
@@ -46,12 +51,13 @@ impl std::ops::AddAssign for TableCounts {
         self.active_watchers += o.active_watchers;
         self.watchers += o.watchers;
         self.xcap += o.xcap;
+        self.subscriber += o.subscriber;
     }
 }
 
 impl TableCounts {
     pub fn total(&self) -> u64 {
-        self.presentity + self.active_watchers + self.watchers + self.xcap
+        self.presentity + self.active_watchers + self.watchers + self.xcap + self.subscriber
     }
 }
 
@@ -95,6 +101,7 @@ impl Store {
             active_watchers: self.subscriptions_count(),
             watchers: self.watchers_count(),
             xcap: self.xcap_count(),
+            subscriber: self.subscribers_count(),
         })
     }
 
@@ -187,6 +194,11 @@ impl Staging {
         Ok(counted(r, &mut self.counts.xcap))
     }
 
+    pub fn add_subscriber(&mut self, s: &Subscriber) -> Result<Staged, StoreError> {
+        let r = self.stage(SUBSCRIBER, s)?;
+        Ok(counted(r, &mut self.counts.subscriber))
+    }
+
     pub fn counts(&self) -> TableCounts {
         self.counts
     }
@@ -213,6 +225,15 @@ impl Staging {
         for entry in self.tree.scan_prefix([XCAP]) {
             let (k, v) = entry?;
             self.store.put_xcap(&decode(&k, &v)?)?;
+        }
+        // Accounts: a dump that carries them replaces them all under `replace`; one
+        // without (a presence-only dump) leaves them alone, so nobody is locked out.
+        if replace && self.counts.subscriber > 0 {
+            self.store.subscriber_tree()?.clear()?;
+        }
+        for entry in self.tree.scan_prefix([SUBSCRIBER]) {
+            let (k, v) = entry?;
+            self.store.put_subscriber(&decode(&k, &v)?)?;
         }
         let counts = self.counts;
         self.discard()?;
@@ -252,11 +273,12 @@ pub struct BulkLoad {
     dialogs: sled::Tree,
     watchers: sled::Tree,
     xcap: sled::Tree,
+    subscriber: sled::Tree,
     counts: TableCounts,
 }
 
 impl Store {
-    /// A [`BulkLoad`] if all four tables are empty, else `None` (use [`Store::staging`]).
+    /// A [`BulkLoad`] if all five tables are empty, else `None` (use [`Store::staging`]).
     pub fn bulk_load(&self) -> Result<Option<BulkLoad>, StoreError> {
         if self.counts()?.total() != 0 {
             return Ok(None);
@@ -270,6 +292,7 @@ impl Store {
             dialogs: db.open_tree("active_watchers")?,
             watchers: db.open_tree("watchers")?,
             xcap: self.xcap_tree()?,
+            subscriber: self.subscriber_tree()?,
             counts: TableCounts::default(),
         }))
     }
@@ -326,6 +349,13 @@ impl BulkLoad {
         Ok(counted(r, &mut self.counts.xcap))
     }
 
+    pub fn add_subscriber(&mut self, s: &Subscriber) -> Result<Staged, StoreError> {
+        let key = s.row_key()?;
+        let value = records::encode(s).map_err(StoreError::Encode)?;
+        let r = insert_new(&self.subscriber, &key, &value)?;
+        Ok(counted(r, &mut self.counts.subscriber))
+    }
+
     pub fn counts(&self) -> TableCounts {
         self.counts
     }
@@ -341,6 +371,7 @@ impl BulkLoad {
             dialogs: self.dialogs.clone(),
             watchers: self.watchers.clone(),
             xcap: self.xcap.clone(),
+            subscriber: self.subscriber.clone(),
             counts: TableCounts::default(),
         }
     }
@@ -355,7 +386,13 @@ impl BulkLoad {
 
     /// Empties the four trees again: the database was empty before.
     pub fn abort(self) -> Result<(), StoreError> {
-        for t in [&self.presentity, &self.dialogs, &self.watchers, &self.xcap] {
+        for t in [
+            &self.presentity,
+            &self.dialogs,
+            &self.watchers,
+            &self.xcap,
+            &self.subscriber,
+        ] {
             t.clear()?;
         }
         self.store.flush()?;

@@ -45,6 +45,7 @@ pub mod keys;
 mod overlay;
 pub mod records;
 mod repair;
+pub mod subscriber;
 mod table;
 pub mod xcap;
 
@@ -52,6 +53,7 @@ pub use bulk::{BulkLoad, Staged, Staging, TableCounts};
 pub use error::StoreError;
 pub use records::{Publication, SubscriptionRow, Watcher, status};
 pub use repair::RepairReport;
+pub use subscriber::Subscriber;
 pub use xcap::{Xcap, doc_type as xcap_doc_type};
 
 use durable::Disk;
@@ -92,6 +94,7 @@ struct Inner {
     subscriptions: Table,
     watchers: Table,
     xcap: Table,
+    subscribers: Table,
     sync_always: bool,
     /// The files a flush syncs; `None` for a temporary store.
     disk: Option<Disk>,
@@ -201,12 +204,13 @@ impl Record for Watcher {
 impl Inner {
     /// Drain order follows the cross-table write order above: dialogs before watchers
     /// rows.
-    fn tables(&self) -> [&Table; 4] {
+    fn tables(&self) -> [&Table; 5] {
         [
             &self.subscriptions,
             &self.watchers,
             &self.publications,
             &self.xcap,
+            &self.subscribers,
         ]
     }
 
@@ -291,6 +295,7 @@ impl Store {
             subscriptions: Table::open(&db, "active_watchers", behind)?,
             watchers: Table::open(&db, "watchers", behind)?,
             xcap: Table::open(&db, "xcap", behind)?,
+            subscribers: Table::open(&db, "subscriber", behind)?,
             db,
             sync_always: opts.sync_always,
             disk,
@@ -442,6 +447,7 @@ impl Store {
         }
         self.inner.watchers.loaded(n.watchers);
         self.inner.xcap.loaded(n.xcap);
+        self.inner.subscribers.loaded(n.subscriber);
     }
 
     pub fn publications_count(&self) -> u64 {

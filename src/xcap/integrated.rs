@@ -3,7 +3,11 @@
 //! ETag preconditions, plus the xcap-caps document. Writes go to the `xcap` table and
 //! each is reported as a [`Changed`] so the engine re-evaluates at once.
 //!
-//! It authenticates nobody yet: the daemon binds it to loopback by default.
+//! With a [`Gate`] (configuration `auth = "digest"` or `"trusted"`), every request but
+//! the public xcap-caps document needs HTTP digest credentials (RFC 7616) for an account
+//! of the `subscriber` table, and a user reads and writes only the documents under
+//! `users/<their own AOR>/` (403 otherwise). Without one it authenticates nobody, and
+//! the configuration keeps it on loopback.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +19,8 @@ use smol::net::{TcpListener, TcpStream};
 
 use super::http::{self, ReadError, Request};
 use super::{Changed, DocError, Notice, Precondition, XcapPath};
+use crate::auth::Authenticator;
+use crate::clock::Clock;
 use crate::store::xcap::source;
 use crate::store::{Store, Xcap};
 
@@ -35,6 +41,74 @@ pub struct ServerConfig {
     pub max_document_size: usize,
     /// The server's port, recorded in the `port` column.
     pub port: u32,
+}
+
+/// Who may touch which documents: digest credentials, then ownership.
+pub struct Gate {
+    auth: std::sync::Mutex<Authenticator>,
+    /// The realm; `None`: the domain of the XUI in the path.
+    realm: Option<String>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Gate {
+    pub fn new(auth: Authenticator, realm: Option<String>, clock: Arc<dyn Clock>) -> Gate {
+        Gate {
+            auth: std::sync::Mutex::new(auth),
+            realm,
+            clock,
+        }
+    }
+
+    /// `Ok` lets the request through to [`handle`]; `Err` is the answer (401 with a
+    /// challenge, 403, 404).
+    pub fn admit(&self, store: &Store, req: &Request) -> Result<(), Reply> {
+        let path = match super::parse_path(ROOT, &req.path) {
+            Ok(p) => p,
+            Err(e) => return Err(Reply::error(404, &e.to_string())),
+        };
+        let (owner, domain) = match &path {
+            // The capabilities document is public and read-only.
+            XcapPath::Caps => return Ok(()),
+            XcapPath::User {
+                username, domain, ..
+            } => (
+                format!("sip:{username}@{domain}"),
+                domain.to_ascii_lowercase(),
+            ),
+        };
+        let realm = self.realm.clone().unwrap_or(domain);
+        let now = self.clock.unix_now();
+        let checked = match self.auth.lock() {
+            Ok(mut a) => a.check_http(
+                &req.method,
+                &req.path,
+                req.header("Authorization"),
+                &realm,
+                store,
+                now,
+            ),
+            Err(_) => return Err(Reply::error(500, "authentication state poisoned")),
+        };
+        match checked {
+            Ok(identity)
+                if crate::auth::identity_key(&identity) == crate::auth::identity_key(&owner) =>
+            {
+                Ok(())
+            }
+            Ok(identity) => {
+                info!("xcap: {identity} refused access to {}", req.path);
+                Err(Reply::error(403, "not your document"))
+            }
+            Err(challenges) => {
+                let mut r = Reply::error(401, "credentials needed");
+                for c in challenges {
+                    r = r.with("WWW-Authenticate", c);
+                }
+                Err(r)
+            }
+        }
+    }
 }
 
 /// One answer, before it is written.
@@ -213,6 +287,7 @@ pub async fn serve(
     listener: TcpListener,
     store: Store,
     cfg: ServerConfig,
+    gate: Option<Arc<Gate>>,
     changes: Sender<Notice>,
     ex: Arc<smol::Executor<'static>>,
 ) {
@@ -229,8 +304,9 @@ pub async fn serve(
             }
         };
         let (store, cfg, changes) = (store.clone(), cfg.clone(), changes.clone());
+        let gate = gate.clone();
         ex.spawn(async move {
-            if let Err(e) = connection(stream, store, cfg, changes).await {
+            if let Err(e) = connection(stream, store, cfg, gate, changes).await {
                 debug!("xcap: {peer}: {e}");
             }
         })
@@ -242,6 +318,7 @@ async fn connection(
     mut stream: TcpStream,
     store: Store,
     cfg: ServerConfig,
+    gate: Option<Arc<Gate>>,
     changes: Sender<Notice>,
 ) -> Result<(), ReadError> {
     let mut buf = Vec::new();
@@ -266,7 +343,13 @@ async fn connection(
         let (s2, c2) = (store.clone(), cfg.clone());
         let method = req.method.clone();
         let path = req.path.clone();
-        let (reply, changed) = smol::unblock(move || handle(&s2, &c2, &req)).await;
+        let g2 = gate.clone();
+        let (reply, changed) =
+            smol::unblock(move || match g2.as_ref().map(|g| g.admit(&s2, &req)) {
+                Some(Err(refused)) => (refused, None),
+                _ => handle(&s2, &c2, &req),
+            })
+            .await;
         debug!("xcap: {method} {path} -> {}", reply.status);
         if let Some(c) = changed {
             // Answer once the watchers were re-evaluated, so a client that acts on the

@@ -85,6 +85,9 @@ def main():
     ap.add_argument("trace")
     ap.add_argument("--server", required=True, help="presenced HOST:PORT")
     ap.add_argument("--presentity", required=True, help="the publisher's AOR")
+    ap.add_argument("--auth", action="store_true",
+                    help="presenced runs auth = digest: the first PUBLISH/SUBSCRIBE must be "
+                         "challenged with 401 and the ones with credentials accepted")
     args = ap.parse_args()
 
     msgs = parse(args.trace)
@@ -100,8 +103,19 @@ def main():
     def answer_to(req, pool):
         return next((m for m in pool if not m.is_request and m.key() == req.key()), None)
 
+    def challenged(reqs, what):
+        """With --auth: the first request without credentials got 401 with a challenge."""
+        bare = [r for r in reqs if not r.header("authorization")]
+        a = answer_to(bare[0], got) if bare else None
+        check(f"{what} without credentials is challenged with 401",
+              a is not None and a.status == 401 and a.header("www-authenticate") is not None,
+              a.start if a else "no request without credentials")
+        return [r for r in reqs if r.header("authorization")]
+
     if args.role == "publisher":
         pubs = [m for m in sent if m.method == "PUBLISH" and m.header("expires") != "0"]
+        if args.auth:
+            pubs = challenged(pubs, "publisher's PUBLISH")
         answers = [answer_to(p, got) for p in pubs]
         ok = [a for a in answers if a and a.status == 200 and a.header("sip-etag")]
         detail = ", ".join(a.start if a else "no answer" for a in answers) or "no PUBLISH sent"
@@ -110,6 +124,8 @@ def main():
 
     target = f"SUBSCRIBE {args.presentity} SIP/2.0"
     subs = [m for m in sent if m.start == target]
+    if args.auth:
+        subs = challenged(subs, "watcher's SUBSCRIBE")
     first = answer_to(subs[0], got) if subs else None
     check("watcher's SUBSCRIBE through presenced gets 200", first is not None and first.status == 200,
           first.start if first else f"no answer (sent {len(subs)} SUBSCRIBE)")
@@ -129,11 +145,16 @@ def main():
           f"bodies: {[re.findall(r'<basic>[^<]*</basic>', n.body) for n in notifies]}")
     closed_after = opened is not None and any(
         "<basic>closed</basic>" in n.body for n in notifies[opened + 1:])
-    check("watcher sees the publisher closed after it unpublished at exit", closed_after,
-          f"bodies: {[re.findall(r'<basic>[^<]*</basic>', n.body) for n in notifies]}")
+    # Under --auth baresip's unpublish at exit goes out without credentials and baresip
+    # quits before answering the challenge, so the publication stays until it expires:
+    # nothing to see here, and presenced rightly does not obey it unauthenticated.
+    if not args.auth:
+        check("watcher sees the publisher closed after it unpublished at exit", closed_after,
+              f"bodies: {[re.findall(r'<basic>[^<]*</basic>', n.body) for n in notifies]}")
 
-    unsub = next((m for m in sent if m.method == "SUBSCRIBE" and m.header("call-id") == call_id
-                  and m.header("expires") == "0"), None)
+    # The last one: under --auth a first unsubscribe may be challenged and sent again.
+    unsub = next((m for m in reversed(sent) if m.method == "SUBSCRIBE"
+                  and m.header("call-id") == call_id and m.header("expires") == "0"), None)
     unsub_ok = unsub is not None and (a := answer_to(unsub, got)) is not None and a.status == 200
     final = bool(states) and states[-1].startswith("terminated")
     check("watcher's unsubscribe at exit gets 200 and a NOTIFY terminated",

@@ -136,6 +136,40 @@ report_checks() {
     done < <(grep -E '^(ok   |FAIL )' "$file")
 }
 
+# xcurl LABEL EXPECTED_STATUS curl-args...: one bounded request, status checked.
+xcurl() {
+    local label=$1 want=$2; shift 2
+    local got
+    got=$(curl -s --max-time 5 -o "$WORK/$label.body" -D "$WORK/$label.head" -w '%{http_code}' "$@")
+    if [ "$got" = "$want" ]; then
+        echo "ok   $label"
+        PASSED=$((PASSED + 1))
+    else
+        echo "FAIL $label: HTTP $got, expected $want"
+        cat "$WORK/$label.head" "$WORK/$label.body" 2>/dev/null | head -20
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+# baresip_dir DIR PORT ACCOUNT-LINE [CONTACT-LINE]: a config directory for one instance
+# listening on PORT (and, for TLS, PORT + 1: both must be free).
+baresip_dir() {
+    local dir=$1 port=$2 account=$3 contact=${4:-}
+    mkdir -p "$dir"
+    cat >"$dir/config" <<CONF
+poll_method		epoll
+sip_listen		127.0.0.1:$port
+audio_player		none
+audio_source		none
+module_path		/usr/lib/baresip/modules
+module_app		account.so
+module_app		contact.so
+module_app		presence.so
+CONF
+    echo "$account" >"$dir/accounts"
+    echo "$contact" >"$dir/contacts"
+}
+
 # write_config NAME LINES...: a TOML file for one presenced instance; prints its path.
 write_config() {
     local name=$1; shift

@@ -44,10 +44,16 @@ def main():
     ap.add_argument("--transport", choices=["udp", "tcp"], default="udp")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds for the whole run")
     ap.add_argument("--log", default="pjsua2.log", help="pjsip log file")
+    ap.add_argument("--tag", help="names the accounts pj-pub-TAG and pj-watch-TAG "
+                    "(default: PID-TRANSPORT)")
+    ap.add_argument("--password", help="digest password of both accounts (presenced runs "
+                    "auth = digest); read from the environment variable it names")
     args = ap.parse_args()
+    password = os.environ.get(args.password) if args.password else None
 
     deadline = time.monotonic() + args.timeout
-    tag = f"{os.getpid()}-{args.transport}"
+    tag = args.tag or f"{os.getpid()}-{args.transport}"
+    label = f"pjsua2-{'digest-' if password else ''}{args.transport}"
     pub_uri = f"sip:pj-pub-{tag}@example.com"
     watch_uri = f"sip:pj-watch-{tag}@example.com"
     proxy = f"sip:127.0.0.1:{args.port};lr;transport={args.transport}"
@@ -82,6 +88,10 @@ def main():
         acfg.regConfig.registerOnAdd = False
         acfg.sipConfig.proxies.append(proxy)
         acfg.presConfig.publishEnabled = publish
+        if password is not None:
+            user = uri.split(":", 1)[1].split("@", 1)[0]
+            # Realm "*": answer whatever realm presenced challenges with.
+            acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, password))
         acc = Quiet()
         acc.create(acfg)
         return acc
@@ -98,10 +108,10 @@ def main():
     def expect(step, pred, describe):
         while time.monotonic() < deadline:
             if pred():
-                print(f"ok   pjsua2-{args.transport}: {step}")
+                print(f"ok   {label}: {step}")
                 return True
             ep.libHandleEvents(20)
-        print(f"FAIL pjsua2-{args.transport}: {step}; last seen: {describe()}")
+        print(f"FAIL {label}: {step}; last seen: {describe()}")
         failures.append(step)
         return False
 
@@ -169,13 +179,13 @@ def main():
         watcher.shutdown()
         pump(0.3)
     except pj.Error as e:
-        print(f"FAIL pjsua2-{args.transport}: pjsua2 error {e.info()}")
+        print(f"FAIL {label}: pjsua2 error {e.info()}")
         failures.append("pjsua2 error")
     finally:
         buddy = None
         ep.libDestroy()
     if not subscribed_as(args.log, pub_uri, watch_uri):
-        print(f"FAIL pjsua2-{args.transport}: no SUBSCRIBE for {pub_uri} from {watch_uri} in {args.log}")
+        print(f"FAIL {label}: no SUBSCRIBE for {pub_uri} from {watch_uri} in {args.log}")
         failures.append("subscriber identity")
     return 1 if failures else 0
 

@@ -13,25 +13,6 @@
 
 # Server bugs that make a check fail, by check name (see report_checks in lib.sh).
 
-# baresip_dir DIR PORT ACCOUNT-LINE [CONTACT-LINE]: a config directory for one instance
-# listening on PORT (and, for TLS, PORT + 1: both must be free).
-baresip_dir() {
-    local dir=$1 port=$2 account=$3 contact=${4:-}
-    mkdir -p "$dir"
-    cat >"$dir/config" <<CONF
-poll_method		epoll
-sip_listen		127.0.0.1:$port
-audio_player		none
-audio_source		none
-module_path		/usr/lib/baresip/modules
-module_app		account.so
-module_app		contact.so
-module_app		presence.so
-CONF
-    echo "$account" >"$dir/accounts"
-    echo "$contact" >"$dir/contacts"
-}
-
 if command -v baresip >/dev/null && [ -e /usr/lib/baresip/modules/presence.so ]; then
     for t in udp tcp; do
         label="baresip-$t"

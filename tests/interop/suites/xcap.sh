@@ -12,21 +12,6 @@ start_presenced xcap "$XSIP" --config "$WORK/xcap.toml" >/dev/null || { FAILED=$
 XROOT="http://127.0.0.1:$XHTTP/xcap-root"
 for _ in $(seq 1 50); do curl -s -o /dev/null "$XROOT/xcap-caps/global/index" && break; sleep 0.1; done
 
-# xcurl LABEL EXPECTED_STATUS curl-args...: one bounded request, status checked.
-xcurl() {
-    local label=$1 want=$2; shift 2
-    local got
-    got=$(curl -s --max-time 5 -o "$WORK/$label.body" -D "$WORK/$label.head" -w '%{http_code}' "$@")
-    if [ "$got" = "$want" ]; then
-        echo "ok   $label"
-        PASSED=$((PASSED + 1))
-    else
-        echo "FAIL $label: HTTP $got, expected $want"
-        cat "$WORK/$label.head" "$WORK/$label.body" 2>/dev/null | head -20
-        FAILED=$((FAILED + 1))
-    fi
-}
-
 rules_for() { # rules_for WATCHER_URI HANDLING
     cat <<EOF
 <?xml version="1.0" encoding="UTF-8"?>
