@@ -56,6 +56,26 @@ SEP = b'\0\0'
 ALICE = 'sip:alice@example.com'
 # peers: op 0 -> peer 0 (UDP 5070), op 4 -> peer 1 (TCP 5071), op 8 -> peer 2 (UDP 5072)
 server = {
+    # First byte with its top bit set: auth = "digest"; $AUTH answers the last challenge.
+    'digest': [
+        step(0x80, request('PUBLISH', ALICE, 1, 5070, ['Event: presence', 'Expires: 60'], PIDF, 'application/pidf+xml')),
+        step(0, request('PUBLISH', ALICE, 2, 5070, ['Event: presence', 'Expires: 60', 'Authorization: $AUTH'],
+                        PIDF, 'application/pidf+xml', frm=ALICE)),
+        step(0, request('PUBLISH', ALICE, 3, 5070, ['Event: presence', 'Expires: 60', 'Authorization: $AUTH',
+                                                    'SIP-If-Match: $ETAG'], frm=ALICE)),
+        step(4, request('SUBSCRIBE', 'sip:bob@example.com', 4, 5071, ['Event: presence.winfo', 'Expires: 60'])),
+        step(4, request('SUBSCRIBE', ALICE, 5, 5071, ['Event: presence.winfo', 'Expires: 60', 'Authorization: $AUTH'],
+                        frm=ALICE)),
+        step(3, b'\x01'),
+        step(0, request('PUBLISH', 'sip:bob@example.com', 6, 5070,
+                        ['Event: presence', 'Expires: 60',
+                         'Authorization: Digest username="alice", realm="example.com", nonce="$NONCE", '
+                         'uri="sip:bob@example.com", response="00000000000000000000000000000000", qop=auth, '
+                         'nc=00000009, cnonce="x"'], PIDF, 'application/pidf+xml')),
+        step(2, b'\x30'),
+        step(0, request('PUBLISH', ALICE, 7, 5070, ['Event: presence', 'Expires: 60', 'Authorization: $AUTH'],
+                        PIDF, 'application/pidf+xml', frm=ALICE)),
+    ],
     'publish-subscribe': [
         step(0, request('PUBLISH', ALICE, 1, 5070, ['Event: presence', 'Expires: 60'], PIDF, 'application/pidf+xml')),
         step(4, request('SUBSCRIBE', ALICE, 2, 5071, ['Event: presence', 'Expires: 120', 'Accept: application/pidf+xml'])),
@@ -127,7 +147,13 @@ xcap = [
 ]
 
 seeds = {
-    'parse': [request('SUBSCRIBE', ALICE, 1, 5070, ['Event: presence', 'Expires: 60'])],
+    'parse': [request('SUBSCRIBE', ALICE, 1, 5070, ['Event: presence', 'Expires: 60']),
+              request('PUBLISH', ALICE, 2, 5070, [
+                  'Authorization: Digest username="alice", realm="example.com", nonce="abc", '
+                  'uri="sip:alice@example.com", response="6629fae49393a05397450978507c4ef1", '
+                  'algorithm=SHA-256, qop=auth, nc=00000001, cnonce="0a4f113b", opaque="x"',
+                  'WWW-Authenticate: Digest realm="example.com", nonce="n", algorithm=MD5, qop="auth", stale=true',
+                  'Proxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=='])],
     'server': [SEP.join(steps) for steps in server.values()],
     # first byte: options (0x80 keep expired, 0x40 merge onto existing rows, rest: dialect)
     'restore': [bytes([0]) + dump_mysql.encode(), bytes([0x81]) + dump_pg.encode(), bytes([2]) + dump_sqlite.encode(),

@@ -152,6 +152,15 @@ pub struct Config {
     /// Largest SIP body accepted, in bytes. Default 32768.
     #[serde(deserialize_with = "parse::int::<0, MAX_MESSAGE_SIZE, _, _>")]
     pub max_body_size: usize,
+    /// Live publications one presentity may have per event; a new one past it gets 403.
+    /// Default 32.
+    #[serde(deserialize_with = "parse::int::<1, TOML_INT_MAX, _, _>")]
+    pub max_publications_per_presentity: usize,
+    /// Bytes the bodies of one presentity's live publications of an event may add up
+    /// to; a PUBLISH past it gets 413. Bounds the aggregated document, so a NOTIFY fits
+    /// a UDP datagram. Default 60000.
+    #[serde(deserialize_with = "parse::int::<256, MAX_AGGREGATE, _, _>")]
+    pub max_aggregate_size: usize,
     /// Most TCP connections held open at once. Default 1024.
     // OpenSER/OpenSIPS core parameter.
     #[serde(
@@ -166,6 +175,23 @@ pub struct Config {
         deserialize_with = "parse::int::<1, MAX_SECS, _, _>"
     )]
     pub tcp_idle_timeout: u64,
+    /// Most TCP connections one source address may hold open (`trusted_proxies`
+    /// aside). Default 64.
+    #[serde(deserialize_with = "parse::int::<1, TOML_INT_MAX, _, _>")]
+    pub max_connections_per_source: usize,
+    /// Seconds a TCP message may take from its first byte to its last; a slower one
+    /// closes the connection. Default 10.
+    // OpenSIPS core: tcp_max_msg_time (seconds too).
+    #[serde(
+        alias = "tcp_max_msg_time",
+        deserialize_with = "parse::int::<1, MAX_SECS, _, _>"
+    )]
+    pub tcp_message_timeout: u64,
+    /// Requests a second one source address may send (a token bucket with a burst of
+    /// twice that); more get 503 with Retry-After. `trusted_proxies` are exempt; 0
+    /// disables the limit. Default 500.
+    #[serde(deserialize_with = "parse::int::<0, U32_MAX, _, _>")]
+    pub max_requests_per_source: u32,
     /// RFC 3261 timer T1 (round-trip estimate), milliseconds. Default 500.
     // OpenSER/OpenSIPS tm module, in milliseconds too.
     #[serde(
@@ -276,8 +302,13 @@ impl Default for Config {
             cache_capacity: 8 * 1024 * 1024,
             max_message_size: 65535,
             max_body_size: 32768,
+            max_publications_per_presentity: 32,
+            max_aggregate_size: 60_000,
             max_connections: 1024,
             tcp_idle_timeout: 300,
+            max_connections_per_source: 64,
+            tcp_message_timeout: 10,
+            max_requests_per_source: 500,
             timer_t1_ms: 500,
             timer_t2_ms: 4000,
             timer_t4_ms: 5000,
@@ -298,6 +329,8 @@ const DEFAULT_EXPIRES: u32 = 3600;
 /// A SIP request with its mandatory headers does not fit in less.
 const MIN_MESSAGE_SIZE: u64 = 1024;
 const MAX_MESSAGE_SIZE: u64 = 16 * 1024 * 1024;
+/// An aggregate beyond this could not go in any NOTIFY.
+const MAX_AGGREGATE: u64 = MAX_MESSAGE_SIZE;
 /// Timers beyond an hour are typos; capping them also keeps 64*T1 far from overflow.
 const MAX_TIMER_MS: u64 = 3_600_000;
 /// A year: longer periods are typos, and the cap keeps `Instant + period` from overflowing.
@@ -1545,8 +1578,13 @@ sync_period_ms = 50
 cache_capacity = 1048576
 max_message_size = 8192
 max_body_size = 4096
+max_publications_per_presentity = 4
+max_aggregate_size = 9000
 max_connections = 10
 tcp_idle_timeout = 60
+max_connections_per_source = 8
+tcp_message_timeout = 3
+max_requests_per_source = 50
 timer_t1_ms = 250
 timer_t2_ms = 2000
 timer_t4_ms = 2500
@@ -1596,8 +1634,13 @@ control_socket = "/run/presenced.sock"
             cache_capacity: 1 << 20,
             max_message_size: 8192,
             max_body_size: 4096,
+            max_publications_per_presentity: 4,
+            max_aggregate_size: 9000,
             max_connections: 10,
             tcp_idle_timeout: 60,
+            max_connections_per_source: 8,
+            tcp_message_timeout: 3,
+            max_requests_per_source: 50,
             timer_t1_ms: 250,
             timer_t2_ms: 2000,
             timer_t4_ms: 2500,
@@ -1640,6 +1683,7 @@ control_socket = "/run/presenced.sock"
             ("T1_timer", "700"),
             ("T2_timer", "8000"),
             ("waiting_subs_daysno", "10"),
+            ("tcp_max_msg_time", "4"),
         ];
         for (alias, value) in cases {
             let key = lookup(alias).unwrap();
@@ -2176,8 +2220,13 @@ control_socket = "/run/presenced.sock"
                         cache_capacity: cache,
                         max_message_size: msg as usize,
                         max_body_size: (body % (msg + 1)) as usize,
+                        max_publications_per_presentity: (clean % 64 + 1) as usize,
+                        max_aggregate_size: (256 + cache % 100_000) as usize,
                         max_connections: idle as usize,
                         tcp_idle_timeout: idle,
+                        max_connections_per_source: (idle % 100 + 1) as usize,
+                        tcp_message_timeout: clean,
+                        max_requests_per_source: (cache % 10_000) as u32,
                         timer_t1_ms: t1.min(t2),
                         timer_t2_ms: t1.max(t2),
                         timer_t4_ms: t4,

@@ -598,6 +598,8 @@ fn engine_config(c: &Config) -> EngineConfig {
         end_sub_on_timeout: c.end_sub_on_timeout,
         replace_stale_subscriptions: c.replace_stale_subscriptions,
         max_body_size: c.max_body_size,
+        max_publications_per_presentity: c.max_publications_per_presentity,
+        max_aggregate_size: c.max_aggregate_size,
         fetch_rules: !c.integrated_xcap_server,
         watchers_retention: (c.watchers_retention_days > 0)
             .then(|| c.watchers_retention_days.saturating_mul(86_400)),

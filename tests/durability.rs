@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use presenced::sip::message::Message;
 
-/// A configuration file with `sync = "always"` in `dir`.
+/// A configuration file with `sync = "always"` in `dir`, and no per-source rate limit:
+/// the load comes from one address.
 fn sync_always(dir: &Path) -> PathBuf {
     let cfg = dir.join("presenced.toml");
-    std::fs::write(&cfg, "sync = \"always\"\n").unwrap();
+    std::fs::write(&cfg, "sync = \"always\"\nmax_requests_per_source = 0\n").unwrap();
     cfg
 }
 

@@ -76,7 +76,11 @@ fn a_burst_that_fills_the_new_work_queue_gets_503s_not_silence() {
     use std::time::Instant;
 
     let dir = tempfile::tempdir().unwrap();
-    let handle = presenced::daemon::start(test_config(&dir), Arc::new(ManualClock::new())).unwrap();
+    // One source on purpose, without the per-source rate limit (tests/limits.rs): this
+    // is about the queue.
+    let mut config = test_config(&dir);
+    config.max_requests_per_source = 0;
+    let handle = presenced::daemon::start(config, Arc::new(ManualClock::new())).unwrap();
     let srv = handle
         .addr(presenced::sip::endpoint::TransportKind::Udp)
         .unwrap();

@@ -91,14 +91,18 @@ def free_port():
 
 
 class Server:
-    def __init__(self, work, extra_config=""):
+    def __init__(self, work, extra_config="", source_limits=False):
         self.work = work
         self.port = free_port()
         self.db = os.path.join(work, "db")
         self.output = None
         cfg = os.path.join(work, "presenced.toml")
         with open(cfg, "w") as f:
-            f.write("min_expires = 0\nmax_expires = 3600\n" + EXTRA_CONFIG + extra_config)
+            # One SIPp process is one source address: no per-source rate limit, except
+            # where the limit is what is measured (flood).
+            f.write("min_expires = 0\nmax_expires = 3600\n"
+                    + ("" if source_limits else "max_requests_per_source = 0\n")
+                    + EXTRA_CONFIG + extra_config)
         self.log = open(os.path.join(work, "presenced.log"), "w")
         env = dict(os.environ, RUST_LOG="warn,presenced::daemon=info")
         self.proc = subprocess.Popen(
@@ -298,14 +302,15 @@ class Sipp:
     """One SIPp instance, started at once. Bounded three ways: -m calls, -timeout (with
     -timeout_error: reaching it is a failure), and wait() stops it at -timeout + 30 s."""
 
-    def __init__(self, work, label, scenario, port, calls, rate, limit, inf, timeout_s, keys=(), extra=()):
+    def __init__(self, work, label, scenario, port, calls, rate, limit, inf, timeout_s, keys=(), extra=(),
+                 ip="127.0.0.1"):
         self.dir = os.path.join(work, label)
         os.makedirs(self.dir, exist_ok=True)
         self.timeout_s = timeout_s
         self.started = time.time()
         self.stopped = False  # stopped at a deadline of ours
         self.overran = False  # stopped because it did not end within its bound
-        args = ["sipp", "-sf", os.path.join(HERE, scenario), "-inf", inf, "-i", "127.0.0.1",
+        args = ["sipp", "-sf", os.path.join(HERE, scenario), "-inf", inf, "-i", ip,
                 "-p", "0", "-m", str(int(calls)), "-r", str(rate), "-rp", "1000", "-l", str(int(limit)),
                 "-timeout", f"{timeout_s}s", "-timeout_error", "-nostdin",
                 "-trace_stat", "-stf", os.path.join(self.dir, "stats.csv"), "-fd", "1",
@@ -640,6 +645,61 @@ def overload(rate, d1, d2, results, settle, out):
                        f"{r1.failed:,} failed, {r1.retrans:,} retrans"))
 
 
+def flood(flood_rate, duration, results, out):
+    """One source (127.0.0.1) floods new PUBLISHes at `flood_rate` while a second source
+    (127.0.0.2) sends a PUBLISH of its own presentity and a SUBSCRIBE (kept) every 200 ms
+    each: one request every 100 ms. Measured with the default per-source limits; the
+    second source's figures are reported next to the same run without the flood."""
+    def victims(work, srv, label):
+        pub = Sipp(work, f"{label}-pub", "publish_new.xml", srv.port, 5 * duration, 5, 10,
+                   names_file(work, "unused.csv", ["-"]), duration + 30,
+                   keys=[("prefix", f"v{label}"), ("expires", 3600)], ip="127.0.0.2")
+        sub = Sipp(work, f"{label}-sub", "subscribe_keep.xml", srv.port, 5 * duration, 5, 10,
+                   names_file(work, "watched.csv", ["alice"]), duration + 30, ip="127.0.0.2")
+        return pub, sub
+
+    def report(rs):
+        calls = sum(r.n("OutgoingCall(C)") for r in rs)
+        ok = sum(r.ok_calls for r in rs)
+        lat = [ms for r in rs for ms in r.latencies()]
+        return calls, ok, lat
+
+    lines = [f"Flood: one source sends new PUBLISHes at {flood_rate:,}/s offered for {duration} s; a "
+             f"second source sends a PUBLISH and a SUBSCRIBE every 200 ms each (default limits):"]
+    for flooded in (False, True):
+        label = "flood" if flooded else "quiet"
+        with workdir(f"presenced-bench-{label}-") as work, Server(work, source_limits=True) as srv:
+            flooder = None
+            if flooded:
+                flooder = publish_new_run(work, srv, "flooder", flood_rate, flood_rate * duration, "f",
+                                          duration + 20, limit=flood_rate * 12,
+                                          extra=["-recv_timeout", "5000"])
+            pub, sub = victims(work, srv, label)
+            rp, rs = pub.wait(), sub.wait()
+            rf = flooder.wait(until=flooder.started + duration + 10).loaded() if flooder else None
+            counters = server_counters(srv.stop())
+        calls, ok, lat = report([rp, rs])
+        share = ok / max(calls, 1) * 100
+        line = (f"- {label}: second source {ok}/{calls} answered ({share:.2f} %), p50/p99 "
+                f"{pct(lat, 50):.1f}/{pct(lat, 99):.1f} ms, failed {rp.failed + rs.failed}, "
+                f"retransmissions {rp.retrans + rs.retrans}")
+        if rf is not None:
+            placed = rf.n("OutgoingCall(C)")
+            line += (f"; flooder: {placed:,} PUBLISHes sent ({placed / max(rf.elapsed, 1e-9):,.0f}/s), "
+                     f"{rf.counter('published'):,} answered 200, {rf.counter('shed'):,} answered 503")
+        line += f"; server: {counters}"
+        log("  " + line)
+        lines.append(line)
+        if flooded:
+            good = share >= 99.0 and pct(lat, 99) < 50
+            if not good:
+                FAILED.append("flood")
+            results.append(row(f"flood: second source under {flood_rate:,}/s", ok / max(rp.elapsed, 1e-9), lat,
+                               rp.elapsed, counters, None, None, None,
+                               f"{share:.2f} % answered" + ("" if good else " — NOT within 99 % / 50 ms")))
+    out.append("\n".join(lines))
+
+
 def mix(a, window, results, settle, out):
     """Phones with BLF keys. Setup (not measured): every phone publishes its idle line and
     every BLF subscription gets its first NOTIFY. Then a window of `window` seconds in
@@ -742,7 +802,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="10 s runs, 10,000 subscriptions")
     ap.add_argument("--only", default="publish,subscribe,fanout,memory",
                     help="measures: publish, subscribe, fanout, memory, publish_new, subscribe_new, "
-                         "fanout10k, overload, mix")
+                         "fanout10k, overload, mix, flood")
     ap.add_argument("--config", action="append", default=[], metavar="LINE",
                     help="a line added to every server's presenced.toml, e.g. 'sync = \"always\"'")
     ap.add_argument("--rates", action="append", default=[], metavar="NAME=R1,R2,…",
@@ -771,7 +831,8 @@ def main():
              "fanout10k": [1500, 1200, 1000, 800, 600, 400, 200],
              "publish_new": [20000, 18000, 16000, 14000, 12000, 10000, 8000, 6000],
              "subscribe_new": [12000, 10000, 8000, 6000, 4000, 2000],
-             "overload": []}
+             "overload": [],
+             "flood": [60000]}
     for r in a.rates:
         name, _, values = r.partition("=")
         if name not in rates:
@@ -779,7 +840,7 @@ def main():
         rates[name] = [int(v) for v in values.split(",")]
     only = a.only.split(",")
     unknown = set(only) - {"publish", "subscribe", "fanout", "memory", "publish_new", "subscribe_new",
-                           "fanout10k", "overload", "mix"}
+                           "fanout10k", "overload", "mix", "flood"}
     if unknown:
         raise SystemExit(f"--only: unknown {', '.join(sorted(unknown))}")
 
@@ -819,6 +880,8 @@ def measure(a, only, rates, seconds, results, details):
             overload(r, seconds(30), seconds(30), results, a.settle, details)
     if "mix" in only:
         mix(a, seconds(60), results, a.settle, details)
+    if "flood" in only:
+        flood(rates["flood"][0], seconds(30), results, details)
     if results:
         print("| measure | sustained | p50 ms | p99 ms | run s | CPU µs/op | RSS MiB: end / +settle / peak "
               "| server counters | notes |")

@@ -1,9 +1,13 @@
 //! Fuzzes the network edge: datagram parsing, request checks, serialization and the
-//! stream framer must never panic, and serialization must be a fixed point.
+//! stream framer must never panic, and serialization must be a fixed point. Credentials
+//! and challenges (Authorization, Proxy-Authorization, WWW-Authenticate) are parsed and
+//! read as digest credentials too.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use presenced::sip::framing::{Frame, StreamFramer};
+use presenced::auth::digest::Credentials;
+use presenced::sip::header::AuthValue;
 use presenced::sip::message::{Message, Request};
 
 fuzz_target!(|data: &[u8]| {
@@ -12,6 +16,13 @@ fuzz_target!(|data: &[u8]| {
             if let Message::Request(r) = &msg {
                 let _ = r.check();
                 let _ = (r.headers.vias(), r.headers.contacts(), r.headers.event());
+                for name in ["Authorization", "Proxy-Authorization", "WWW-Authenticate"] {
+                    for raw in r.headers.get_all(name) {
+                        if let Ok(v) = AuthValue::parse(raw) {
+                            let _ = Credentials::from_header(&v);
+                        }
+                    }
+                }
             }
             let bytes = msg.to_bytes();
             let again = Message::parse(&bytes).expect("serialized message parses");

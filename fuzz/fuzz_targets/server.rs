@@ -15,13 +15,22 @@
 //!
 //! The random tokens (tags, ETags, branches) come from a generator seeded per input, so
 //! a crash replays.
+//!
+//! An input whose first byte has its top bit set runs with `auth = "digest"` and one
+//! account, alice@example.com / pw: `$AUTH` in a datagram becomes a correct
+//! Authorization value for it (its method and Request-URI, the last challenge's nonce,
+//! the next nonce count), so the authenticated paths are reachable, and `$NONCE` the
+//! last nonce as it was sent.
 #![no_main]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use presenced::config::Config;
+use presenced::auth::digest;
+use presenced::config::{AuthMode, Config};
+use presenced::sip::header::AuthValue;
+use presenced::store::{Store, StoreOptions, Subscriber};
 use presenced::sip::endpoint::{ClientTxId, Peer, Source};
 use presenced::sip::message::{Message, Method, Request, Response};
 use presenced::testing::Pair;
@@ -45,6 +54,9 @@ struct Seen {
     pending: Vec<(Request, Option<ClientTxId>, Peer)>,
     etag: Option<String>,
     to_tag: Option<String>,
+    /// The last WWW-Authenticate the server sent, and the nonce counts used on it.
+    challenge: Option<String>,
+    nc: u32,
 }
 
 /// Takes what the server sent; every message must parse.
@@ -58,6 +70,10 @@ fn drain(pair: &mut Pair, seen: &mut Seen) {
             Ok(Message::Response(r)) => {
                 if let Some(etag) = r.headers.sip_etag() {
                     seen.etag = Some(etag.to_owned());
+                }
+                if let Some(c) = r.headers.get("WWW-Authenticate") {
+                    seen.challenge = Some(c.to_owned());
+                    seen.nc = 0;
                 }
                 let to_subscribe = r
                     .headers
@@ -81,21 +97,64 @@ fn drain(pair: &mut Pair, seen: &mut Seen) {
     }
 }
 
-/// `datagram` with `$ETAG` and `$TAG` replaced by what the server last answered with.
-fn substitute(datagram: &[u8], seen: &Seen) -> Vec<u8> {
+/// `datagram` with `$ETAG`, `$TAG`, `$NONCE` and `$AUTH` replaced (see the module doc).
+fn substitute(datagram: &[u8], seen: &mut Seen) -> Vec<u8> {
+    let challenge = seen
+        .challenge
+        .as_deref()
+        .and_then(|c| AuthValue::parse(c).ok());
+    let nonce = challenge
+        .as_ref()
+        .and_then(|c| c.param("nonce").map(str::to_owned));
     let mut out = datagram.to_vec();
-    for (mark, value) in [("$ETAG", &seen.etag), ("$TAG", &seen.to_tag)] {
+    for (mark, value) in [("$ETAG", &seen.etag), ("$TAG", &seen.to_tag), ("$NONCE", &nonce)] {
         let value = value.as_deref().unwrap_or("none");
-        while let Some(at) = out.windows(mark.len()).position(|w| w == mark.as_bytes()) {
-            out.splice(at..at + mark.len(), value.bytes());
-        }
+        replace(&mut out, mark, value);
+    }
+    const AUTH: &str = "$AUTH";
+    if out.windows(AUTH.len()).any(|w| w == AUTH.as_bytes()) {
+        // The request line names the method and the URI the credentials are for.
+        let line = out.split(|b| *b == b'\r').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(line).into_owned();
+        let mut parts = line.split(' ');
+        let (method, uri) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        seen.nc += 1;
+        let value = challenge
+            .as_ref()
+            .and_then(|c| digest::answer(c, "alice", "pw", method, uri, seen.nc, "f"))
+            .unwrap_or_default();
+        replace(&mut out, AUTH, &value);
     }
     out
 }
 
+fn replace(out: &mut Vec<u8>, mark: &str, value: &str) {
+    let mut from = 0;
+    while let Some(at) = out[from..]
+        .windows(mark.len())
+        .position(|w| w == mark.as_bytes())
+    {
+        let at = from + at;
+        out.splice(at..at + mark.len(), value.bytes());
+        from = at + value.len();
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     fastrand::seed(0);
-    let mut pair = Pair::new(&Config::default());
+    let mut config = Config::default();
+    let store = Store::open_temporary(StoreOptions {
+        cache_capacity: 1 << 20,
+        sync_always: false,
+    })
+    .expect("a temporary store");
+    if data.first().is_some_and(|b| b & 0x80 != 0) {
+        config.auth = Some(AuthMode::Digest);
+        store
+            .put_subscriber(&Subscriber::with_password("alice", "example.com", "pw"))
+            .expect("an account");
+    }
+    let mut pair = Pair::on_store(&config, store, Vec::new());
     let mut seen = Seen::default();
 
     for step in steps(data) {
@@ -104,7 +163,7 @@ fuzz_target!(|data: &[u8]| {
         };
         match op % 4 {
             0 | 1 => {
-                let datagram = substitute(rest, &seen);
+                let datagram = substitute(rest, &mut seen);
                 pair.deliver(source(op / 4 % 4), &datagram);
             }
             2 => {

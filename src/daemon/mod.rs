@@ -235,6 +235,40 @@ fn run_blocking(
     )))
 }
 
+/// Raises the soft limit on open files towards the hard one (systemd and most shells
+/// start services at 1024), so `max_connections` TCP connections, the database's files
+/// and the sockets fit; warns when even the hard limit is too low.
+#[allow(unsafe_code)]
+fn raise_descriptor_limit(max_connections: usize) {
+    // Connections, plus room for sled, the listeners, the control socket and XCAP.
+    let wanted = libc::rlim_t::try_from(max_connections)
+        .unwrap_or(libc::rlim_t::MAX)
+        .saturating_add(256);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur >= wanted {
+        return;
+    }
+    let target = wanted.min(lim.rlim_max);
+    let raised = libc::rlimit {
+        rlim_cur: target,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 || target < wanted {
+        warn!(
+            "open files limited to {target}: max_connections = {max_connections} needs about \
+             {wanted} (raise LimitNOFILE / ulimit -n)"
+        );
+    }
+}
+
 /// Reports a start-up failure to `start` and returns it.
 fn failed(ready: &Ready, e: DaemonError) -> DaemonError {
     let copy = match &e {
@@ -258,6 +292,7 @@ async fn serve(
     if let Err(e) = config.check_exposure(config.runs_xcap_server()) {
         return Err(failed(&ready, DaemonError::Config(e)));
     }
+    raise_descriptor_limit(config.max_connections);
     let store = match Store::open(
         &config.db,
         StoreOptions {
@@ -292,6 +327,9 @@ async fn serve(
         tcp_idle_timeout: Duration::from_secs(config.tcp_idle_timeout),
         connect_timeout: Duration::from_secs(5),
         write_timeout: TCP_WRITE_DEADLINE,
+        max_connections_per_source: config.max_connections_per_source,
+        message_timeout: Duration::from_secs(config.tcp_message_timeout),
+        exempt: config.trusted_proxies.clone(),
     };
     let transport = match Transport::bind(&listen, tconf, clock.clone()).await {
         Ok(t) => t,
@@ -317,7 +355,13 @@ async fn serve(
 
     let (under_way_tx, under_way_rx) = smol::channel::bounded::<Inbound>(UNDER_WAY_QUEUE);
     let (new_work_tx, new_work_rx) = smol::channel::bounded::<Inbound>(NEW_WORK_QUEUE);
-    let queues = InboundQueues::new(under_way_tx, new_work_tx);
+    let queues = InboundQueues::new(under_way_tx, new_work_tx).with_limiter(
+        crate::transport::SourceLimiter::new(
+            config.max_requests_per_source,
+            config.max_requests_per_source.saturating_mul(2),
+            config.trusted_proxies.clone(),
+        ),
+    );
     let dropped = queues.dropped.clone();
     let refused = queues.refused.clone();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);

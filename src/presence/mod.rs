@@ -55,6 +55,11 @@ pub struct EngineConfig {
     pub end_sub_on_timeout: bool,
     pub replace_stale_subscriptions: bool,
     pub max_body_size: usize,
+    /// Live publications one presentity may have per event (new ones past it: 403).
+    pub max_publications_per_presentity: usize,
+    /// Bytes the bodies of one presentity's live publications of an event may add up
+    /// to (a PUBLISH past it: 413), which bounds the aggregated document.
+    pub max_aggregate_size: usize,
     /// Rules documents live on external XCAP servers: ask for missing ones with
     /// [`Action::FetchDocuments`].
     pub fetch_rules: bool,
@@ -78,6 +83,8 @@ impl Default for EngineConfig {
             end_sub_on_timeout: true,
             replace_stale_subscriptions: true,
             max_body_size: 32 * 1024,
+            max_publications_per_presentity: 32,
+            max_aggregate_size: 60_000,
             fetch_rules: false,
             watchers_retention: Some(3 * 86_400),
             clean_period: 100,
@@ -249,6 +256,17 @@ impl Engine {
         match sub.delivered(result, self.config.end_sub_on_timeout) {
             Delivery::Ended => {
                 if !sub.is_terminated() {
+                    log::info!(
+                        "subscription of {} to {} ({}) ends: its NOTIFY {}",
+                        sub.watcher(),
+                        sub.resource(),
+                        sub.event(),
+                        match result {
+                            ClientResult::Response(r) => format!("was answered {}", r.status),
+                            ClientResult::Timeout => "timed out".to_owned(),
+                            ClientResult::TransportError => "could not be sent".to_owned(),
+                        }
+                    );
                     self.forget(&sub, Reason::Deactivated, now);
                 }
             }

@@ -52,6 +52,32 @@ impl Engine {
         }
 
         let if_match = req.headers.sip_if_match().map(str::to_string);
+        if has_body && expires > 0 {
+            let live = match self.store.publications_of(&event, &presentity) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!("store: {e}");
+                    return reply(500, Some("Server Internal Error - store"));
+                }
+            };
+            let others = live
+                .iter()
+                .filter(|p| p.expires > now && Some(&p.etag) != if_match.as_ref());
+            let (count, bytes) =
+                others.fold((0usize, 0usize), |(n, b), p| (n + 1, b + p.body.len()));
+            if if_match.is_none() && count >= self.config.max_publications_per_presentity {
+                return reply(
+                    403,
+                    Some("Forbidden - too many publications for this presentity"),
+                );
+            }
+            if bytes + req.body.len() > self.config.max_aggregate_size {
+                return reply(
+                    413,
+                    Some("Request Entity Too Large - the presentity's state would be too large"),
+                );
+            }
+        }
         let sender = req
             .headers
             .contacts()

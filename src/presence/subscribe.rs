@@ -132,6 +132,17 @@ impl Engine {
             // RFC 6665 §4.1.2.1 requires a Contact on SUBSCRIBE.
             return reply(400, Some("Bad Request - missing Contact"));
         };
+        let first_route = req
+            .headers
+            .record_routes()
+            .ok()
+            .and_then(|r| r.into_iter().next());
+        if let Some(why) = std::iter::once(&contact.uri)
+            .chain(first_route.as_ref().map(|r| &r.uri))
+            .find_map(super::subscription::unusable_target)
+        {
+            return reply(400, Some(&format!("Bad Request - {why}")));
+        }
         let watcher_uri = identity.aor.clone();
         let event = Registry::event_key(package.as_ref());
         if package.owner_only() && !identity.is(&resource) {
@@ -281,6 +292,15 @@ impl Engine {
         if !same || sub.expires() <= now {
             self.keep(sub);
             return reply(481, None);
+        }
+        // A target refresh (RFC 6665 §4.4.1) is held to the same rule as the first one.
+        if let Some(why) = refresh
+            .contact
+            .as_ref()
+            .and_then(|c| super::subscription::unusable_target(&c.uri))
+        {
+            self.keep(sub);
+            return reply(400, Some(&format!("Bad Request - {why}")));
         }
         let expires_at = now + u64::from(refresh.expires);
         let target = refresh.contact.map(|c| c.uri.to_string());

@@ -527,6 +527,38 @@ impl Subscription {
     }
 }
 
+/// Why NOTIFYs could never be sent to `uri` (a Contact, or the first Record-Route), if
+/// that is so: checked when a subscription is made or its target changes, so that a
+/// bad target is refused with 400 instead of becoming NOTIFYs sprayed at a multicast
+/// group or sent in the clear to a `sips:` target.
+pub fn unusable_target(uri: &Uri) -> Option<&'static str> {
+    let Some(sip) = uri.as_sip() else {
+        return Some("the target is not a SIP URI");
+    };
+    if sip.scheme == crate::sip::uri::Scheme::Sips {
+        // RFC 5630 §3.1.3: a sips: target is reached over TLS only, which this server
+        // does not offer.
+        return Some("a sips: target needs TLS, which this server does not offer");
+    }
+    if let Some(t) = sip.param("transport") {
+        let known =
+            t.is_some_and(|t| t.eq_ignore_ascii_case("udp") || t.eq_ignore_ascii_case("tcp"));
+        if !known {
+            return Some("the target's transport is not one this server has (udp, tcp)");
+        }
+    }
+    let ip = match &sip.host {
+        Host::V4(a) => IpAddr::V4(*a),
+        Host::V6(a) => IpAddr::V6(*a),
+        Host::Domain(_) => return None,
+    };
+    let bad = match ip.to_canonical() {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_unspecified(),
+        IpAddr::V6(a) => a.is_multicast() || a.is_unspecified(),
+    };
+    bad.then_some("the target is a multicast, broadcast or unspecified address")
+}
+
 /// An in-dialog request whose CSeq went backwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutOfOrder;

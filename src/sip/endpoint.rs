@@ -280,6 +280,12 @@ pub struct Endpoint {
     stats: Stats,
 }
 
+/// The largest UDP payload over IPv4 (65,535 − 8 − 20).
+const MAX_UDP_PAYLOAD: usize = 65_507;
+/// Room a request's start line and headers (our Via included) may take besides its
+/// body: requests whose body leaves less are measured exactly.
+const UDP_HEADROOM: usize = 8 * 1024;
+
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Endpoint {
         let t4 = config.timers.t4;
@@ -605,10 +611,29 @@ impl Endpoint {
     pub fn send_request(
         &mut self,
         mut request: Request,
-        to: Peer,
+        mut to: Peer,
         dialog: Option<DialogId>,
         now: Instant,
     ) -> ClientTxId {
+        // RFC 3261 §18.1.1: a request that cannot go in one datagram goes over TCP (a
+        // new connection to the same address when there is none); if that fails, the
+        // transaction fails like any other and the subscription ends on it, logged.
+        if to.kind == TransportKind::Udp
+            && request.body.len() + UDP_HEADROOM > MAX_UDP_PAYLOAD
+            && request.to_bytes().len() + UDP_HEADROOM / 8 > MAX_UDP_PAYLOAD
+        {
+            log::info!(
+                "{} of {} bytes to {} does not fit a UDP datagram: sending it over TCP",
+                request.method.as_str(),
+                request.body.len(),
+                to.addr
+            );
+            to = Peer {
+                kind: TransportKind::Tcp,
+                addr: to.addr,
+                conn: None,
+            };
+        }
         let branch = format!("{BRANCH_COOKIE}{}", random_token(16));
         let sent_by = match to.kind {
             TransportKind::Udp => &self.config.sent_by_udp,

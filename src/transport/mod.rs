@@ -3,6 +3,7 @@
 //! what the core asks it to send; it never interprets SIP beyond stream framing.
 
 mod admission;
+mod limits;
 mod tcp;
 mod udp;
 mod udp_send;
@@ -18,6 +19,7 @@ use crate::clock::Clock;
 use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Source, TransportKind};
 
 pub use admission::Recent;
+pub use limits::SourceLimiter;
 pub use tcp::ConnTable;
 pub use udp_send::UdpOut;
 
@@ -48,6 +50,10 @@ pub struct InboundQueues {
     pub refused: Arc<std::sync::atomic::AtomicU64>,
     /// New UDP requests queued lately (see `admission`).
     pub recent: Arc<Recent>,
+    /// Requests per source (see `limits`).
+    pub limiter: Arc<SourceLimiter>,
+    /// Requests refused with 503 because their source was over its rate.
+    pub limited: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Messages each queue holds: at the rates this box sustains, a few tenths of a second.
@@ -56,6 +62,8 @@ pub const NEW_WORK_QUEUE: usize = 2048;
 
 /// Retry-After, in seconds, of a request refused because the new-work queue was full.
 const REFUSED_RETRY_AFTER: u32 = 1;
+/// Retry-After, in seconds, of a request refused because its source was over its rate.
+const SOURCE_RETRY_AFTER: u32 = 2;
 
 /// What became of a received message.
 #[derive(Debug)]
@@ -77,7 +85,15 @@ impl InboundQueues {
             dropped: Arc::default(),
             refused: Arc::default(),
             recent: Arc::default(),
+            limiter: Arc::new(SourceLimiter::unlimited()),
+            limited: Arc::default(),
         }
+    }
+
+    /// Limits each source's request rate (see `limits`).
+    pub fn with_limiter(mut self, limiter: SourceLimiter) -> InboundQueues {
+        self.limiter = Arc::new(limiter);
+        self
     }
 
     /// Queues a received message. New work over UDP that does not fit is refused with
@@ -97,6 +113,32 @@ impl InboundQueues {
                 Delivery::Closed
             }
         };
+        // A request over its source's rate is refused before it is parsed; a copy of
+        // one queued moments ago is dropped instead (its answer is on the way).
+        if !bytes.starts_with(b"SIP/2.0 ") && !self.limiter.admit(source.peer.addr.ip(), received) {
+            let reliable = source.peer.kind.is_reliable();
+            let digest = self.recent.digest(&bytes);
+            if !reliable && self.recent.seen(digest, received) {
+                self.dropped.fetch_add(1, Relaxed);
+                return Delivery::Dropped;
+            }
+            let tag = format!("{digest:016x}");
+            return match crate::sip::endpoint::refuse_unparsed(
+                &bytes,
+                &source,
+                SOURCE_RETRY_AFTER,
+                &tag,
+            ) {
+                Some((to, reply)) => {
+                    self.limited.fetch_add(1, Relaxed);
+                    Delivery::Refused(to, reply)
+                }
+                None => {
+                    self.dropped.fetch_add(1, Relaxed);
+                    Delivery::Dropped
+                }
+            };
+        }
         let continues = crate::sip::triage::continues_work(&bytes);
         if continues || source.peer.kind.is_reliable() {
             let queue = if continues {
@@ -164,6 +206,12 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// A write to a TCP connection not done by then closes it (a failed delivery).
     pub write_timeout: Duration,
+    /// Most TCP connections one source address may hold (`exempt` aside).
+    pub max_connections_per_source: usize,
+    /// A message begun on a TCP connection and not complete by then closes it.
+    pub message_timeout: Duration,
+    /// Addresses no per-source limit applies to (`trusted_proxies`).
+    pub exempt: Vec<ipnet::IpNet>,
 }
 
 /// The bound sockets and the connection table.
@@ -227,7 +275,11 @@ impl Transport {
         Ok(Transport {
             udp,
             tcp_listeners,
-            conns: Arc::new(ConnTable::new(config.max_connections)),
+            conns: Arc::new(ConnTable::with_limits(
+                config.max_connections,
+                config.max_connections_per_source,
+                config.exempt.clone(),
+            )),
             config,
             clock,
         })

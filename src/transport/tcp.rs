@@ -94,22 +94,31 @@ struct Conn {
 struct Inner {
     by_id: HashMap<ConnId, Conn>,
     by_addr: HashMap<SocketAddr, ConnId>,
+    /// Open connections per remote address (port aside).
+    per_ip: HashMap<std::net::IpAddr, usize>,
     /// Addresses a connection is being opened to, with what waits to be sent on it.
     connecting: HashMap<SocketAddr, Arc<Outbox>>,
     next: u64,
 }
 
-/// Open connections, by id and by remote address.
+/// Open connections, by id and by remote address. Connections being opened count
+/// against the cap like open ones, so unreachable destinations cannot use up the
+/// descriptors that inbound connections need.
 pub struct ConnTable {
     inner: Mutex<Inner>,
     max: usize,
+    /// Most connections one remote address may hold open (exempt addresses aside).
+    per_source: usize,
+    exempt: Vec<ipnet::IpNet>,
 }
 
 impl ConnTable {
-    pub fn new(max: usize) -> ConnTable {
+    pub fn with_limits(max: usize, per_source: usize, exempt: Vec<ipnet::IpNet>) -> ConnTable {
         ConnTable {
             inner: Mutex::new(Inner::default()),
             max,
+            per_source: per_source.max(1),
+            exempt,
         }
     }
 
@@ -117,46 +126,76 @@ impl ConnTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a connection with `outbox` unless the cap is reached.
-    fn insert(&self, addr: SocketAddr, outbox: Arc<Outbox>) -> Option<ConnId> {
+    /// Registers a connection with `outbox` unless a cap is reached: the total (an
+    /// outbound connection already holds its place, `outbound`), or for an inbound one,
+    /// its source address's share.
+    fn insert(
+        &self,
+        addr: SocketAddr,
+        outbox: Arc<Outbox>,
+        outbound: bool,
+    ) -> Result<ConnId, &'static str> {
         let mut inner = self.lock();
-        if inner.by_id.len() >= self.max {
-            return None;
+        let pending = if outbound { 0 } else { inner.connecting.len() };
+        if inner.by_id.len() + pending >= self.max {
+            return Err("connection cap reached");
+        }
+        let ip = addr.ip().to_canonical();
+        let held = inner.per_ip.get(&ip).copied().unwrap_or(0);
+        if !outbound && held >= self.per_source && !self.exempt.iter().any(|n| n.contains(&ip)) {
+            return Err("per-source connection cap reached");
         }
         inner.next += 1;
         let id = ConnId(inner.next);
         inner.by_id.insert(id, Conn { addr, outbox });
         inner.by_addr.insert(addr, id);
-        Some(id)
+        *inner.per_ip.entry(ip).or_insert(0) += 1;
+        Ok(id)
     }
 
     fn remove(&self, id: ConnId) {
         let mut inner = self.lock();
-        if let Some(c) = inner.by_id.remove(&id)
-            && inner.by_addr.get(&c.addr) == Some(&id)
-        {
+        let Some(c) = inner.by_id.remove(&id) else {
+            return;
+        };
+        if inner.by_addr.get(&c.addr) == Some(&id) {
             inner.by_addr.remove(&c.addr);
+        }
+        let ip = c.addr.ip().to_canonical();
+        if let Some(n) = inner.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                inner.per_ip.remove(&ip);
+            }
         }
     }
 
     /// The outbox to use for `peer`: its connection's if still open, else any
     /// connection's to its address, else one being opened to it (`true`: this call
-    /// started that, so the caller opens the connection).
-    fn outbox_for(&self, peer: &Peer) -> (Arc<Outbox>, bool) {
+    /// started that, so the caller opens the connection). `None` when no connection
+    /// may be opened: the cap counts those being opened too.
+    fn outbox_for(&self, peer: &Peer) -> Option<(Arc<Outbox>, bool)> {
         let mut inner = self.lock();
         let id = peer
             .conn
             .filter(|id| inner.by_id.contains_key(id))
             .or_else(|| inner.by_addr.get(&peer.addr).copied());
         if let Some(c) = id.and_then(|id| inner.by_id.get(&id)) {
-            return (c.outbox.clone(), false);
+            return Some((c.outbox.clone(), false));
         }
         if let Some(o) = inner.connecting.get(&peer.addr) {
-            return (o.clone(), false);
+            return Some((o.clone(), false));
+        }
+        // Connections being opened may take a quarter of the cap at most: destinations
+        // that never answer cannot crowd out the clients that connect to us.
+        if inner.by_id.len() + inner.connecting.len() >= self.max
+            || inner.connecting.len() >= (self.max / 4).max(1)
+        {
+            return None;
         }
         let o = Arc::new(Outbox::default());
         inner.connecting.insert(peer.addr, o.clone());
-        (o, true)
+        Some((o, true))
     }
 
     fn connected(&self, addr: SocketAddr) {
@@ -191,9 +230,12 @@ pub(super) async fn accept_loop(listener: smol::net::TcpListener, ctx: ConnConte
             }
             Some(Ok((stream, peer))) => {
                 let outbox = Arc::new(Outbox::default());
-                let Some(id) = ctx.conns.insert(peer, outbox.clone()) else {
-                    warn!("tcp: connection cap reached, refusing {peer}");
-                    continue;
+                let id = match ctx.conns.insert(peer, outbox.clone(), false) {
+                    Ok(id) => id,
+                    Err(why) => {
+                        debug!("tcp: {why}, refusing {peer}");
+                        continue;
+                    }
                 };
                 debug!("tcp: accepted {peer} as {id:?}");
                 run_connection(stream, peer, id, outbox, &ctx);
@@ -310,6 +352,10 @@ async fn read_loop(
     let local = stream.local_addr().unwrap_or(peer);
     let mut framer = StreamFramer::new(ctx.config.max_message_size);
     let mut buf = vec![0u8; 16 * 1024];
+    // When the message now being received began (its first byte): it must be complete
+    // within `message_timeout`, so a header sent a byte a second cannot hold a
+    // connection for ever.
+    let mut begun: Option<std::time::Instant> = None;
     'conn: loop {
         // A peer whose answers pile up unread is not read from until they drain.
         while outbox.bytes() > OUTBOX_BYTES / 2 {
@@ -323,7 +369,12 @@ async fn read_loop(
             }
             listener.await;
         }
-        let idle_at = ctx.clock.now() + ctx.config.tcp_idle_timeout;
+        let idle_at = match begun {
+            Some(at) => {
+                (at + ctx.config.message_timeout).min(ctx.clock.now() + ctx.config.tcp_idle_timeout)
+            }
+            None => ctx.clock.now() + ctx.config.tcp_idle_timeout,
+        };
         let read = async {
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => Read::Closed,
@@ -338,26 +389,47 @@ async fn read_loop(
         let n = match read {
             Read::Data(n) => n,
             Read::Closed => break,
+            Read::Idle if begun.is_some() => {
+                info!(
+                    "tcp: closing {peer}: a message begun {:?} ago is still incomplete",
+                    ctx.config.message_timeout
+                );
+                break;
+            }
             Read::Idle => {
                 debug!("tcp: closing idle connection {peer}");
                 break;
             }
         };
+        if begun.is_none() {
+            begun = Some(ctx.clock.now());
+        }
         framer.push(buf.get(..n).unwrap_or_default());
+        let mut completed = false;
         loop {
             match framer.next_frame() {
                 Ok(Some(Frame::Message(bytes))) => {
+                    completed = true;
                     let source = stream_source(peer, local, id);
                     let received = ctx.clock.now();
-                    if matches!(
-                        ctx.queues.deliver(bytes, source, received).await,
-                        crate::transport::Delivery::Closed
-                    ) {
-                        break 'conn;
+                    match ctx.queues.deliver(bytes, source, received).await {
+                        crate::transport::Delivery::Closed => break 'conn,
+                        crate::transport::Delivery::Refused(_, reply) => {
+                            let out = Out {
+                                bytes: reply,
+                                tx: None,
+                            };
+                            if outbox.push(out).is_err() {
+                                debug!("tcp: 503 to {peer} dropped: outbox full");
+                            }
+                        }
+                        crate::transport::Delivery::Queued
+                        | crate::transport::Delivery::Dropped => {}
                     }
                 }
                 // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.
                 Ok(Some(Frame::Keepalive)) => {
+                    completed = true;
                     let pong = Out {
                         bytes: b"\r\n".to_vec(),
                         tx: None,
@@ -366,7 +438,16 @@ async fn read_loop(
                         debug!("tcp: pong to {peer} dropped: outbox full");
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    // Whatever is left is the start of the next message: it began in
+                    // this read if a message ended in it, else when the old one began.
+                    begun = match (framer.buffered() > 0, completed) {
+                        (false, _) => None,
+                        (true, true) => Some(ctx.clock.now()),
+                        (true, false) => begun,
+                    };
+                    break;
+                }
                 Err(e) => {
                     // The stream cannot be re-synchronised after a framing error.
                     info!("tcp: closing {peer}: {e}");
@@ -389,7 +470,10 @@ pub(super) fn send(
     bytes: Vec<u8>,
     tx: Option<ClientTxId>,
 ) -> Result<(), Option<ClientTxId>> {
-    let (outbox, open) = ctx.conns.outbox_for(&to);
+    let Some((outbox, open)) = ctx.conns.outbox_for(&to) else {
+        debug!("tcp: not connecting to {}: connection cap reached", to.addr);
+        return Err(tx);
+    };
     outbox.push(Out { bytes, tx }).map_err(|out| out.tx)?;
     if open {
         ctx.ex.spawn(connect(to.addr, outbox, ctx.clone())).detach();
@@ -406,19 +490,26 @@ async fn connect(addr: SocketAddr, outbox: Arc<Outbox>, ctx: ConnContext) {
             None
         })
         .await;
-    ctx.conns.connected(addr);
     let stream = match stream {
         Some(Ok(s)) => s,
         failed => {
+            ctx.conns.connected(addr);
             debug!("tcp: cannot connect to {addr}: {failed:?}");
             fail(&ctx, outbox.close());
             return;
         }
     };
-    let Some(id) = ctx.conns.insert(addr, outbox.clone()) else {
-        warn!("tcp: connection cap reached, not connecting to {addr}");
-        fail(&ctx, outbox.close());
-        return;
+    // Registered before it stops counting as being opened: the cap never lets a
+    // connection in between.
+    let inserted = ctx.conns.insert(addr, outbox.clone(), true);
+    ctx.conns.connected(addr);
+    let id = match inserted {
+        Ok(id) => id,
+        Err(why) => {
+            warn!("tcp: {why}, not connecting to {addr}");
+            fail(&ctx, outbox.close());
+            return;
+        }
     };
     run_connection(stream, addr, id, outbox, &ctx);
 }

@@ -281,6 +281,24 @@ impl TcpPeer {
             framer: StreamFramer::new(1 << 20),
         }
     }
+    /// A connection the server opened to us (accepted from our listener).
+    pub fn from_stream(stream: TcpStream) -> TcpPeer {
+        TcpPeer {
+            stream,
+            framer: StreamFramer::new(1 << 20),
+        }
+    }
+    /// A connection from the loopback address `from` (127.0.0.2, ...): another source.
+    pub fn connect_from(from: std::net::IpAddr, server: SocketAddr) -> TcpPeer {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+        socket.connect(&server.into()).unwrap();
+        TcpPeer {
+            stream: socket.into(),
+            framer: StreamFramer::new(1 << 20),
+        }
+    }
     pub fn port(&self) -> u16 {
         self.stream.local_addr().unwrap().port()
     }
