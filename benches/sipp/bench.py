@@ -675,7 +675,7 @@ def flood(flood_rate, duration, results, out):
                                           duration + 20, limit=flood_rate * 12,
                                           extra=["-recv_timeout", "5000"])
             pub, sub = victims(work, srv, label)
-            rp, rs = pub.wait(), sub.wait()
+            rp, rs = pub.wait().loaded(), sub.wait().loaded()
             rf = flooder.wait(until=flooder.started + duration + 10).loaded() if flooder else None
             counters = server_counters(srv.stop())
         calls, ok, lat = report([rp, rs])

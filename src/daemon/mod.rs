@@ -364,6 +364,8 @@ async fn serve(
     );
     let dropped = queues.dropped.clone();
     let refused = queues.refused.clone();
+    let limited = queues.limited.clone();
+    let limited_dropped = queues.limited_dropped.clone();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let (sender, udp_out) = match transport.start(&ex, queues, stop_rx) {
         Ok(s) => s,
@@ -514,12 +516,15 @@ async fn serve(
         }
     }
     info!(
-        "stats: {:?} {:?} shed: {}, refused at the socket: {}, dropped at the socket: {}, udp dropped: {}",
+        "stats: {:?} {:?} shed: {}, refused at the socket: {}, dropped at the socket: {}, \
+         over their source's rate: {} refused, {} dropped, udp dropped: {}",
         rl.core.endpoint().stats(),
         rl.core.engine().stats(),
         rl.core.shed(),
         refused.load(std::sync::atomic::Ordering::Relaxed),
         dropped.load(std::sync::atomic::Ordering::Relaxed),
+        limited.load(std::sync::atomic::Ordering::Relaxed),
+        limited_dropped.load(std::sync::atomic::Ordering::Relaxed),
         rl.udp_out.dropped
     );
     rl.send_transmits();

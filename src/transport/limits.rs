@@ -1,7 +1,10 @@
 //! Per-source limits that keep one abuser from starving everyone: a token bucket of
 //! requests per source address, checked before a message is queued for the core loop
 //! (past it, a request is refused with 503 and Retry-After, RFC 3261 §21.5.4, without
-//! being parsed), and a count of TCP connections per source address. Responses are never
+//! being parsed), and a count of TCP connections per source address. The refusals have
+//! a bucket of their own, as large as the request one: a source sending many times its
+//! rate gets 503s at its rate and the rest of its flood is dropped (and counted), so
+//! answering a flood never costs more than serving the source would. Responses are never
 //! limited: they answer our own NOTIFYs. Configured proxies (`trusted_proxies`), which
 //! carry many users' traffic, are exempt.
 
@@ -19,7 +22,19 @@ const MAX_SOURCES: usize = 65_536;
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
+    /// 503s this source may still be sent.
+    refusals: f64,
     at: Instant,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    /// Over the rate: answer 503.
+    Refuse,
+    /// Over the rate and over the refusals too: drop it.
+    Drop,
 }
 
 /// The request-rate limiter.
@@ -53,10 +68,10 @@ impl SourceLimiter {
         self.exempt.iter().any(|n| n.contains(&ip))
     }
 
-    /// Takes one token from `ip`'s bucket; `false` when it has none left.
-    pub fn admit(&self, ip: IpAddr, now: Instant) -> bool {
+    /// Takes one token from `ip`'s bucket, or, when it has none, one refusal.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Admit {
         if self.rate <= 0.0 || self.is_exempt(ip) {
-            return true;
+            return Admit::Yes;
         }
         let ip = ip.to_canonical();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -71,16 +86,22 @@ impl SourceLimiter {
         }
         let b = buckets.entry(ip).or_insert(Bucket {
             tokens: self.burst,
+            refusals: self.burst,
             at: now,
         });
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
+        let refill = now.saturating_duration_since(b.at).as_secs_f64() * self.rate;
+        b.tokens = (b.tokens + refill).min(self.burst);
+        b.refusals = (b.refusals + refill).min(self.burst);
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
-            return true;
+            Admit::Yes
+        } else if b.refusals >= 1.0 {
+            b.refusals -= 1.0;
+            Admit::Refuse
+        } else {
+            Admit::Drop
         }
-        false
     }
 }
 
@@ -95,12 +116,31 @@ mod tests {
         let t0 = Instant::now();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let passed = (0..100).filter(|_| l.admit(a, t0)).count();
-        assert_eq!(passed, 20);
-        assert!(l.admit(b, t0), "another source has its own bucket");
+        let verdicts: Vec<Admit> = (0..100).map(|_| l.check(a, t0)).collect();
+        // The burst passes, as many again are refused, the rest is dropped.
+        assert!(
+            verdicts[..20].iter().all(|x| *x == Admit::Yes),
+            "{verdicts:?}"
+        );
+        assert!(
+            verdicts[20..40].iter().all(|x| *x == Admit::Refuse),
+            "{verdicts:?}"
+        );
+        assert!(
+            verdicts[40..].iter().all(|x| *x == Admit::Drop),
+            "{verdicts:?}"
+        );
+        assert_eq!(
+            l.check(b, t0),
+            Admit::Yes,
+            "another source has its own bucket"
+        );
         // A second later, ten more.
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!((0..100).filter(|_| l.admit(a, t1)).count(), 10);
+        assert_eq!(
+            (0..100).filter(|_| l.check(a, t1) == Admit::Yes).count(),
+            10
+        );
     }
 
     #[test]
@@ -108,9 +148,9 @@ mod tests {
         let l = SourceLimiter::new(1, 1, vec!["10.0.0.0/8".parse().unwrap()]);
         let t = Instant::now();
         let proxy: IpAddr = "10.1.2.3".parse().unwrap();
-        assert!((0..1000).all(|_| l.admit(proxy, t)));
+        assert!((0..1000).all(|_| l.check(proxy, t) == Admit::Yes));
         let off = SourceLimiter::unlimited();
-        assert!((0..1000).all(|_| off.admit("192.0.2.9".parse().unwrap(), t)));
+        assert!((0..1000).all(|_| off.check("192.0.2.9".parse().unwrap(), t) == Admit::Yes));
     }
 
     #[test]
@@ -118,7 +158,7 @@ mod tests {
         let l = SourceLimiter::new(1, 1, Vec::new());
         let t = Instant::now();
         for i in 0..(MAX_SOURCES as u32 + 10) {
-            l.admit(IpAddr::from(i.to_be_bytes()), t);
+            l.check(IpAddr::from(i.to_be_bytes()), t);
         }
         assert!(l.buckets.lock().unwrap().len() <= MAX_SOURCES);
     }

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Source, TransportKind};
 
 pub use admission::Recent;
-pub use limits::SourceLimiter;
+pub use limits::{Admit, SourceLimiter};
 pub use tcp::ConnTable;
 pub use udp_send::UdpOut;
 
@@ -54,6 +54,8 @@ pub struct InboundQueues {
     pub limiter: Arc<SourceLimiter>,
     /// Requests refused with 503 because their source was over its rate.
     pub limited: Arc<std::sync::atomic::AtomicU64>,
+    /// Requests dropped because their source was over its rate and its refusals.
+    pub limited_dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Messages each queue holds: at the rates this box sustains, a few tenths of a second.
@@ -87,6 +89,7 @@ impl InboundQueues {
             recent: Arc::default(),
             limiter: Arc::new(SourceLimiter::unlimited()),
             limited: Arc::default(),
+            limited_dropped: Arc::default(),
         }
     }
 
@@ -114,8 +117,17 @@ impl InboundQueues {
             }
         };
         // A request over its source's rate is refused before it is parsed; a copy of
-        // one queued moments ago is dropped instead (its answer is on the way).
-        if !bytes.starts_with(b"SIP/2.0 ") && !self.limiter.admit(source.peer.addr.ip(), received) {
+        // one queued moments ago is dropped instead (its answer is on the way), and so
+        // is what a source sends past its refusals too.
+        let verdict = match bytes.starts_with(b"SIP/2.0 ") {
+            true => Admit::Yes,
+            false => self.limiter.check(source.peer.addr.ip(), received),
+        };
+        if verdict == Admit::Drop {
+            self.limited_dropped.fetch_add(1, Relaxed);
+            return Delivery::Dropped;
+        }
+        if verdict == Admit::Refuse {
             let reliable = source.peer.kind.is_reliable();
             let digest = self.recent.digest(&bytes);
             if !reliable && self.recent.seen(digest, received) {
