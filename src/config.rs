@@ -7,7 +7,7 @@
 //! and the check of its value, and the unknown-key check, the suggestions and the printer
 //! ask serde for the keys (see `Schema`) instead of keeping lists of their own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -152,6 +152,11 @@ pub struct Config {
     /// Largest SIP body accepted, in bytes. Default 32768.
     #[serde(deserialize_with = "parse::int::<0, MAX_MESSAGE_SIZE, _, _>")]
     pub max_body_size: usize,
+    /// Largest PUBLISH body per event package, overriding `max_body_size` for the
+    /// events listed (`{ "message-summary" = 4096, dialog = 16384 }`); a larger body gets
+    /// 413. Default empty: every event takes `max_body_size`.
+    #[serde(deserialize_with = "parse::event_sizes")]
+    pub max_body_size_per_event: BTreeMap<String, usize>,
     /// Live publications one presentity may have per event; a new one past it gets 403.
     /// Default 32.
     #[serde(deserialize_with = "parse::int::<1, TOML_INT_MAX, _, _>")]
@@ -302,6 +307,7 @@ impl Default for Config {
             cache_capacity: 8 * 1024 * 1024,
             max_message_size: 65535,
             max_body_size: 32768,
+            max_body_size_per_event: BTreeMap::new(),
             max_publications_per_presentity: 32,
             max_aggregate_size: 60_000,
             max_connections: 1024,
@@ -1045,6 +1051,19 @@ impl Config {
                 ),
             ));
         }
+        if let Some((event, size)) = self
+            .max_body_size_per_event
+            .iter()
+            .find(|(_, size)| **size > self.max_message_size)
+        {
+            return Err(fail(
+                &["max_body_size_per_event", "max_message_size"],
+                format!(
+                    "max_body_size_per_event: {event} ({size}) is larger than max_message_size ({})",
+                    self.max_message_size
+                ),
+            ));
+        }
         if self.auth == Some(AuthMode::Trusted) && self.trusted_proxies.is_empty() {
             return Err(fail(
                 &["auth", "trusted_proxies"],
@@ -1302,6 +1321,31 @@ mod parse {
             string_list(v)?
                 .iter()
                 .map(|s| crate::auth::parse_net(s))
+                .collect()
+        })
+    }
+
+    /// A table of event package → size in bytes.
+    pub(super) fn event_sizes<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, usize>, D::Error> {
+        checked(d, |v| {
+            let Value::Table(t) = v else {
+                return Err(format!(
+                    "expected a table of event = bytes, got {}",
+                    type_name(v)
+                ));
+            };
+            t.iter()
+                .map(|(event, size)| {
+                    let token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~;=".contains(c);
+                    if event.is_empty() || !event.chars().all(token) {
+                        return Err(format!("{event:?} is not an event package name"));
+                    }
+                    let size =
+                        int_in(size, 0, MAX_MESSAGE_SIZE).map_err(|e| format!("{event}: {e}"))?;
+                    Ok((event.to_ascii_lowercase(), size))
+                })
                 .collect()
         })
     }
@@ -1578,6 +1622,7 @@ sync_period_ms = 50
 cache_capacity = 1048576
 max_message_size = 8192
 max_body_size = 4096
+max_body_size_per_event = { "message-summary" = 2048, "Dialog;SLA" = 8000 }
 max_publications_per_presentity = 4
 max_aggregate_size = 9000
 max_connections = 10
@@ -1634,6 +1679,10 @@ control_socket = "/run/presenced.sock"
             cache_capacity: 1 << 20,
             max_message_size: 8192,
             max_body_size: 4096,
+            max_body_size_per_event: BTreeMap::from([
+                ("dialog;sla".to_owned(), 8000),
+                ("message-summary".to_owned(), 2048),
+            ]),
             max_publications_per_presentity: 4,
             max_aggregate_size: 9000,
             max_connections: 10,
@@ -1800,6 +1849,21 @@ control_socket = "/run/presenced.sock"
             ("T2_timer = 0", "T2_timer", "out of range"),
             ("control_socket = \"\"", "control_socket", "empty"),
             ("xcap_server = [\"\"]", "xcap_server", "XCAP"),
+            (
+                "max_body_size_per_event = 5",
+                "max_body_size_per_event",
+                "a table",
+            ),
+            (
+                "max_body_size_per_event = { \"a b\" = 5 }",
+                "max_body_size_per_event",
+                "event package",
+            ),
+            (
+                "max_body_size_per_event = { dialog = -1 }",
+                "max_body_size_per_event",
+                "dialog",
+            ),
         ];
         for (bad, key, needle) in cases {
             let text = format!("pidf_manipulation = false\n\n{bad}\n");
@@ -1860,6 +1924,12 @@ control_socket = "/run/presenced.sock"
                 "max_body_size",
             ),
             ("\nmax_body_size = 70000", 2, "max_body_size", "larger"),
+            (
+                "max_message_size = 40000\nmax_body_size_per_event = { dialog = 50000 }",
+                2,
+                "max_body_size_per_event",
+                "larger",
+            ),
             (
                 "force_active = 0\nintegrated_xcap_server = false",
                 2,
@@ -2160,7 +2230,7 @@ control_socket = "/run/presenced.sock"
             1u64..1 << 40,
             1..=MAX_SECS,
         );
-        let flags = prop::array::uniform8(any::<bool>());
+        let flags = prop::array::uniform9(any::<bool>());
         let text = (
             "[a-z0-9./_\\\\\"' -]{1,20}",
             "[a-z0-9.-]{1,12}",
@@ -2220,6 +2290,14 @@ control_socket = "/run/presenced.sock"
                         cache_capacity: cache,
                         max_message_size: msg as usize,
                         max_body_size: (body % (msg + 1)) as usize,
+                        max_body_size_per_event: if f[8] {
+                            BTreeMap::from([(
+                                "message-summary".to_owned(),
+                                (body % (msg + 1)) as usize / 2,
+                            )])
+                        } else {
+                            BTreeMap::new()
+                        },
                         max_publications_per_presentity: (clean % 64 + 1) as usize,
                         max_aggregate_size: (256 + cache % 100_000) as usize,
                         max_connections: idle as usize,

@@ -166,6 +166,15 @@ impl Core {
         for p in extra {
             packages.register(p);
         }
+        for event in config.max_body_size_per_event.keys() {
+            if packages.by_key(event).is_none() {
+                log::warn!(
+                    "max_body_size_per_event: no event package is called {event:?}; \
+                     known: {}",
+                    packages.allow_events().join(", ")
+                );
+            }
+        }
         let dispatcher = Dispatcher::new(&config.domains, local_hosts).with_engine(
             vec![Method::Publish, Method::Subscribe],
             packages.allow_events(),
@@ -598,6 +607,7 @@ fn engine_config(c: &Config) -> EngineConfig {
         end_sub_on_timeout: c.end_sub_on_timeout,
         replace_stale_subscriptions: c.replace_stale_subscriptions,
         max_body_size: c.max_body_size,
+        max_body_size_per_event: c.max_body_size_per_event.clone(),
         max_publications_per_presentity: c.max_publications_per_presentity,
         max_aggregate_size: c.max_aggregate_size,
         fetch_rules: !c.integrated_xcap_server,

@@ -259,6 +259,40 @@ fn the_watcher_is_the_authenticated_identity_and_only_it_refreshes_the_dialog() 
 }
 
 #[test]
+fn only_the_same_identity_replaces_a_subscription_from_the_same_contact() {
+    let s = server(|_| {});
+    let mut alice = Ua::new(s.udp(), "alice");
+    let (r, _) = alice.subscribe(BOB, "presence", Some(60), "");
+    let ch = challenge(&r, 0);
+    let as_alice = |nc| creds(&ch, "alice", "wonderland", "SUBSCRIBE", BOB, nc);
+    let (r, mut first) = alice.subscribe(BOB, "presence", Some(60), &as_alice(1));
+    assert_eq!(r.status, 200);
+    alice.expect_notify();
+    // Bob forges Alice's From and Contact on a new dialog, with his own credentials: a
+    // "rebooted phone" look-alike that must not evict Alice's subscription. (Nonce
+    // counts belong to the nonce, whoever answers it.)
+    let (r, _) = alice.subscribe(
+        BOB,
+        "presence",
+        Some(60),
+        &creds(&ch, "bob", "builder", "SUBSCRIBE", BOB, 2),
+    );
+    assert_eq!(r.status, 200);
+    alice.expect_notify();
+    first.cseq += 1;
+    let r = alice.send_subscribe(&first, Some(60), &as_alice(3));
+    assert_eq!(r.status, 200, "Alice's dialog survives: {}", r.reason);
+    alice.expect_notify();
+    // Alice herself, rebooted (same Contact, new Call-ID), does replace it.
+    let (r, _) = alice.subscribe(BOB, "presence", Some(60), &as_alice(4));
+    assert_eq!(r.status, 200);
+    alice.expect_notify();
+    first.cseq += 1;
+    let r = alice.send_subscribe(&first, Some(60), &as_alice(5));
+    assert_eq!(r.status, 481, "the stale dialog is gone: {}", r.reason);
+}
+
+#[test]
 fn trusted_proxies_assert_the_identity_and_others_are_challenged() {
     let s = server(|c| {
         c.auth = Some(AuthMode::Trusted);

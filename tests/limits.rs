@@ -334,3 +334,45 @@ fn an_aggregate_over_the_udp_limit_goes_over_tcp_or_ends_the_subscription_visibl
         "{doc}"
     );
 }
+
+#[test]
+fn a_body_over_its_events_size_limit_gets_413_and_other_events_keep_theirs() {
+    let s = start(|c| {
+        c.max_body_size_per_event = [("message-summary".to_owned(), 200)].into();
+    });
+    let mut alice = Ua::new(s.udp(), "alice");
+    let aor = "sip:alice@example.com";
+    let summary = |pad: usize| {
+        format!(
+            "Messages-Waiting: yes\r\nMessage-Account: {aor};x={}\r\nVoice-Message: 2/8 (0/2)\r\n",
+            "p".repeat(pad)
+        )
+    };
+    let small = summary(10);
+    let r = alice.publish_raw(
+        aor,
+        "message-summary",
+        None,
+        Some(60),
+        Some(("application/simple-message-summary", &small)),
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.reason);
+    let large = summary(300);
+    let r = alice.publish_raw(
+        aor,
+        "message-summary",
+        None,
+        Some(60),
+        Some(("application/simple-message-summary", &large)),
+        "",
+    );
+    assert_eq!(r.status, 413, "{}", r.reason);
+    // Presence still takes max_body_size: a body far past 200 bytes is fine.
+    let presence = pidf(aor, "t1", "open", &"x".repeat(1000));
+    assert!(presence.len() > 1000);
+    assert_eq!(
+        alice.publish(aor, None, Some(60), Some(&presence)).status,
+        200
+    );
+}

@@ -55,6 +55,8 @@ pub struct EngineConfig {
     pub end_sub_on_timeout: bool,
     pub replace_stale_subscriptions: bool,
     pub max_body_size: usize,
+    /// `max_body_size` for the events listed (by event key).
+    pub max_body_size_per_event: std::collections::BTreeMap<String, usize>,
     /// Live publications one presentity may have per event (new ones past it: 403).
     pub max_publications_per_presentity: usize,
     /// Bytes the bodies of one presentity's live publications of an event may add up
@@ -83,6 +85,7 @@ impl Default for EngineConfig {
             end_sub_on_timeout: true,
             replace_stale_subscriptions: true,
             max_body_size: 32 * 1024,
+            max_body_size_per_event: Default::default(),
             max_publications_per_presentity: 32,
             max_aggregate_size: 60_000,
             fetch_rules: false,

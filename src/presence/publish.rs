@@ -33,7 +33,13 @@ impl Engine {
 
         let has_body = !req.body.is_empty();
         if has_body {
-            if req.body.len() > self.config.max_body_size {
+            let limit = self
+                .config
+                .max_body_size_per_event
+                .get(&event)
+                .copied()
+                .unwrap_or(self.config.max_body_size);
+            if req.body.len() > limit {
                 return reply(413, None);
             }
             // §6 step 3 / RFC 3261 §21.4.16: a body type the package does not take → 415.
