@@ -161,6 +161,14 @@ pub struct Config {
     /// Default 32.
     #[serde(deserialize_with = "parse::int::<1, TOML_INT_MAX, _, _>")]
     pub max_publications_per_presentity: usize,
+    /// Subscription dialogs one presentity may have per event; a new one past it gets
+    /// 403. Default 1000.
+    #[serde(deserialize_with = "parse::int::<1, TOML_INT_MAX, _, _>")]
+    pub max_subscriptions_per_presentity: u64,
+    /// Subscription dialogs one watcher (the authenticated identity, else the From
+    /// URI) may hold, whatever they watch; a new one past it gets 403. Default 1000.
+    #[serde(deserialize_with = "parse::int::<1, TOML_INT_MAX, _, _>")]
+    pub max_subscriptions_per_watcher: u64,
     /// Bytes the bodies of one presentity's live publications of an event may add up
     /// to; a PUBLISH past it gets 413. Bounds the aggregated document, so a NOTIFY fits
     /// a UDP datagram. Default 60000.
@@ -309,6 +317,8 @@ impl Default for Config {
             max_body_size: 32768,
             max_body_size_per_event: BTreeMap::new(),
             max_publications_per_presentity: 32,
+            max_subscriptions_per_presentity: 1000,
+            max_subscriptions_per_watcher: 1000,
             max_aggregate_size: 60_000,
             max_connections: 1024,
             tcp_idle_timeout: 300,
@@ -1624,6 +1634,8 @@ max_message_size = 8192
 max_body_size = 4096
 max_body_size_per_event = { "message-summary" = 2048, "Dialog;SLA" = 8000 }
 max_publications_per_presentity = 4
+max_subscriptions_per_presentity = 50
+max_subscriptions_per_watcher = 60
 max_aggregate_size = 9000
 max_connections = 10
 tcp_idle_timeout = 60
@@ -1684,6 +1696,8 @@ control_socket = "/run/presenced.sock"
                 ("message-summary".to_owned(), 2048),
             ]),
             max_publications_per_presentity: 4,
+            max_subscriptions_per_presentity: 50,
+            max_subscriptions_per_watcher: 60,
             max_aggregate_size: 9000,
             max_connections: 10,
             tcp_idle_timeout: 60,
@@ -2299,6 +2313,8 @@ control_socket = "/run/presenced.sock"
                             BTreeMap::new()
                         },
                         max_publications_per_presentity: (clean % 64 + 1) as usize,
+                        max_subscriptions_per_presentity: clean,
+                        max_subscriptions_per_watcher: idle,
                         max_aggregate_size: (256 + cache % 100_000) as usize,
                         max_connections: idle as usize,
                         tcp_idle_timeout: idle,

@@ -609,6 +609,8 @@ fn engine_config(c: &Config) -> EngineConfig {
         max_body_size: c.max_body_size,
         max_body_size_per_event: c.max_body_size_per_event.clone(),
         max_publications_per_presentity: c.max_publications_per_presentity,
+        max_subscriptions_per_presentity: c.max_subscriptions_per_presentity,
+        max_subscriptions_per_watcher: c.max_subscriptions_per_watcher,
         max_aggregate_size: c.max_aggregate_size,
         fetch_rules: !c.integrated_xcap_server,
         watchers_retention: (c.watchers_retention_days > 0)

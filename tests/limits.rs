@@ -376,3 +376,65 @@ fn a_body_over_its_events_size_limit_gets_413_and_other_events_keep_theirs() {
         200
     );
 }
+
+#[test]
+fn subscriptions_past_a_presentitys_or_a_watchers_cap_get_403_and_the_caps_follow_ends() {
+    let s = start(|c| {
+        c.max_subscriptions_per_presentity = 3;
+        c.max_subscriptions_per_watcher = 4;
+    });
+    let alice = "sip:alice@example.com";
+    let mut watchers: Vec<Ua> = (0..4).map(|i| Ua::new(s.udp(), &format!("w{i}"))).collect();
+    let mut dialogs = Vec::new();
+    for w in watchers.iter_mut().take(3) {
+        let (r, sub) = w.subscribe(alice, "presence", Some(600), "");
+        assert_eq!(r.status, 200);
+        w.expect_notify();
+        dialogs.push(sub);
+    }
+    let (r, _) = watchers[3].subscribe(alice, "presence", Some(600), "");
+    assert_eq!(r.status, 403);
+    assert!(r.reason.contains("this presentity"), "{}", r.reason);
+    // Another event of the same presentity has a cap of its own.
+    let (r, _) = watchers[3].subscribe(alice, "dialog", Some(600), "");
+    assert_eq!(r.status, 200);
+    watchers[3].expect_notify();
+    // A refresh is not a new dialog; a rebooted phone (same Contact, new Call-ID)
+    // replaces its dialog rather than adding one.
+    dialogs[0].cseq += 1;
+    assert_eq!(
+        watchers[0]
+            .send_subscribe(&dialogs[0], Some(600), "")
+            .status,
+        200
+    );
+    watchers[0].expect_notify();
+    let (r, rebooted) = watchers[0].subscribe(alice, "presence", Some(600), "");
+    assert_eq!(r.status, 200, "{}", r.reason);
+    watchers[0].expect_notify();
+    dialogs[0] = rebooted;
+    // An unsubscribe frees its place.
+    dialogs[1].cseq += 1;
+    assert_eq!(
+        watchers[1].send_subscribe(&dialogs[1], Some(0), "").status,
+        200
+    );
+    watchers[1].expect_notify();
+    let (r, _) = watchers[3].subscribe(alice, "presence", Some(600), "");
+    assert_eq!(r.status, 200, "{}", r.reason);
+    watchers[3].expect_notify();
+
+    // One watcher across presentities: w3 holds two dialogs, two more fit, then 403.
+    for p in ["sip:p1@example.com", "sip:p2@example.com"] {
+        let (r, _) = watchers[3].subscribe(p, "presence", Some(600), "");
+        assert_eq!(r.status, 200);
+        watchers[3].expect_notify();
+    }
+    let (r, _) = watchers[3].subscribe("sip:p3@example.com", "presence", Some(600), "");
+    assert_eq!(r.status, 403);
+    assert!(r.reason.contains("this watcher"), "{}", r.reason);
+    // Someone else may still watch p3.
+    let (r, _) = watchers[2].subscribe("sip:p3@example.com", "presence", Some(600), "");
+    assert_eq!(r.status, 200);
+    watchers[2].expect_notify();
+}

@@ -59,6 +59,10 @@ pub struct EngineConfig {
     pub max_body_size_per_event: std::collections::BTreeMap<String, usize>,
     /// Live publications one presentity may have per event (new ones past it: 403).
     pub max_publications_per_presentity: usize,
+    /// Dialogs one presentity may have per event (new ones past it: 403).
+    pub max_subscriptions_per_presentity: u64,
+    /// Dialogs one watcher identity may hold in all (new ones past it: 403).
+    pub max_subscriptions_per_watcher: u64,
     /// Bytes the bodies of one presentity's live publications of an event may add up
     /// to (a PUBLISH past it: 413), which bounds the aggregated document.
     pub max_aggregate_size: usize,
@@ -87,6 +91,8 @@ impl Default for EngineConfig {
             max_body_size: 32 * 1024,
             max_body_size_per_event: Default::default(),
             max_publications_per_presentity: 32,
+            max_subscriptions_per_presentity: 1000,
+            max_subscriptions_per_watcher: 1000,
             max_aggregate_size: 60_000,
             fetch_rules: false,
             watchers_retention: Some(3 * 86_400),

@@ -231,15 +231,20 @@ impl Engine {
         // Every dialog has a watchers row (written after it, re-derived by repair), so a
         // watcher without one has no dialog to replace: one row read instead of a scan
         // of the by-watcher index, on a table that may be far larger than the cache.
-        if self.config.replace_stale_subscriptions
+        let may_replace = self.config.replace_stale_subscriptions
             && !matches!(
                 self.store
                     .get_watcher(sub.resource(), sub.event(), sub.watcher()),
                 Ok(None)
-            )
-        {
-            self.replace_stale(&sub);
+            );
+        let stale = match may_replace {
+            true => self.stale_dialogs(&sub),
+            false => Vec::new(),
+        };
+        if let Some(why) = self.over_subscription_caps(&sub, stale.len() as u64) {
+            return reply(403, Some(why));
         }
+        self.drop_stale(stale);
         // One write creates the dialog, with the counters of its first NOTIFY
         // (subscription.rs). Dialog first, watchers row second: a crash in between
         // leaves a dialog whose watchers row the store's repair re-derives at open.
@@ -338,30 +343,63 @@ impl Engine {
         r
     }
 
-    /// A rebooted phone subscribes again from the same contact with a new Call-ID; its
-    /// old dialog is dead, so drop it instead of letting stale rows pile up.
-    fn replace_stale(&mut self, new: &Subscription) {
+    /// The dialogs `new` replaces: a rebooted phone subscribes again from the same
+    /// contact with a new Call-ID, and its old dialog is dead. Only the same watcher
+    /// (the authenticated identity, when there is one) replaces its own dialogs.
+    fn stale_dialogs(&self, new: &Subscription) -> Vec<SubscriptionRow> {
         let Ok(existing) =
             self.store
                 .subscriptions_of_watcher(new.resource(), new.event(), new.watcher())
         else {
-            return;
+            return Vec::new();
         };
-        for old in existing {
-            let stale = old.watcher_uri == new.watcher()
-                && old.remote_target == new.remote_target()
-                && old.event_id.as_deref() == new.event_id()
-                && old.call_id != new.id().call_id;
-            if stale {
-                if let Err(e) =
-                    self.store
-                        .delete_subscription(&old.call_id, &old.to_tag, &old.from_tag)
-                {
-                    warn!("store: {e}");
-                }
-                // Dropping it is its cleanup: nothing else holds the dialog.
-                self.resident.remove(&super::subscription::id_of(&old));
+        existing
+            .into_iter()
+            .filter(|old| {
+                old.watcher_uri == new.watcher()
+                    && old.remote_target == new.remote_target()
+                    && old.event_id.as_deref() == new.event_id()
+                    && old.call_id != new.id().call_id
+            })
+            .collect()
+    }
+
+    /// Drops replaced dialogs instead of letting stale rows pile up.
+    fn drop_stale(&mut self, stale: Vec<SubscriptionRow>) {
+        for old in stale {
+            if let Err(e) = self
+                .store
+                .delete_subscription(&old.call_id, &old.to_tag, &old.from_tag)
+            {
+                warn!("store: {e}");
             }
+            // Dropping it is its cleanup: nothing else holds the dialog.
+            self.resident.remove(&super::subscription::id_of(&old));
         }
+    }
+
+    /// Why a new dialog would take its presentity or its watcher past their caps, once
+    /// the `replacing` dialogs it replaces are gone (they count in both).
+    fn over_subscription_caps(&self, new: &Subscription, replacing: u64) -> Option<&'static str> {
+        let count = |n: Result<u64, _>| match n {
+            Ok(n) => n.saturating_sub(replacing),
+            Err(e) => {
+                // Unknown: let it in rather than refuse everyone over a read error.
+                warn!("store: {e}");
+                0
+            }
+        };
+        let to = count(
+            self.store
+                .subscriptions_to_count(new.resource(), new.event()),
+        );
+        if to >= self.config.max_subscriptions_per_presentity {
+            return Some("Forbidden - too many subscriptions to this presentity");
+        }
+        let of = count(self.store.subscriptions_of_identity_count(new.watcher()));
+        if of >= self.config.max_subscriptions_per_watcher {
+            return Some("Forbidden - too many subscriptions for this watcher");
+        }
+        None
     }
 }

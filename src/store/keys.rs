@@ -14,6 +14,11 @@ pub const DIALOG: u8 = b'd';
 /// to-tag 0x00 from-tag` → row key, so one watcher's dialogs are a prefix scan.
 pub const BY_WATCHER: u8 = b'w';
 
+/// A by-identity index entry: `v | watcher 0x00 presentity 0x00 event 0x00 call-id 0x00
+/// to-tag 0x00 from-tag` → row key, so every dialog of one watcher, whatever it watches,
+/// is a prefix scan (the per-watcher subscription cap counts them).
+pub const BY_IDENTITY: u8 = b'v';
+
 const SEP: u8 = 0;
 
 /// A named key part; the name appears in the error when the value is unusable.

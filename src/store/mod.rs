@@ -176,18 +176,43 @@ impl Record for SubscriptionRow {
         dialog_index_key(&self.call_id, &self.to_tag, &self.from_tag).map(Some)
     }
     fn extra_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        Ok(vec![keys::key(
-            keys::BY_WATCHER,
-            &[
-                ("presentity_uri", &self.presentity_uri),
-                ("event", &self.event),
-                ("watcher_uri", &self.watcher_uri),
-                ("call_id", &self.call_id),
-                ("to_tag", &self.to_tag),
-                ("from_tag", &self.from_tag),
-            ],
-        )?])
+        let dialog = [
+            ("call_id", self.call_id.as_str()),
+            ("to_tag", &self.to_tag),
+            ("from_tag", &self.from_tag),
+        ];
+        let presentity = ("presentity_uri", self.presentity_uri.as_str());
+        let event = ("event", self.event.as_str());
+        let watcher = ("watcher_uri", self.watcher_uri.as_str());
+        Ok(vec![
+            keys::key(
+                keys::BY_WATCHER,
+                &[&[presentity, event, watcher][..], &dialog].concat(),
+            )?,
+            keys::key(
+                keys::BY_IDENTITY,
+                &[&[watcher, presentity, event][..], &dialog].concat(),
+            )?,
+        ])
     }
+    /// A dialog counts towards its presentity's (per event) and its watcher's.
+    fn count_groups(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(vec![
+            presentity_group(&self.presentity_uri, &self.event)?,
+            watcher_group(&self.watcher_uri)?,
+        ])
+    }
+}
+
+fn presentity_group(uri: &str, event: &str) -> Result<Vec<u8>, StoreError> {
+    keys::prefix(
+        keys::BY_WATCHER,
+        &[("presentity_uri", uri), ("event", event)],
+    )
+}
+
+fn watcher_group(watcher_uri: &str) -> Result<Vec<u8>, StoreError> {
+    keys::prefix(keys::BY_IDENTITY, &[("watcher_uri", watcher_uri)])
 }
 
 impl Record for Watcher {
@@ -581,6 +606,19 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// How many dialogs watch `uri` for `event`; remembered after the first call, so
+    /// the per-presentity cap costs a scan once per presentity, not once per SUBSCRIBE.
+    pub fn subscriptions_to_count(&self, uri: &str, event: &str) -> Result<u64, StoreError> {
+        self.inner
+            .subscriptions
+            .count(presentity_group(uri, event)?)
+    }
+
+    /// How many dialogs `watcher_uri` holds, whatever they watch (remembered likewise).
+    pub fn subscriptions_of_identity_count(&self, watcher_uri: &str) -> Result<u64, StoreError> {
+        self.inner.subscriptions.count(watcher_group(watcher_uri)?)
     }
 
     pub fn subscriptions_count(&self) -> u64 {

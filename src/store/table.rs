@@ -12,7 +12,7 @@
 //! reads take no lock and see either the old or the new row with its index entries.
 
 use super::StoreError;
-use super::keys::{self, BY_WATCHER, DIALOG, EXPIRY, ROW};
+use super::keys::{self, BY_IDENTITY, BY_WATCHER, DIALOG, EXPIRY, ROW};
 use super::overlay::{Merged, Ops, Overlay};
 use super::records::{self, DecodeError};
 use log::{error, warn};
@@ -36,6 +36,32 @@ pub(super) trait Record: Serialize + DeserializeOwned {
     /// Further secondary keys whose entries point at the row key.
     fn extra_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         Ok(Vec::new())
+    }
+    /// The groups this row is counted in, each named by the prefix its index entries
+    /// share (see [`Table::count`]).
+    fn count_groups(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Groups whose size is remembered at most; past it one is forgotten (and counted
+/// again, by a scan of its index entries, when next asked for).
+const COUNTED_GROUPS: usize = 16_384;
+
+/// Remembered group sizes, kept right by every write (see [`Table::count`]).
+#[derive(Default)]
+struct Counts(std::collections::HashMap<Vec<u8>, u64>);
+
+impl Counts {
+    fn adjust<R: Record>(&mut self, rec: &R, up: bool) {
+        if self.0.is_empty() {
+            return;
+        }
+        for group in rec.count_groups().unwrap_or_default() {
+            if let Some(n) = self.0.get_mut(&group) {
+                *n = if up { *n + 1 } else { n.saturating_sub(1) };
+            }
+        }
     }
 }
 
@@ -76,7 +102,8 @@ const DRAIN_AT_BYTES: usize = 256 * 1024 * 1024;
 pub(super) struct Table {
     name: &'static str,
     tree: sled::Tree,
-    writes: Mutex<()>,
+    /// Serialises writes, and holds the group sizes they keep up to date.
+    writes: Mutex<Counts>,
     rows: AtomicU64,
     /// Values decoded so far (reads of rows and of what index entries point at).
     decoded: std::sync::Arc<AtomicU64>,
@@ -99,7 +126,7 @@ impl Table {
         Ok(Table {
             name,
             tree,
-            writes: Mutex::new(()),
+            writes: Mutex::new(Counts::default()),
             rows: AtomicU64::new(rows),
             decoded: std::sync::Arc::new(AtomicU64::new(0)),
             overlay: write_behind.then(Overlay::default),
@@ -110,7 +137,31 @@ impl Table {
     /// pending writes have reached it.
     pub fn tree(&self) -> Result<&sled::Tree, StoreError> {
         self.drain()?;
+        // What is written there bypasses the counts.
+        self.lock().0.clear();
         Ok(&self.tree)
+    }
+
+    /// How many index entries start with `group` (a prefix some [`Record::count_groups`]
+    /// names), that is, how many rows are in the group: a scan of the entries' keys
+    /// the first time, then remembered and kept right by every write.
+    pub fn count(&self, group: Vec<u8>) -> Result<u64, StoreError> {
+        let mut counts = self.lock();
+        if let Some(n) = counts.0.get(&group) {
+            return Ok(*n);
+        }
+        let mut n = 0;
+        for entry in self.scan_raw(group.clone()) {
+            entry?;
+            n += 1;
+        }
+        if counts.0.len() >= COUNTED_GROUPS
+            && let Some(any) = counts.0.keys().next().cloned()
+        {
+            counts.0.remove(&any);
+        }
+        counts.0.insert(group, n);
+        Ok(n)
     }
 
     /// Writes the pending operations to the tree; returns how many.
@@ -189,10 +240,11 @@ impl Table {
 
     /// Counts `n` rows that were written straight into the tree (a bulk load).
     pub fn loaded(&self, n: u64) {
+        self.lock().0.clear();
         self.rows.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         // The mutex guards no data, so a panic elsewhere cannot have left anything
         // half-done behind it.
         self.writes
@@ -267,18 +319,19 @@ impl Table {
 
     /// Queues removal of the index entries an existing row owns. A pointer entry is only
     /// removed while it still points at this row.
+    /// Returns the row, when it could be read.
     fn unindex<R: Record>(
         &self,
         key: &[u8],
         bytes: &[u8],
         batch: &mut Ops,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<R>, StoreError> {
         let old: R = match self.decode(key, bytes) {
             Ok(old) => old,
             Err(e) => {
                 // Its index entries cannot be known; `repair` drops them later.
                 warn!("{e}; its index entries are left for repair");
-                return Ok(());
+                return Ok(None);
             }
         };
         for (entry, value) in index_entries(&old, key)? {
@@ -286,7 +339,7 @@ impl Table {
                 batch.insert(entry, None);
             }
         }
-        Ok(())
+        Ok(Some(old))
     }
 
     /// Inserts or replaces a row and its index entries in one batch. A row that held the
@@ -295,7 +348,7 @@ impl Table {
         let key = rec.row_key()?;
         let value = records::encode(rec).map_err(StoreError::Encode)?;
         let entries = index_entries(rec, &key)?;
-        let _guard = self.lock();
+        let mut counts = self.lock();
         // Removals go in first: a batch is a map, so a later insert of the same key wins.
         let mut batch = Ops::new();
         let existed = self.read(&key)?;
@@ -308,10 +361,12 @@ impl Table {
             },
             None => false,
         };
+        // Rows leaving their groups (an unchanged row stays in the same ones).
+        let mut gone: Vec<R> = Vec::new();
         if let Some(bytes) = &existed
             && !unchanged
         {
-            self.unindex::<R>(&key, bytes, &mut batch)?;
+            gone.extend(self.unindex::<R>(&key, bytes, &mut batch)?);
         }
         let mut displaced = None;
         // A row rewritten under its own key keeps its dialog key (the key contains it).
@@ -321,7 +376,7 @@ impl Table {
             && prev != key
             && let Some(bytes) = self.read(&prev)?
         {
-            self.unindex::<R>(&prev, &bytes, &mut batch)?;
+            gone.extend(self.unindex::<R>(&prev, &bytes, &mut batch)?);
             batch.insert(prev.to_vec(), None);
             displaced = Some(prev);
         }
@@ -333,6 +388,12 @@ impl Table {
         let fresh = existed.is_none().then(|| key.clone());
         batch.insert(key, Some(IVec::from(value)));
         self.commit(batch, |k| fresh.as_deref() == Some(k))?;
+        for old in &gone {
+            counts.adjust(old, false);
+        }
+        if !unchanged {
+            counts.adjust(rec, true);
+        }
         match (existed.is_some(), displaced.is_some()) {
             (false, false) => self.rows.fetch_add(1, Ordering::Relaxed),
             (true, true) => self.rows.fetch_sub(1, Ordering::Relaxed),
@@ -354,8 +415,9 @@ impl Table {
             batch.insert(entry, Some(IVec::from(v)));
         }
         batch.insert(key, Some(IVec::from(value)));
-        let _guard = self.lock();
+        let mut counts = self.lock();
         self.commit(batch, |_| true)?;
+        counts.adjust(rec, true);
         self.rows.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -363,16 +425,19 @@ impl Table {
     /// Removes a row and its index entries in one batch. An unreadable row is removed
     /// too (the caller asked for it gone) and reported as absent.
     pub fn delete<R: Record>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
-        let _guard = self.lock();
+        let mut counts = self.lock();
         let Some(bytes) = self.read(key)? else {
             return Ok(None);
         };
         let mut batch = Ops::new();
-        self.unindex::<R>(key, &bytes, &mut batch)?;
+        let old = self.unindex::<R>(key, &bytes, &mut batch)?;
         batch.insert(key.to_vec(), None);
         self.commit(batch, |_| false)?;
+        if let Some(old) = &old {
+            counts.adjust(old, false);
+        }
         self.rows.fetch_sub(1, Ordering::Relaxed);
-        Ok(self.decode(key, &bytes).ok())
+        Ok(old)
     }
 
     /// Streams decoded rows whose key starts with `prefix`.
@@ -457,7 +522,8 @@ impl Table {
     /// that no longer owns them, adds entries a row owns but lacks. Unreadable rows and
     /// unknown entries are left alone (a newer version may be able to read them).
     pub fn reindex<R: Record>(&self) -> Result<Reindexed, StoreError> {
-        let _guard = self.lock();
+        let mut counts = self.lock();
+        counts.0.clear();
         self.drain()?;
         let mut report = Reindexed::default();
         let mut batch = Batch::default();
@@ -478,7 +544,7 @@ impl Table {
                         report.unreadable += 1;
                     }
                 },
-                Some(&EXPIRY) | Some(&DIALOG) | Some(&BY_WATCHER) => {
+                Some(&EXPIRY) | Some(&DIALOG) | Some(&BY_WATCHER) | Some(&BY_IDENTITY) => {
                     let row_key: &[u8] = match keys::parse_expiry(&key) {
                         Some((_, row_key)) => row_key,
                         None => &value,

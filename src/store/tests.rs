@@ -154,8 +154,8 @@ fn reput_with_new_expiry_leaves_no_stale_index_entry() {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].expires, 50);
     assert!(store.expired_subscriptions(49, 10).unwrap().is_empty());
-    // Row, expiry entry, dialog index entry, by-watcher index entry.
-    assert_eq!(store.inner.subscriptions.raw_len(), 4);
+    // Row, expiry entry, dialog index entry, by-watcher and by-identity index entries.
+    assert_eq!(store.inner.subscriptions.raw_len(), 5);
 }
 
 #[test]
@@ -546,6 +546,7 @@ mod model {
     const URIS: [&str; 3] = ["sip:a@b", "sip:a@bc", "sip:ab@c"];
     const EVENTS: [&str; 3] = ["presence", "presence.winfo", "dialog;sla"];
     const ETAGS: [&str; 2] = ["e1", "e2"];
+    const WATCHERS: [&str; 2] = ["sip:w@x", "sip:w@xy"];
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -673,7 +674,10 @@ mod model {
                     }
                     Op::PutDialog { uri, event, call, expires } => {
                         let call_id = format!("call{call}");
-                        store.put_subscription(&dialog(URIS[uri], EVENTS[event], &call_id, expires)).unwrap();
+                        let mut d = dialog(URIS[uri], EVENTS[event], &call_id, expires);
+                        // Two watchers, so a rewrite can move a dialog between their groups.
+                        d.watcher_uri = WATCHERS[(call + expires as usize) % 2].into();
+                        store.put_subscription(&d).unwrap();
                         dialogs.insert(call_id, (URIS[uri], EVENTS[event], expires));
                     }
                     Op::DeleteDialog { call } => {
@@ -688,6 +692,26 @@ mod model {
                 }
                 prop_assert_eq!(store.publications_count(), pres.len() as u64);
                 prop_assert_eq!(store.subscriptions_count(), dialogs.len() as u64);
+                // The remembered group sizes (asked for from the first op on, so every
+                // later write must keep them right) match the model.
+                for uri in URIS {
+                    for event in EVENTS {
+                        let want = dialogs.values().filter(|d| d.0 == uri && d.1 == event).count();
+                        prop_assert_eq!(store.subscriptions_to_count(uri, event).unwrap(), want as u64);
+                    }
+                }
+                let of = |w: usize| {
+                    dialogs
+                        .iter()
+                        .filter(|(c, d)| {
+                            let call: usize = c.trim_start_matches("call").parse().unwrap();
+                            (call + d.2 as usize) % 2 == w
+                        })
+                        .count() as u64
+                };
+                for (w, watcher) in WATCHERS.iter().enumerate() {
+                    prop_assert_eq!(store.subscriptions_of_identity_count(watcher).unwrap(), of(w));
+                }
             }
             for event in EVENTS {
                 for uri in URIS {
