@@ -360,6 +360,23 @@ impl Core {
         n
     }
 
+    /// Runs a management operation (`presenced ctl`) on the engine, then sends what it
+    /// caused; `None` while a restore holds the engine.
+    pub fn manage<T>(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        op: impl FnOnce(&mut Engine, u64) -> T,
+    ) -> Option<T> {
+        if self.paused.is_some() {
+            return None;
+        }
+        let out = op(&mut self.engine, unix);
+        self.drain_engine(now);
+        self.process(now, unix);
+        Some(out)
+    }
+
     /// An XCAP document changed; returns how many NOTIFYs that caused.
     pub fn xcap_changed(
         &mut self,

@@ -156,6 +156,9 @@ struct CtlArgs {
     /// control socket path (overrides --db and the configuration)
     #[argh(option)]
     socket: Option<PathBuf>,
+    /// print a table for people instead of JSON
+    #[argh(switch)]
+    table: bool,
     #[argh(subcommand)]
     command: CtlCommand,
 }
@@ -167,7 +170,148 @@ enum CtlCommand {
     Ping(CtlPing),
     RefreshWatchers(CtlRefreshWatchers),
     RefreshXcapDoc(CtlRefreshXcapDoc),
+    Presentity(CtlPresentity),
+    Watcher(CtlWatcher),
+    Subscription(CtlSubscription),
+    Publish(CtlPublish),
+    Cleanup(CtlCleanup),
+    PresPhtableList(CtlPresPhtableList),
+    SubsPhtableList(CtlSubsPhtableList),
 }
+
+/// Presentities: `list` (one line per presentity and event) or `show URI`.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "presentity")]
+struct CtlPresentity {
+    #[argh(subcommand)]
+    command: PresentityCommand,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum PresentityCommand {
+    List(PresentityList),
+    Show(PresentityShow),
+}
+
+/// Every presentity with live publications, per event: how many, their entity-tags, the
+/// last expiry.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+struct PresentityList {
+    /// only this event package, e.g. presence
+    #[argh(option)]
+    event: Option<String>,
+}
+
+/// One presentity's publications: entity-tag, expiry, sender, body.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "show")]
+struct PresentityShow {
+    /// the presentity, e.g. sip:alice@example.com
+    #[argh(positional)]
+    uri: String,
+}
+
+/// OpenSIPS's name for `presentity list`.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "pres_phtable_list")]
+struct CtlPresPhtableList {}
+
+/// Subscriptions: `watcher list [URI]`.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "watcher")]
+struct CtlWatcher {
+    #[argh(subcommand)]
+    command: WatcherCommand,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum WatcherCommand {
+    List(WatcherList),
+}
+
+/// Subscription dialogs (of one presentity, or all): watcher, event, state, expiry,
+/// transport, and the Call-ID and tags that `subscription terminate` takes.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+struct WatcherList {
+    /// only the watchers of this presentity
+    #[argh(positional)]
+    uri: Option<String>,
+}
+
+/// OpenSIPS's name for `watcher list`.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "subs_phtable_list")]
+struct CtlSubsPhtableList {}
+
+/// Subscriptions: `subscription terminate CALL_ID TO_TAG FROM_TAG`.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "subscription")]
+struct CtlSubscription {
+    #[argh(subcommand)]
+    command: SubscriptionCommand,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum SubscriptionCommand {
+    Terminate(SubscriptionTerminate),
+}
+
+/// End one subscription now: the watcher gets a terminated NOTIFY with the reason.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "terminate")]
+struct SubscriptionTerminate {
+    /// the dialog's Call-ID (see `watcher list`)
+    #[argh(positional)]
+    call_id: String,
+    /// our tag (`to_tag` in `watcher list`)
+    #[argh(positional)]
+    to_tag: String,
+    /// the watcher's tag (`from_tag` in `watcher list`)
+    #[argh(positional)]
+    from_tag: String,
+    /// RFC 6665 reason: deactivated (the default: the watcher may subscribe again at
+    /// once), probation, rejected, timeout, giveup or noresource
+    #[argh(option, default = "String::from(\"deactivated\")")]
+    reason: String,
+}
+
+/// Publish state as the presentity (for scripts and voicemail systems without SIP,
+/// like OpenSIPS's pua_mi); the body is read from standard input or --body-file.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "publish")]
+struct CtlPublish {
+    /// the presentity, e.g. sip:alice@example.com
+    #[argh(positional)]
+    uri: String,
+    /// the event package (default presence)
+    #[argh(option, default = "String::from(\"presence\")")]
+    event: String,
+    /// the body's type (default: the event package's own)
+    #[argh(option)]
+    content_type: Option<String>,
+    /// seconds the publication lives (default 3600; 0 removes it, with --etag)
+    #[argh(option, default = "3600")]
+    expires: u32,
+    /// entity-tag of an earlier publication to refresh, modify or remove
+    #[argh(option)]
+    etag: Option<String>,
+    /// file holding the body ("-" or none: standard input)
+    #[argh(option)]
+    body_file: Option<PathBuf>,
+    /// send no body: a refresh (with --etag)
+    #[argh(switch)]
+    no_body: bool,
+}
+
+/// Expire what is due and run the housekeeping round now.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "cleanup")]
+struct CtlCleanup {}
 
 /// Table sizes and engine counters.
 #[derive(FromArgs)]
@@ -573,20 +717,189 @@ fn ctl(args: CtlArgs) -> ExitCode {
             ));
         }
     };
+    use mgmt::protocol::Request;
     let json = |r: mgmt::protocol::Refreshed| serde_json::to_value(r).unwrap_or_default();
-    let answer = match args.command {
-        CtlCommand::Status(_) => client.status(),
-        CtlCommand::Ping(_) => client.ping().map(serde_json::Value::String),
-        CtlCommand::RefreshWatchers(a) => client
-            .refresh_watchers(&a.presentity_uri, &a.event)
-            .map(json),
-        CtlCommand::RefreshXcapDoc(a) => client.refresh_xcap_doc(&a.doc_uri, a.port).map(json),
+    // Listings stream one JSON object per line; the rest answer with one object.
+    let listing = |req: Request, columns: &'static [&'static str]| (req, columns);
+    let list = match args.command {
+        CtlCommand::Presentity(CtlPresentity {
+            command: PresentityCommand::List(a),
+        }) => Some(listing(
+            Request::PresentityList { event: a.event },
+            &["presentity", "event", "publications", "expires"],
+        )),
+        CtlCommand::PresPhtableList(_) => Some(listing(
+            Request::PresentityList { event: None },
+            &["presentity", "event", "publications", "expires"],
+        )),
+        CtlCommand::Presentity(CtlPresentity {
+            command: PresentityCommand::Show(a),
+        }) => Some(listing(
+            Request::PresentityShow { uri: a.uri },
+            &["event", "etag", "expires", "content_type", "sender"],
+        )),
+        CtlCommand::Watcher(CtlWatcher {
+            command: WatcherCommand::List(a),
+        }) => Some(listing(
+            Request::WatcherList { uri: a.uri },
+            WATCHER_COLUMNS,
+        )),
+        CtlCommand::SubsPhtableList(_) => {
+            Some(listing(Request::WatcherList { uri: None }, WATCHER_COLUMNS))
+        }
+        command => {
+            let answer = match command {
+                CtlCommand::Status(_) => client.status(),
+                CtlCommand::Ping(_) => client.ping().map(serde_json::Value::String),
+                CtlCommand::RefreshWatchers(a) => client
+                    .refresh_watchers(&a.presentity_uri, &a.event)
+                    .map(json),
+                CtlCommand::RefreshXcapDoc(a) => {
+                    client.refresh_xcap_doc(&a.doc_uri, a.port).map(json)
+                }
+                CtlCommand::Subscription(CtlSubscription {
+                    command: SubscriptionCommand::Terminate(a),
+                }) => client.call(
+                    &Request::Terminate {
+                        call_id: a.call_id,
+                        to_tag: a.to_tag,
+                        from_tag: a.from_tag,
+                        reason: a.reason,
+                    },
+                    &mut std::io::sink(),
+                ),
+                CtlCommand::Publish(a) => match publish_request(a) {
+                    Ok(req) => client.call(&req, &mut std::io::sink()),
+                    Err(e) => return fail(e),
+                },
+                CtlCommand::Cleanup(_) => client.call(&Request::Cleanup, &mut std::io::sink()),
+                _ => unreachable!("listings are handled above"),
+            };
+            return match answer {
+                Ok(v) if args.table => {
+                    print_fields(&v, "");
+                    ExitCode::SUCCESS
+                }
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            };
+        }
     };
-    match answer {
-        Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    let Some((req, columns)) = list else {
+        return ExitCode::SUCCESS;
+    };
+    let mut lines = Vec::new();
+    let result = match args.table {
+        true => client.call(&req, &mut lines),
+        false => client.call(&req, &mut std::io::stdout().lock()),
+    };
+    match result {
+        Ok(_) if args.table => {
+            print_table(&lines, columns);
             ExitCode::SUCCESS
         }
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+const WATCHER_COLUMNS: &[&str] = &[
+    "presentity",
+    "watcher",
+    "event",
+    "status",
+    "expires",
+    "transport",
+    "call_id",
+    "to_tag",
+    "from_tag",
+];
+
+/// `ctl publish`'s request, with its body read from a file or standard input.
+fn publish_request(a: CtlPublish) -> Result<mgmt::protocol::Request, String> {
+    use std::io::Read;
+    let body = match (&a.body_file, a.no_body) {
+        (_, true) => String::new(),
+        (Some(path), false) if path.as_os_str() != "-" => {
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        _ => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("standard input: {e}"))?;
+            s
+        }
+    };
+    Ok(mgmt::protocol::Request::Publish(
+        mgmt::inspect::LocalPublish {
+            uri: a.uri,
+            event: a.event,
+            content_type: a.content_type,
+            body,
+            expires: a.expires,
+            etag: a.etag,
+        },
+    ))
+}
+
+/// An answer as `key: value` lines, nested objects indented.
+fn print_fields(v: &serde_json::Value, indent: &str) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    serde_json::Value::Object(_) => {
+                        println!("{indent}{k}:");
+                        print_fields(v, &format!("{indent}  "));
+                    }
+                    other => println!("{indent}{k}: {}", plain(other)),
+                }
+            }
+        }
+        other => println!("{indent}{}", plain(other)),
+    }
+}
+
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// JSON lines as aligned columns.
+fn print_table(lines: &[u8], columns: &[&str]) {
+    let rows: Vec<Vec<String>> = String::from_utf8_lossy(lines)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| columns.iter().map(|c| plain(&v[*c])).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let print = |cells: Vec<&str>| {
+        let line: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    };
+    print(columns.to_vec());
+    for r in &rows {
+        print(r.iter().map(String::as_str).collect());
     }
 }

@@ -33,6 +33,11 @@ pub enum Command {
         replace: bool,
         reply: Sender<Result<TableCounts, String>>,
     },
+    /// A management operation on the engine; the answer is what `presenced ctl` prints.
+    Manage {
+        op: Manage,
+        reply: Sender<Result<serde_json::Value, String>>,
+    },
     /// Engine counters for `status`.
     Status(Sender<serde_json::Value>),
     /// A flush the core asked for finished (from the daemon's flush task).
@@ -42,6 +47,21 @@ pub enum Command {
         result: Result<TableCounts, String>,
         reply: Sender<Result<TableCounts, String>>,
     },
+}
+
+/// What `presenced ctl` asks the engine to do.
+pub enum Manage {
+    /// A PUBLISH made by the server (`ctl publish`), already parsed.
+    Publish(Box<crate::sip::message::Request>),
+    /// End one dialog with a terminated NOTIFY (`ctl subscription terminate`).
+    Terminate {
+        call_id: String,
+        to_tag: String,
+        from_tag: String,
+        reason: crate::presence::Reason,
+    },
+    /// Expire what is due and run housekeeping now (`ctl cleanup`).
+    Cleanup,
 }
 
 /// Why a command was not carried out.

@@ -18,7 +18,7 @@ use log::{debug, info, warn};
 use smol::channel::{Receiver, Sender};
 use smol::future::FutureExt;
 
-pub use command::{Command, CommandError};
+pub use command::{Command, CommandError, Manage};
 
 use crate::clock::Clock;
 use crate::config::{Config, ListenAddr};
@@ -400,6 +400,8 @@ async fn serve(
         commands: commands_tx,
         xcap,
         before_flush: options.before_flush,
+        started: clock.unix_now(),
+        sync: config.sync,
     };
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let mut drain_until: Option<Instant> = None;
@@ -572,6 +574,9 @@ struct RunLoop {
     commands: Sender<Command>,
     xcap: XcapSide,
     before_flush: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Unix time the daemon started, for `status`.
+    started: u64,
+    sync: crate::config::SyncMode,
 }
 
 impl RunLoop {
@@ -672,9 +677,14 @@ impl RunLoop {
                 self.core.restored(result.is_ok(), now, unix);
                 let _ = reply.try_send(result);
             }
+            Command::Manage { op, reply } => {
+                let _ = reply.try_send(self.manage(op, now, unix));
+            }
             Command::Status(reply) => {
                 let s = self.core.engine().stats();
                 let _ = reply.try_send(serde_json::json!({
+                    "uptime_s": unix.saturating_sub(self.started),
+                    "sync": self.sync.to_string(),
                     "publishes": s.publishes,
                     "subscribes": s.subscribes,
                     "notifies_sent": s.notifies_sent,
@@ -690,6 +700,52 @@ impl RunLoop {
                 } else {
                     self.core.flush_failed(now);
                 }
+            }
+        }
+    }
+
+    /// Carries out a management operation; its answer as JSON.
+    fn manage(&mut self, op: Manage, now: Instant, unix: u64) -> Result<serde_json::Value, String> {
+        let json = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| e.to_string());
+        let busy = || "a restore is in progress; try again when it is done".to_owned();
+        match op {
+            Manage::Publish(req) => {
+                let r = self
+                    .core
+                    .manage(now, unix, |e, unix| e.publish_local(&req, unix))
+                    .ok_or_else(busy)?;
+                if !(200..300).contains(&r.status) {
+                    return Err(format!("{} {}", r.status, r.reason));
+                }
+                Ok(serde_json::json!({
+                    "status": r.status,
+                    "etag": r.headers.sip_etag(),
+                    "expires": r.headers.get("Expires").and_then(|e| e.parse::<u64>().ok()),
+                }))
+            }
+            Manage::Terminate {
+                call_id,
+                to_tag,
+                from_tag,
+                reason,
+            } => {
+                let done = self
+                    .core
+                    .manage(now, unix, |e, unix| {
+                        e.terminate_subscription(&call_id, &to_tag, &from_tag, reason, unix)
+                    })
+                    .ok_or_else(busy)?
+                    .ok_or_else(|| {
+                        format!("no subscription with Call-ID {call_id}, To tag {to_tag}, From tag {from_tag}")
+                    })?;
+                json(serde_json::to_value(done))
+            }
+            Manage::Cleanup => {
+                let done = self
+                    .core
+                    .manage(now, unix, |e, unix| e.cleanup(unix))
+                    .ok_or_else(busy)?;
+                json(serde_json::to_value(done))
             }
         }
     }

@@ -89,6 +89,16 @@ impl Client {
         }
     }
 
+    /// Any request: DATA goes to `data`, the answer is returned as JSON.
+    pub fn call(
+        mut self,
+        req: &Request,
+        data: &mut dyn Write,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.send(req)?;
+        Self::answer(&mut BufReader::new(self.stream), data)
+    }
+
     pub fn ping(mut self) -> Result<String, ClientError> {
         self.send(&Request::Ping)?;
         Self::answer(&mut BufReader::new(self.stream), &mut io::sink())

@@ -18,7 +18,7 @@ use smol::channel::Sender;
 
 use super::protocol::{self, ERROR, FrameReader, FrameWriter, OK, REQUEST, Refreshed, Request};
 use crate::clock::Clock;
-use crate::daemon::Command;
+use crate::daemon::{Command, Manage};
 use crate::dump::{self, DumpError};
 use crate::store::Store;
 
@@ -122,9 +122,15 @@ fn handle(
             };
             let tables = store.counts().ok();
             let disk = store.size_on_disk().ok();
+            let events = store.rows_per_event().ok();
             ok(
                 &mut out,
-                &serde_json::json!({ "tables": tables, "size_on_disk": disk, "engine": engine }),
+                &serde_json::json!({
+                    "tables": tables,
+                    "events": events,
+                    "size_on_disk": disk,
+                    "engine": engine,
+                }),
             )
         }
         Request::RefreshWatchers { presentity, event } => {
@@ -152,6 +158,81 @@ fn handle(
             Ok(names) => ok(&mut out, &names),
             Err(e) => fail(&mut out, &e),
         },
+        Request::PresentityList { event } => lines(&mut out, |emit| {
+            super::inspect::presentity_lines(store, event.as_deref(), emit)
+        }),
+        Request::PresentityShow { uri } => lines(&mut out, |emit| {
+            let found = store
+                .publications_of_presentity(&uri)
+                .map_err(|e| e.to_string())?;
+            for p in &found {
+                emit(super::inspect::publication_line(p)).map_err(|e| e.to_string())?;
+            }
+            Ok(found.len() as u64)
+        }),
+        Request::WatcherList { uri } => lines(&mut out, |emit| {
+            let mut n = 0;
+            let mut each = |d: crate::store::SubscriptionRow| {
+                n += 1;
+                emit(super::inspect::dialog_line(&d)).map_err(|e| e.to_string())
+            };
+            match uri {
+                Some(uri) => {
+                    for d in store
+                        .subscriptions_of_presentity(&uri)
+                        .map_err(|e| e.to_string())?
+                    {
+                        each(d)?;
+                    }
+                }
+                None => {
+                    for d in store.iter_subscriptions() {
+                        each(d.map_err(|e| e.to_string())?)?;
+                    }
+                }
+            }
+            Ok(n)
+        }),
+        Request::Terminate {
+            call_id,
+            to_tag,
+            from_tag,
+            reason,
+        } => {
+            let Some(reason) = crate::presence::Reason::parse(&reason).filter(|r| {
+                !matches!(
+                    r,
+                    crate::presence::Reason::Subscribe | crate::presence::Reason::Approved
+                )
+            }) else {
+                return fail(
+                    &mut out,
+                    &format!(
+                        "{reason:?} is not a reason to end a subscription (RFC 6665: deactivated, \
+                         probation, rejected, timeout, giveup, noresource)"
+                    ),
+                );
+            };
+            manage(
+                &mut out,
+                store,
+                core,
+                Manage::Terminate {
+                    call_id,
+                    to_tag,
+                    from_tag,
+                    reason,
+                },
+            )
+        }
+        Request::Publish(p) => {
+            let call_id = crate::sip::endpoint::random_token(12);
+            match p.request(&call_id) {
+                Ok(req) => manage(&mut out, store, core, Manage::Publish(Box::new(req))),
+                Err(e) => fail(&mut out, &e),
+            }
+        }
+        Request::Cleanup => manage(&mut out, store, core, Manage::Cleanup),
         Request::Dump(opts) => {
             let mut frames = FrameWriter::new(&mut out);
             let mut barrier = || {
@@ -197,6 +278,45 @@ fn handle(
                 Err(_) => fail(&mut out, "the daemon stopped during the restore"),
             }
         }
+    }
+}
+
+/// Streams one JSON object per line as DATA, then the count as the answer.
+fn lines(
+    out: &mut BufWriter<UnixStream>,
+    produce: impl FnOnce(&mut dyn FnMut(serde_json::Value) -> io::Result<()>) -> Result<u64, String>,
+) -> io::Result<()> {
+    let mut frames = FrameWriter::new(&mut *out);
+    let result = produce(&mut |v| {
+        serde_json::to_writer(&mut frames, &v).map_err(io::Error::other)?;
+        frames.write_all(b"\n")
+    });
+    frames.into_inner()?;
+    match result {
+        Ok(rows) => ok(out, &serde_json::json!({ "rows": rows })),
+        Err(e) => fail(out, &e),
+    }
+}
+
+/// Hands a management operation to the core loop; what it changed is on disk before
+/// the answer goes out, whatever the sync mode.
+fn manage(
+    out: &mut impl Write,
+    store: &Store,
+    core: &Sender<Command>,
+    op: Manage,
+) -> io::Result<()> {
+    let (reply, rx) = smol::channel::bounded(1);
+    if core.send_blocking(Command::Manage { op, reply }).is_err() {
+        return fail(out, "the daemon is stopping");
+    }
+    match rx.recv_blocking() {
+        Ok(Ok(done)) => match store.flush() {
+            Ok(()) => ok(out, &done),
+            Err(e) => fail(out, &format!("done, but not yet on disk: {e}")),
+        },
+        Ok(Err(e)) => fail(out, &e),
+        Err(_) => fail(out, "the daemon stopped before answering"),
     }
 }
 

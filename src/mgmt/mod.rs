@@ -8,8 +8,10 @@
 //! - [`protocol`]: frames and requests.
 //! - [`listener`]: the daemon side; hands core-loop work over as a [`crate::daemon::Command`].
 //! - [`client`]: the command-line side.
+//! - [`inspect`]: what `ctl presentity|watcher|publish` read and build.
 
 pub mod client;
+pub mod inspect;
 pub(crate) mod listener;
 pub mod protocol;
 pub mod users;

@@ -48,6 +48,29 @@ pub enum Request {
     User(crate::mgmt::users::UserChange),
     /// `presenced user list`.
     UserList,
+    /// `ctl presentity list`: one JSON line per presentity and event, as DATA.
+    PresentityList {
+        event: Option<String>,
+    },
+    /// `ctl presentity show URI`: one JSON line per publication, as DATA.
+    PresentityShow {
+        uri: String,
+    },
+    /// `ctl watcher list [URI]`: one JSON line per subscription dialog, as DATA.
+    WatcherList {
+        uri: Option<String>,
+    },
+    /// `ctl subscription terminate`: ends one dialog with a terminated NOTIFY.
+    Terminate {
+        call_id: String,
+        to_tag: String,
+        from_tag: String,
+        reason: String,
+    },
+    /// `ctl publish`: a PUBLISH the server makes (OpenSIPS `pua_mi`).
+    Publish(crate::mgmt::inspect::LocalPublish),
+    /// `ctl cleanup`: expiry and housekeeping now.
+    Cleanup,
 }
 
 /// The answer to a refresh command.

@@ -18,6 +18,7 @@
 //! handled strictly one after another.
 
 mod expiry;
+mod manage;
 mod publish;
 mod restore;
 mod state;
@@ -37,6 +38,7 @@ use crate::sip::endpoint::{ClientResult, Peer, Source};
 use crate::sip::message::{Method, Request, Response};
 use crate::store::Store;
 
+pub use manage::{Cleaned, Terminated};
 use subscription::{Body, Delivery, Next, Subscription};
 pub use subscription::{Reason, Status};
 

@@ -42,6 +42,7 @@ mod bulk;
 mod durable;
 mod error;
 pub mod keys;
+mod listing;
 mod overlay;
 pub mod records;
 mod repair;
@@ -58,6 +59,7 @@ pub use xcap::{Xcap, doc_type as xcap_doc_type};
 
 use durable::Disk;
 use keys::{DIALOG, ROW};
+pub use listing::EventRows;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -312,6 +312,13 @@ impl Table {
         Ok(out)
     }
 
+    /// The keys under `prefix` (rows or index entries), pending writes laid over the
+    /// tree; values are not decoded.
+    pub fn keys(&self, prefix: Vec<u8>) -> impl Iterator<Item = Result<IVec, StoreError>> + use<> {
+        self.scan_raw(prefix)
+            .map(|entry| entry.map(|(k, _)| k).map_err(StoreError::from))
+    }
+
     /// The row key a dialog index entry points at.
     pub fn lookup(&self, dialog_key: &[u8]) -> Result<Option<IVec>, StoreError> {
         self.read(dialog_key)
