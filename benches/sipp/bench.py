@@ -647,14 +647,14 @@ def overload(rate, d1, d2, results, settle, out):
 
 def flood(flood_rate, duration, results, out):
     """One source (127.0.0.1) floods new PUBLISHes at `flood_rate` while a second source
-    (127.0.0.2) sends a PUBLISH of its own presentity and a SUBSCRIBE (kept) every 200 ms
-    each: one request every 100 ms. Measured with the default per-source limits; the
+    (127.0.0.2) sends a PUBLISH of its own presentity and a SUBSCRIBE (kept) every 100 ms
+    each. Measured with the default per-source limits; the
     second source's figures are reported next to the same run without the flood."""
     def victims(work, srv, label):
-        pub = Sipp(work, f"{label}-pub", "publish_new.xml", srv.port, 5 * duration, 5, 10,
+        pub = Sipp(work, f"{label}-pub", "publish_new.xml", srv.port, 10 * duration, 10, 10,
                    names_file(work, "unused.csv", ["-"]), duration + 30,
                    keys=[("prefix", f"v{label}"), ("expires", 3600)], ip="127.0.0.2")
-        sub = Sipp(work, f"{label}-sub", "subscribe_keep.xml", srv.port, 5 * duration, 5, 10,
+        sub = Sipp(work, f"{label}-sub", "subscribe_keep.xml", srv.port, 10 * duration, 10, 10,
                    names_file(work, "watched.csv", ["alice"]), duration + 30, ip="127.0.0.2")
         return pub, sub
 
@@ -665,7 +665,7 @@ def flood(flood_rate, duration, results, out):
         return calls, ok, lat
 
     lines = [f"Flood: one source sends new PUBLISHes at {flood_rate:,}/s offered for {duration} s; a "
-             f"second source sends a PUBLISH and a SUBSCRIBE every 200 ms each (default limits):"]
+             f"second source sends a PUBLISH and a SUBSCRIBE every 100 ms each (default limits):"]
     for flooded in (False, True):
         label = "flood" if flooded else "quiet"
         with workdir(f"presenced-bench-{label}-") as work, Server(work, source_limits=True) as srv:

@@ -313,6 +313,9 @@ async fn serve(
         Ok(report) => debug!("store repair at open: {report:?}"),
         Err(e) => warn!("store repair failed: {e}"),
     }
+    if let Err(e) = store.prepare_counts() {
+        warn!("store: counting subscriptions: {e}");
+    }
     let listen: Vec<(TransportKind, SocketAddr)> = config
         .listen
         .iter()

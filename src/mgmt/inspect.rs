@@ -54,6 +54,10 @@ impl LocalPublish {
         {
             return Err(format!("the {what} holds a control character"));
         }
+        match crate::sip::uri::Uri::parse(&self.uri) {
+            Ok(u) if u.as_sip().is_some() => {}
+            _ => return Err(format!("{} is not a sip: or sips: URI", self.uri)),
+        }
         let ctype = match (&self.content_type, self.body.is_empty()) {
             (_, true) => None,
             (Some(t), false) => Some(t.as_str()),
@@ -229,6 +233,8 @@ mod tests {
         assert!(p.request("c").unwrap_err().contains("content type"));
         let mut p = publish("x", None);
         p.uri = "not a uri".into();
-        assert!(p.request("c").is_err());
+        assert!(p.request("c").unwrap_err().contains("URI"));
+        p.uri = "tel:+123".into();
+        assert!(p.request("c").unwrap_err().contains("URI"));
     }
 }

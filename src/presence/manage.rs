@@ -92,11 +92,11 @@ impl Engine {
 mod tests {
     use std::sync::Arc;
 
+    use super::super::EngineConfig;
     use super::*;
     use crate::events::mwi::MessageSummary;
-    use crate::events::package::Registry;
+    use crate::events::package::{EventPackage, Registry};
     use crate::mgmt::inspect::LocalPublish;
-    use crate::presence::EngineConfig;
     use crate::store::{Store, StoreOptions};
 
     fn engine() -> Engine {
@@ -109,7 +109,8 @@ mod tests {
     fn summary(expires: u32) -> Request {
         LocalPublish {
             uri: "sip:alice@example.com".into(),
-            event: "message-summary".into(),
+            // The engine's own tests take the package's name from the package.
+            event: MessageSummary { owner_only: true }.name().into(),
             content_type: None,
             body: "Messages-Waiting: yes\r\n".into(),
             expires,

@@ -381,23 +381,27 @@ impl Engine {
     /// Why a new dialog would take its presentity or its watcher past their caps, once
     /// the `replacing` dialogs it replaces are gone (they count in both).
     fn over_subscription_caps(&self, new: &Subscription, replacing: u64) -> Option<&'static str> {
-        let count = |n: Result<u64, _>| match n {
-            Ok(n) => n.saturating_sub(replacing),
+        let reached = |n: Result<bool, _>| match n {
+            Ok(reached) => reached,
             Err(e) => {
                 // Unknown: let it in rather than refuse everyone over a read error.
                 warn!("store: {e}");
-                0
+                false
             }
         };
-        let to = count(
-            self.store
-                .subscriptions_to_count(new.resource(), new.event()),
-        );
-        if to >= self.config.max_subscriptions_per_presentity {
+        let cap = self.config.max_subscriptions_per_presentity;
+        if reached(self.store.subscriptions_to_at_least(
+            new.resource(),
+            new.event(),
+            cap.saturating_add(replacing),
+        )) {
             return Some("Forbidden - too many subscriptions to this presentity");
         }
-        let of = count(self.store.subscriptions_of_identity_count(new.watcher()));
-        if of >= self.config.max_subscriptions_per_watcher {
+        let cap = self.config.max_subscriptions_per_watcher;
+        if reached(
+            self.store
+                .subscriptions_of_identity_at_least(new.watcher(), cap.saturating_add(replacing)),
+        ) {
             return Some("Forbidden - too many subscriptions for this watcher");
         }
         None

@@ -46,6 +46,7 @@ mod listing;
 mod overlay;
 pub mod records;
 mod repair;
+mod sketch;
 pub mod subscriber;
 mod table;
 pub mod xcap;
@@ -319,7 +320,8 @@ impl Store {
         let behind = !opts.sync_always;
         let inner = Inner {
             publications: Table::open(&db, "presentity", behind)?,
-            subscriptions: Table::open(&db, "active_watchers", behind)?,
+            subscriptions: Table::open(&db, "active_watchers", behind)?
+                .counting(&[(keys::BY_WATCHER, 2), (keys::BY_IDENTITY, 1)]),
             watchers: Table::open(&db, "watchers", behind)?,
             xcap: Table::open(&db, "xcap", behind)?,
             subscribers: Table::open(&db, "subscriber", behind)?,
@@ -621,6 +623,36 @@ impl Store {
     /// How many dialogs `watcher_uri` holds, whatever they watch (remembered likewise).
     pub fn subscriptions_of_identity_count(&self, watcher_uri: &str) -> Result<u64, StoreError> {
         self.inner.subscriptions.count(watcher_group(watcher_uri)?)
+    }
+
+    /// Whether `n` dialogs or more watch `uri` for `event`: the cap check, answered
+    /// from a sketch of group sizes unless the presentity is near `n`.
+    pub fn subscriptions_to_at_least(
+        &self,
+        uri: &str,
+        event: &str,
+        n: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .subscriptions
+            .at_least(presentity_group(uri, event)?, n)
+    }
+
+    /// Whether `watcher_uri` holds `n` dialogs or more (likewise).
+    pub fn subscriptions_of_identity_at_least(
+        &self,
+        watcher_uri: &str,
+        n: u64,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .subscriptions
+            .at_least(watcher_group(watcher_uri)?, n)
+    }
+
+    /// Builds what the cap checks count with now (a scan of the subscription index),
+    /// so the daemon's first SUBSCRIBE does not pay for it.
+    pub fn prepare_counts(&self) -> Result<(), StoreError> {
+        self.inner.subscriptions.prepare_counts()
     }
 
     pub fn subscriptions_count(&self) -> u64 {

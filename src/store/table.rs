@@ -15,6 +15,7 @@ use super::StoreError;
 use super::keys::{self, BY_IDENTITY, BY_WATCHER, DIALOG, EXPIRY, ROW};
 use super::overlay::{Merged, Ops, Overlay};
 use super::records::{self, DecodeError};
+use super::sketch::{self, Sketch};
 use log::{error, warn};
 use serde::{Serialize, de::DeserializeOwned};
 use sled::{Batch, IVec};
@@ -48,20 +49,34 @@ pub(super) trait Record: Serialize + DeserializeOwned {
 /// again, by a scan of its index entries, when next asked for).
 const COUNTED_GROUPS: usize = 16_384;
 
-/// Remembered group sizes, kept right by every write (see [`Table::count`]).
+/// Group sizes, kept right by every write (see [`Table::count`] and [`Table::at_least`]).
 #[derive(Default)]
-struct Counts(std::collections::HashMap<Vec<u8>, u64>);
+struct Counts {
+    /// Exact sizes of the groups asked for lately.
+    known: std::collections::HashMap<Vec<u8>, u64>,
+    /// Upper bounds of every group's size; `None` until built from the index, and
+    /// again after writes that bypassed this table (a bulk load).
+    sketch: Option<Sketch>,
+}
 
 impl Counts {
     fn adjust<R: Record>(&mut self, rec: &R, up: bool) {
-        if self.0.is_empty() {
+        if self.known.is_empty() && self.sketch.is_none() {
             return;
         }
         for group in rec.count_groups().unwrap_or_default() {
-            if let Some(n) = self.0.get_mut(&group) {
+            if let Some(n) = self.known.get_mut(&group) {
                 *n = if up { *n + 1 } else { n.saturating_sub(1) };
             }
+            if let Some(sketch) = &mut self.sketch {
+                sketch.adjust(&group, up);
+            }
         }
+    }
+
+    fn forget(&mut self) {
+        self.known.clear();
+        self.sketch = None;
     }
 }
 
@@ -104,6 +119,8 @@ pub(super) struct Table {
     tree: sled::Tree,
     /// Serialises writes, and holds the group sizes they keep up to date.
     writes: Mutex<Counts>,
+    /// The kinds of group rows are counted in: (index tag, leading key parts).
+    groups: &'static [(u8, usize)],
     rows: AtomicU64,
     /// Values decoded so far (reads of rows and of what index entries point at).
     decoded: std::sync::Arc<AtomicU64>,
@@ -127,10 +144,18 @@ impl Table {
             name,
             tree,
             writes: Mutex::new(Counts::default()),
+            groups: &[],
             rows: AtomicU64::new(rows),
             decoded: std::sync::Arc::new(AtomicU64::new(0)),
             overlay: write_behind.then(Overlay::default),
         })
+    }
+
+    /// Counts rows in groups of these kinds (index tag, leading key parts), which
+    /// [`Record::count_groups`] names; see [`Table::at_least`].
+    pub fn counting(mut self, groups: &'static [(u8, usize)]) -> Table {
+        self.groups = groups;
+        self
     }
 
     /// The tree itself, for bulk loading (which keeps the same key layout), after the
@@ -138,7 +163,7 @@ impl Table {
     pub fn tree(&self) -> Result<&sled::Tree, StoreError> {
         self.drain()?;
         // What is written there bypasses the counts.
-        self.lock().0.clear();
+        self.lock().forget();
         Ok(&self.tree)
     }
 
@@ -147,7 +172,54 @@ impl Table {
     /// the first time, then remembered and kept right by every write.
     pub fn count(&self, group: Vec<u8>) -> Result<u64, StoreError> {
         let mut counts = self.lock();
-        if let Some(n) = counts.0.get(&group) {
+        self.count_locked(&mut counts, group)
+    }
+
+    /// Whether `group` holds `n` rows or more. Nearly always answered by the sketch
+    /// alone (its estimate is under `n`), so a new watcher or presentity costs no scan
+    /// and no remembered entry; the exact count is taken only near `n`.
+    pub fn at_least(&self, group: Vec<u8>, n: u64) -> Result<bool, StoreError> {
+        let mut counts = self.lock();
+        if !self.groups.is_empty() {
+            if counts.sketch.is_none() {
+                counts.sketch = Some(self.sketch_index()?);
+            }
+            if counts
+                .sketch
+                .as_ref()
+                .is_some_and(|s| s.estimate(&group) < n)
+            {
+                return Ok(false);
+            }
+        }
+        Ok(self.count_locked(&mut counts, group)? >= n)
+    }
+
+    /// Builds a sketch from the index entries of every counted group kind.
+    pub fn sketch_index(&self) -> Result<Sketch, StoreError> {
+        let mut sketch = Sketch::default();
+        for &(tag, parts) in self.groups {
+            for entry in self.scan_raw(vec![tag]) {
+                let (key, _) = entry?;
+                if let Some(group) = sketch::group_of(&key, parts) {
+                    sketch.adjust(group, true);
+                }
+            }
+        }
+        Ok(sketch)
+    }
+
+    /// Builds the sketch now, so the first [`Table::at_least`] does not pay for it.
+    pub fn prepare_counts(&self) -> Result<(), StoreError> {
+        let mut counts = self.lock();
+        if counts.sketch.is_none() && !self.groups.is_empty() {
+            counts.sketch = Some(self.sketch_index()?);
+        }
+        Ok(())
+    }
+
+    fn count_locked(&self, counts: &mut Counts, group: Vec<u8>) -> Result<u64, StoreError> {
+        if let Some(n) = counts.known.get(&group) {
             return Ok(*n);
         }
         let mut n = 0;
@@ -155,12 +227,12 @@ impl Table {
             entry?;
             n += 1;
         }
-        if counts.0.len() >= COUNTED_GROUPS
-            && let Some(any) = counts.0.keys().next().cloned()
+        if counts.known.len() >= COUNTED_GROUPS
+            && let Some(any) = counts.known.keys().next().cloned()
         {
-            counts.0.remove(&any);
+            counts.known.remove(&any);
         }
-        counts.0.insert(group, n);
+        counts.known.insert(group, n);
         Ok(n)
     }
 
@@ -240,7 +312,7 @@ impl Table {
 
     /// Counts `n` rows that were written straight into the tree (a bulk load).
     pub fn loaded(&self, n: u64) {
-        self.lock().0.clear();
+        self.lock().forget();
         self.rows.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -530,7 +602,7 @@ impl Table {
     /// unknown entries are left alone (a newer version may be able to read them).
     pub fn reindex<R: Record>(&self) -> Result<Reindexed, StoreError> {
         let mut counts = self.lock();
-        counts.0.clear();
+        counts.forget();
         self.drain()?;
         let mut report = Reindexed::default();
         let mut batch = Batch::default();

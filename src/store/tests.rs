@@ -698,6 +698,9 @@ mod model {
                     for event in EVENTS {
                         let want = dialogs.values().filter(|d| d.0 == uri && d.1 == event).count();
                         prop_assert_eq!(store.subscriptions_to_count(uri, event).unwrap(), want as u64);
+                        let want = want as u64;
+                        prop_assert!(store.subscriptions_to_at_least(uri, event, want).unwrap());
+                        prop_assert!(!store.subscriptions_to_at_least(uri, event, want + 1).unwrap());
                     }
                 }
                 let of = |w: usize| {
@@ -711,6 +714,8 @@ mod model {
                 };
                 for (w, watcher) in WATCHERS.iter().enumerate() {
                     prop_assert_eq!(store.subscriptions_of_identity_count(watcher).unwrap(), of(w));
+                    prop_assert!(store.subscriptions_of_identity_at_least(watcher, of(w)).unwrap());
+                    prop_assert!(!store.subscriptions_of_identity_at_least(watcher, of(w) + 1).unwrap());
                 }
             }
             for event in EVENTS {
