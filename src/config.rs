@@ -1138,6 +1138,20 @@ impl Config {
     /// struct order. `from_toml_str` reads it back to an equal `Config`. Unset optional
     /// settings are written as comments. Paths that are not UTF-8 are written lossily.
     pub fn to_toml_string(&self) -> String {
+        let mut out = String::from("# presenced effective configuration\n");
+        let mut unset = String::new();
+        for (key, value) in self.values() {
+            let _ = match value {
+                Setting::Value(value) => writeln!(out, "{key} = {value}"),
+                Setting::Unfit(json) => writeln!(out, "# {key} = {json} does not fit in TOML"),
+                Setting::Unset => writeln!(unset, "# {key} unset{}", unset_means(key)),
+            };
+        }
+        out + &unset
+    }
+
+    /// Every setting's value as TOML would write it, in struct order.
+    fn values(&self) -> Vec<(&'static str, Setting)> {
         // Through a self-describing tree first, so that a value TOML cannot hold (an
         // integer beyond i64, which only a Config built in code can have) spoils only
         // its own line.
@@ -1145,18 +1159,125 @@ impl Config {
             Ok(serde_json::Value::Object(fields)) => fields,
             _ => serde_json::Map::new(),
         };
-        let mut out = String::from("# presenced effective configuration\n");
-        let mut unset = String::new();
-        for key in Key::ALL {
-            let key = key.name();
-            let _ = match fields.get(key).map(|v| (v, Value::try_from(v))) {
-                Some((_, Ok(value))) => writeln!(out, "{key} = {value}"),
-                Some((json, Err(_))) => writeln!(out, "# {key} = {json} does not fit in TOML"),
-                None => writeln!(unset, "# {key} unset{}", unset_means(key)),
+        Key::ALL
+            .iter()
+            .map(|key| {
+                let key = key.name();
+                let value = match fields.get(key).map(|v| (v, Value::try_from(v))) {
+                    Some((_, Ok(value))) => Setting::Value(value.to_string()),
+                    Some((json, Err(_))) => Setting::Unfit(json.to_string()),
+                    None => Setting::Unset,
+                };
+                (key, value)
+            })
+            .collect()
+    }
+
+    /// A configuration file for packages (`presenced default-config`): every setting,
+    /// grouped and explained as in `docs/configuration.md` (read from it, so the two
+    /// cannot drift), commented out at its default; a setting where `self` differs from
+    /// the default (the package's database path) is written out as a live line.
+    pub fn template(&self) -> String {
+        let doc = include_str!("../docs/configuration.md");
+        let ours: HashMap<&str, Setting> = self.values().into_iter().collect();
+        let defaults: HashMap<&str, Setting> = Config::default().values().into_iter().collect();
+        let mut out = String::from(
+            "# presenced configuration (TOML). Every setting is listed at its default,\n\
+             # commented out; uncomment a line to change it. `presenced check-config FILE`\n\
+             # checks a file and prints the configuration in effect. Reference:\n\
+             # /usr/share/doc/presenced/configuration.md (docs/configuration.md).\n",
+        );
+        let mut seen = std::collections::HashSet::new();
+        for line in doc.lines() {
+            if let Some(title) = line.strip_prefix("### ") {
+                let _ = writeln!(out, "\n# ==== {title} ====");
+                continue;
+            }
+            let Some((key, alias, meaning)) = doc_row(line) else {
+                continue;
+            };
+            let Some(value) = ours.get(key) else {
+                continue;
+            };
+            if !seen.insert(key) {
+                continue;
+            }
+            out.push('\n');
+            for l in wrap(&meaning, 86) {
+                let _ = writeln!(out, "# {l}");
+            }
+            if alias != "—" {
+                let _ = writeln!(out, "# OpenSIPS/OpenSER name: {}", plain(alias));
+            }
+            let _ = match (value, defaults.get(key) == Some(value)) {
+                (Setting::Value(v), true) => writeln!(out, "#{key} = {v}"),
+                (Setting::Value(v), false) => writeln!(out, "{key} = {v}"),
+                (Setting::Unfit(json), _) => writeln!(out, "# {key} = {json} does not fit in TOML"),
+                (Setting::Unset, _) => writeln!(out, "# {key} is unset{}", unset_means(key)),
             };
         }
-        out + &unset
+        out
     }
+}
+
+/// One setting's value, as [`Config::values`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Setting {
+    Value(String),
+    /// Held by a `Config` built in code, but not writable as TOML (shown as JSON).
+    Unfit(String),
+    Unset,
+}
+
+/// `| `key` | alias | default | meaning |` from a settings table of the docs.
+fn doc_row(line: &str) -> Option<(&str, &str, String)> {
+    let cells: Vec<&str> = line.strip_prefix("| `")?.splitn(4, " | ").collect();
+    let [key, alias, _default, meaning] = cells[..] else {
+        return None;
+    };
+    let key = key.strip_suffix('`')?;
+    Some((key, alias, plain(meaning.trim_end_matches(" |"))))
+}
+
+/// Markdown made plain text: backticks dropped, `[text](link)` reduced to its text.
+fn plain(md: &str) -> String {
+    let mut out = String::with_capacity(md.len());
+    let mut rest = md;
+    while let Some(open) = rest.find('[') {
+        let (before, after) = rest.split_at(open);
+        out.push_str(before);
+        match after.find("](").zip(after.find(')')) {
+            Some((mid, close)) if mid < close => {
+                out.push_str(&after[1..mid]);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out.replace('`', "")
+}
+
+/// Words of `text` in lines of at most `width` characters (a longer word stands alone).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// What leaving an optional setting out means, for the printer's comment.
@@ -2072,6 +2193,64 @@ control_socket = "/run/presenced.sock"
         let e = Config::load(&missing).unwrap_err();
         assert!(matches!(e, ConfigError::Read { .. }), "{e}");
         assert!(e.to_string().starts_with(&missing.display().to_string()));
+    }
+
+    #[test]
+    fn the_template_names_every_key_and_loads_back_to_its_config() {
+        let packaged = Config {
+            db: PathBuf::from("/var/lib/presenced"),
+            ..Config::default()
+        };
+        for cfg in [Config::default(), packaged.clone()] {
+            let text = cfg.template();
+            assert_eq!(Config::from_toml_str(&text).unwrap(), cfg, "{text}");
+            for key in Key::ALL {
+                assert!(
+                    text.lines()
+                        .any(|l| l.starts_with(&format!("#{} = ", key.name()))
+                            || l.starts_with(&format!("{} = ", key.name()))
+                            || l.starts_with(&format!("# {} is unset", key.name()))),
+                    "{} missing in\n{text}",
+                    key.name()
+                );
+            }
+            // Uncommenting a default changes nothing.
+            let live = text
+                .replace("\n#", "\n")
+                .lines()
+                .filter(|l| !l.starts_with(' ') && !l.starts_with("# ") && l.contains(" = "))
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert_eq!(Config::from_toml_str(&live).unwrap(), cfg, "{live}");
+        }
+        assert!(
+            packaged
+                .template()
+                .contains("\ndb = \"/var/lib/presenced\"\n")
+        );
+    }
+
+    #[test]
+    fn the_packaged_configuration_is_the_template() {
+        let packaged = Config {
+            db: PathBuf::from("/var/lib/presenced"),
+            ..Config::default()
+        };
+        assert_eq!(
+            include_str!("../packaging/presenced.toml"),
+            packaged.template(),
+            "regenerate: presenced default-config --db /var/lib/presenced > packaging/presenced.toml"
+        );
+    }
+
+    #[test]
+    fn markdown_is_made_plain_and_wrapped() {
+        assert_eq!(
+            plain("see [the README](../README.md#limits) and `x`"),
+            "see the README and x"
+        );
+        assert_eq!(plain("a [b c"), "a [b c");
+        assert_eq!(wrap("aa bb cc", 5), ["aa bb", "cc"]);
     }
 
     #[test]

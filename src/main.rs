@@ -1,5 +1,5 @@
 //! The `presenced` command line: `run` starts the daemon, `check-config` validates a
-//! configuration file, `dump`/`restore` move the tables to and from SQL, `ctl` talks to
+//! configuration file, `default-config` prints one with every setting explained, `dump`/`restore` move the tables to and from SQL, `ctl` talks to
 //! a running daemon. Every subcommand that touches data takes the same `--db`; while a
 //! daemon holds the database, `dump` and `restore` go through its control socket.
 
@@ -28,6 +28,7 @@ struct Cli {
 enum Command {
     Run(RunArgs),
     CheckConfig(CheckConfigArgs),
+    DefaultConfig(DefaultConfigArgs),
     Dump(DumpArgs),
     Restore(RestoreArgs),
     Ctl(CtlArgs),
@@ -373,12 +374,33 @@ struct CheckConfigArgs {
     file: PathBuf,
 }
 
+/// Print a configuration file with every setting, explained and commented out at its
+/// default (the file packages install as /etc/presenced/presenced.toml).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "default-config")]
+struct DefaultConfigArgs {
+    /// the database directory to write in, as a live setting (default: left at its
+    /// default, commented out)
+    #[argh(option)]
+    db: Option<PathBuf>,
+}
+
+fn default_config(args: DefaultConfigArgs) -> ExitCode {
+    let mut cfg = Config::default();
+    if let Some(db) = args.db {
+        cfg.db = db;
+    }
+    print!("{}", cfg.template());
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match cli.command {
         Command::Run(args) => run(args),
         Command::CheckConfig(args) => check_config(args),
+        Command::DefaultConfig(args) => default_config(args),
         Command::Dump(args) => dump(args),
         Command::Restore(args) => restore(args),
         Command::Ctl(args) => ctl(args),
