@@ -1150,6 +1150,16 @@ impl Config {
         out + &unset
     }
 
+    /// The settings whose values differ between `self` and `other`, by canonical name.
+    pub fn changed_keys(&self, other: &Config) -> Vec<&'static str> {
+        self.values()
+            .into_iter()
+            .zip(other.values())
+            .filter(|((_, a), (_, b))| a != b)
+            .map(|((key, _), _)| key)
+            .collect()
+    }
+
     /// Every setting's value as TOML would write it, in struct order.
     fn values(&self) -> Vec<(&'static str, Setting)> {
         // Through a self-describing tree first, so that a value TOML cannot hold (an

@@ -612,6 +612,63 @@ fn registry(config: &Config) -> Registry {
     r
 }
 
+/// Settings a reload applies to the running server (they live in the engine's
+/// configuration); a change of any other needs a restart.
+pub const RELOADABLE_KEYS: &[&str] = &[
+    "min_expires",
+    "max_expires",
+    "default_expires",
+    "expires_offset",
+    "to_tag_pref",
+    "server_address",
+    "force_active",
+    "end_sub_on_timeout",
+    "replace_stale_subscriptions",
+    "max_body_size",
+    "max_body_size_per_event",
+    "max_publications_per_presentity",
+    "max_subscriptions_per_presentity",
+    "max_subscriptions_per_watcher",
+    "max_aggregate_size",
+    "watchers_retention_days",
+    "clean_period",
+];
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    /// Settings that changed and are in effect now.
+    pub applied: Vec<&'static str>,
+    /// Settings that differ from the running server's and take effect at the next start.
+    pub restart_needed: Vec<&'static str>,
+}
+
+impl Core {
+    /// Applies the reloadable settings of `new`. `started` is the configuration the
+    /// server was started with, `current` the one in effect (the last reload's).
+    pub fn reload(&mut self, started: &Config, current: &Config, new: &Config) -> Reloaded {
+        let reloadable = |k: &&str| RELOADABLE_KEYS.contains(k);
+        let applied: Vec<_> = current
+            .changed_keys(new)
+            .into_iter()
+            .filter(reloadable)
+            .collect();
+        let restart_needed = started
+            .changed_keys(new)
+            .into_iter()
+            .filter(|k| !reloadable(k))
+            .collect();
+        let mut engine = engine_config(new);
+        // Whether rules are fetched follows `integrated_xcap_server`, a restart setting.
+        engine.fetch_rules = !started.integrated_xcap_server;
+        self.engine.set_config(engine);
+        Reloaded {
+            applied,
+            restart_needed,
+        }
+    }
+}
+
 fn engine_config(c: &Config) -> EngineConfig {
     EngineConfig {
         min_expires: c.min_expires,
@@ -633,5 +690,28 @@ fn engine_config(c: &Config) -> EngineConfig {
         watchers_retention: (c.watchers_retention_days > 0)
             .then(|| c.watchers_retention_days.saturating_mul(86_400)),
         clean_period: c.clean_period.max(1),
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    #[test]
+    fn reloadable_keys_are_settings_and_are_documented() {
+        let every = Config::default().to_toml_string();
+        let doc = include_str!("../docs/configuration.md");
+        let reloading = doc
+            .split("## Reloading")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .unwrap_or_default();
+        for key in RELOADABLE_KEYS {
+            assert!(every.contains(key), "{key} is no setting");
+            assert!(
+                reloading.contains(&format!("`{key}`")),
+                "{key} undocumented"
+            );
+        }
     }
 }

@@ -176,6 +176,7 @@ enum CtlCommand {
     Subscription(CtlSubscription),
     Publish(CtlPublish),
     Cleanup(CtlCleanup),
+    Reload(CtlReload),
     PresPhtableList(CtlPresPhtableList),
     SubsPhtableList(CtlSubsPhtableList),
 }
@@ -313,6 +314,13 @@ struct CtlPublish {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "cleanup")]
 struct CtlCleanup {}
+
+/// Read the daemon's configuration file again and apply what can change while it runs
+/// (limits, expiry bounds, policies); prints what was applied and which changed
+/// settings need a restart. SIGHUP does the same.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "reload")]
+struct CtlReload {}
 
 /// Table sizes and engine counters.
 #[derive(FromArgs)]
@@ -489,35 +497,65 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let (mut config, source) = match &args.config {
-        Some(path) => match Config::load(path) {
-            Ok(c) => (c, path.display().to_string()),
-            Err(e) => return fail(e),
-        },
-        None => (Config::default(), "built-in defaults".to_string()),
-    };
-    if let Some(db) = args.db {
-        config.db = db;
-    }
-    if !args.listen.is_empty() {
-        config.listen = args.listen;
-    }
-    let signals =
-        match async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]) {
-            Ok(s) => s,
-            Err(e) => return fail(format!("cannot install signal handlers: {e}")),
+    // The file and the command-line options, applied the same way at start and at
+    // every reload.
+    let file = args.config.clone();
+    let (db, listen) = (args.db.clone(), args.listen.clone());
+    let load = move || -> Result<Config, String> {
+        let mut config = match &file {
+            Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+            None => Config::default(),
         };
+        if let Some(db) = &db {
+            config.db = db.clone();
+        }
+        if !listen.is_empty() {
+            config.listen = listen.clone();
+        }
+        Ok(config)
+    };
+    let config = match load() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let source = match &args.config {
+        Some(path) => path.display().to_string(),
+        None => "built-in defaults".to_string(),
+    };
+    use async_signal::Signal;
+    let mut signals = match async_signal::Signals::new([Signal::Term, Signal::Int, Signal::Hup]) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot install signal handlers: {e}")),
+    };
     log::info!(
         "starting: database {}, configuration from {source}",
         config.db.display()
     );
-    let handle = match presenced::daemon::start(config, Arc::new(SystemClock)) {
+    let reload: Option<presenced::daemon::Reloader> = match args.config {
+        Some(_) => Some(Arc::new(load.clone())),
+        None => None,
+    };
+    let options = presenced::daemon::Options {
+        reload,
+        ..Default::default()
+    };
+    let handle = match presenced::daemon::start_with(config, Arc::new(SystemClock), options) {
         Ok(h) => h,
         Err(e) => return fail(e),
     };
-    let mut signals = signals;
-    if let Some(Ok(sig)) = smol::block_on(signals.next()) {
-        log::info!("received {sig:?}");
+    while let Some(Ok(sig)) = smol::block_on(signals.next()) {
+        if sig != Signal::Hup {
+            log::info!("received {sig:?}");
+            break;
+        }
+        if args.config.is_none() {
+            log::warn!("SIGHUP: started without a configuration file, nothing to re-read");
+            continue;
+        }
+        match load().and_then(|c| handle.reload(c)) {
+            Ok(done) => log::info!("SIGHUP: {done}"),
+            Err(e) => log::error!("SIGHUP: configuration not reloaded: {e}"),
+        }
     }
     match handle.shutdown() {
         Ok(()) => ExitCode::SUCCESS,
@@ -795,6 +833,7 @@ fn ctl(args: CtlArgs) -> ExitCode {
                     Err(e) => return fail(e),
                 },
                 CtlCommand::Cleanup(_) => client.call(&Request::Cleanup, &mut std::io::sink()),
+                CtlCommand::Reload(_) => client.call(&Request::Reload, &mut std::io::sink()),
                 _ => unreachable!("listings are handled above"),
             };
             return match answer {

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use presenced::sip::framing::{Frame, StreamFramer};
 use presenced::auth::digest::Credentials;
+use presenced::sip::framing::{Frame, StreamFramer};
 use presenced::sip::header::AuthValue;
 use presenced::sip::message::{Message, Request};
 

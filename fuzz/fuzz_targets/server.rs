@@ -29,10 +29,10 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use presenced::auth::digest;
 use presenced::config::{AuthMode, Config};
-use presenced::sip::header::AuthValue;
-use presenced::store::{Store, StoreOptions, Subscriber};
 use presenced::sip::endpoint::{ClientTxId, Peer, Source};
+use presenced::sip::header::AuthValue;
 use presenced::sip::message::{Message, Method, Request, Response};
+use presenced::store::{Store, StoreOptions, Subscriber};
 use presenced::testing::Pair;
 
 const STATUSES: [u16; 7] = [0, 200, 202, 408, 481, 489, 500];
@@ -107,7 +107,11 @@ fn substitute(datagram: &[u8], seen: &mut Seen) -> Vec<u8> {
         .as_ref()
         .and_then(|c| c.param("nonce").map(str::to_owned));
     let mut out = datagram.to_vec();
-    for (mark, value) in [("$ETAG", &seen.etag), ("$TAG", &seen.to_tag), ("$NONCE", &nonce)] {
+    for (mark, value) in [
+        ("$ETAG", &seen.etag),
+        ("$TAG", &seen.to_tag),
+        ("$NONCE", &nonce),
+    ] {
         let value = value.as_deref().unwrap_or("none");
         replace(&mut out, mark, value);
     }

@@ -62,6 +62,8 @@ pub enum Manage {
     },
     /// Expire what is due and run housekeeping now (`ctl cleanup`).
     Cleanup,
+    /// Apply a configuration read again (`ctl reload`, SIGHUP).
+    Reload(Box<crate::config::Config>),
 }
 
 /// Why a command was not carried out.

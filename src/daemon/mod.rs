@@ -111,6 +111,20 @@ impl Handle {
         rx.recv_blocking().ok()
     }
 
+    /// Applies the reloadable settings of `config` (see [`crate::core::RELOADABLE_KEYS`])
+    /// and says what changed and what needs a restart.
+    pub fn reload(&self, config: Config) -> Result<serde_json::Value, String> {
+        let (reply, rx) = smol::channel::bounded(1);
+        self.commands
+            .send_blocking(Command::Manage {
+                op: Manage::Reload(Box::new(config)),
+                reply,
+            })
+            .map_err(|_| "the daemon is stopping".to_owned())?;
+        rx.recv_blocking()
+            .map_err(|_| "the daemon stopped before answering".to_owned())?
+    }
+
     /// Asks the daemon to stop gracefully.
     pub fn request_shutdown(&self) {
         let _ = self.shutdown.try_send(());
@@ -151,7 +165,14 @@ pub struct Options {
     /// Called on the flush thread before each flush (tests hold a flush with it).
     #[doc(hidden)]
     pub before_flush: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Reads the configuration again for a reload (`presenced ctl reload`, SIGHUP):
+    /// `presenced run` loads its file and applies its command-line options. `None`:
+    /// the daemon was started without a file, and a reload says so.
+    pub reload: Option<Reloader>,
 }
+
+/// See [`Options::reload`].
+pub type Reloader = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 
 /// Starts the daemon in the background and returns once its sockets are bound.
 pub fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Handle, DaemonError> {
@@ -340,6 +361,7 @@ async fn serve(
     };
     let addrs = transport.local_addrs();
     let core = Core::from_config(&config, store.clone(), &addrs, options.packages);
+    let reloader = options.reload;
 
     let ctl_path = crate::mgmt::socket_path(&config.db, config.control_socket.as_deref());
     match mgmt::listener::bind(&ctl_path) {
@@ -350,6 +372,7 @@ async fn serve(
                 store.clone(),
                 commands_tx.clone(),
                 clock.clone(),
+                reloader.clone(),
             ))
             .detach();
         }
@@ -405,6 +428,8 @@ async fn serve(
         before_flush: options.before_flush,
         started: clock.unix_now(),
         sync: config.sync,
+        current: config.clone(),
+        config: config.clone(),
     };
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let mut drain_until: Option<Instant> = None;
@@ -580,6 +605,10 @@ struct RunLoop {
     /// Unix time the daemon started, for `status`.
     started: u64,
     sync: crate::config::SyncMode,
+    /// The configuration the daemon started with, and the one in effect since the
+    /// last reload.
+    config: Config,
+    current: Config,
 }
 
 impl RunLoop {
@@ -748,6 +777,15 @@ impl RunLoop {
                     .core
                     .manage(now, unix, |e, unix| e.cleanup(unix))
                     .ok_or_else(busy)?;
+                json(serde_json::to_value(done))
+            }
+            Manage::Reload(new) => {
+                let done = self.core.reload(&self.config, &self.current, &new);
+                info!(
+                    "configuration reloaded: applied {:?}; a restart is needed for {:?}",
+                    done.applied, done.restart_needed
+                );
+                self.current = *new;
                 json(serde_json::to_value(done))
             }
         }

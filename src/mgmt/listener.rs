@@ -39,6 +39,7 @@ pub async fn serve(
     store: Store,
     core: Sender<Command>,
     clock: Arc<dyn Clock>,
+    reload: Option<crate::daemon::Reloader>,
 ) {
     let _remove = RemoveOnDrop(path);
     let listener = match Async::new(listener) {
@@ -57,6 +58,7 @@ pub async fn serve(
             }
         };
         let (store, core, clock) = (store.clone(), core.clone(), clock.clone());
+        let reload = reload.clone();
         smol::spawn(async move {
             let stream = match stream.into_inner() {
                 Ok(s) => s,
@@ -65,7 +67,7 @@ pub async fn serve(
             smol::unblock(move || {
                 if let Err(e) = stream
                     .set_nonblocking(false)
-                    .and_then(|()| handle(stream, &store, &core, clock.as_ref()))
+                    .and_then(|()| handle(stream, &store, &core, clock.as_ref(), reload.as_ref()))
                 {
                     debug!("control connection ended: {e}");
                 }
@@ -101,6 +103,7 @@ fn handle(
     store: &Store,
     core: &Sender<Command>,
     clock: &dyn Clock,
+    reload: Option<&crate::daemon::Reloader>,
 ) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = BufWriter::new(stream);
@@ -233,6 +236,14 @@ fn handle(
             }
         }
         Request::Cleanup => manage(&mut out, store, core, Manage::Cleanup),
+        Request::Reload => match reload.map(|r| r()) {
+            None => fail(
+                &mut out,
+                "the daemon was started without a configuration file: nothing to re-read",
+            ),
+            Some(Err(e)) => fail(&mut out, &format!("not reloaded: {e}")),
+            Some(Ok(config)) => manage(&mut out, store, core, Manage::Reload(Box::new(config))),
+        },
         Request::Dump(opts) => {
             let mut frames = FrameWriter::new(&mut out);
             let mut barrier = || {

@@ -71,6 +71,9 @@ pub enum Request {
     Publish(crate::mgmt::inspect::LocalPublish),
     /// `ctl cleanup`: expiry and housekeeping now.
     Cleanup,
+    /// `ctl reload`: read the daemon's configuration file again and apply what can be
+    /// applied while running.
+    Reload,
 }
 
 /// The answer to a refresh command.

@@ -188,6 +188,13 @@ impl Engine {
         &self.packages
     }
 
+    /// Replaces the limits and policies (a configuration reload). What is stored stays
+    /// as it is: a shorter `max_expires` applies to the next refresh, a lower cap to the
+    /// next new dialog.
+    pub fn set_config(&mut self, config: EngineConfig) {
+        self.config = config;
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
