@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod dump;
 pub mod events;
 mod memory;
+pub mod metrics;
 pub mod mgmt;
 pub mod policy;
 pub mod presence;

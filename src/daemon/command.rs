@@ -40,8 +40,15 @@ pub enum Command {
     },
     /// Engine counters for `status`.
     Status(Sender<serde_json::Value>),
-    /// A flush the core asked for finished (from the daemon's flush task).
-    Flushed { seq: u64, ok: bool },
+    /// The core loop's figures for the metrics endpoint.
+    Metrics(Sender<crate::metrics::CoreFigures>),
+    /// A flush the core asked for finished (from the daemon's flush task), and how
+    /// long it took.
+    Flushed {
+        seq: u64,
+        ok: bool,
+        took: std::time::Duration,
+    },
     /// A restore's commit finished (from its blocking task).
     Restored {
         result: Result<TableCounts, String>,

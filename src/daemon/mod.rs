@@ -8,6 +8,7 @@
 //! - [`xcap`]: the integrated XCAP server or the fetcher.
 
 mod command;
+mod metrics;
 mod xcap;
 
 use std::net::SocketAddr;
@@ -58,6 +59,7 @@ impl std::error::Error for DaemonError {}
 pub struct Handle {
     addrs: Vec<(TransportKind, SocketAddr)>,
     xcap: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
     commands: Sender<Command>,
     shutdown: Sender<()>,
     thread: Option<std::thread::JoinHandle<Result<(), DaemonError>>>,
@@ -77,6 +79,11 @@ impl Handle {
     /// The integrated XCAP server's address, when it runs.
     pub fn xcap_addr(&self) -> Option<SocketAddr> {
         self.xcap
+    }
+
+    /// The metrics endpoint's address, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// Hands a command to the core loop; false if the daemon is not taking commands.
@@ -210,9 +217,14 @@ pub fn start_with(
         .spawn(move || run_blocking(config, clock, options, shutdown_rx, commands, ready_tx))
         .map_err(DaemonError::Bind)?;
     match ready_rx.recv() {
-        Ok(Ok((addrs, xcap))) => Ok(Handle {
+        Ok(Ok(Bound {
             addrs,
             xcap,
+            metrics,
+        })) => Ok(Handle {
+            addrs,
+            xcap,
+            metrics,
             commands: commands_tx,
             shutdown: shutdown_tx,
             thread: Some(thread),
@@ -228,9 +240,14 @@ pub fn start_with(
     }
 }
 
-type Ready = std::sync::mpsc::Sender<
-    Result<(Vec<(TransportKind, SocketAddr)>, Option<SocketAddr>), DaemonError>,
->;
+/// The addresses a started daemon listens on.
+struct Bound {
+    addrs: Vec<(TransportKind, SocketAddr)>,
+    xcap: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+}
+
+type Ready = std::sync::mpsc::Sender<Result<Bound, DaemonError>>;
 type CommandChannel = (Sender<Command>, Receiver<Command>);
 
 fn run_blocking(
@@ -415,7 +432,38 @@ async fn serve(
         Ok(x) => x,
         Err(e) => return Err(failed(&ready, DaemonError::Bind(e))),
     };
-    let _ = ready.send(Ok((addrs.clone(), xcap.addr)));
+    let metrics = match config.metrics_listen {
+        None => None,
+        Some(at) => match smol::net::TcpListener::bind(at).await {
+            Ok(listener) => {
+                let bound = listener.local_addr().ok();
+                let sources = metrics::Sources {
+                    commands: commands_tx.clone(),
+                    sockets: metrics::SocketCounters {
+                        queue_refused: refused.clone(),
+                        queue_dropped: dropped.clone(),
+                        rate_refused: limited.clone(),
+                        rate_dropped: limited_dropped.clone(),
+                    },
+                    store: store.clone(),
+                    xcap: xcap.answers.clone(),
+                    tables: Arc::default(),
+                };
+                ex.spawn(metrics::serve(listener, sources, ex.clone()))
+                    .detach();
+                bound
+            }
+            Err(e) => {
+                let e = std::io::Error::new(e.kind(), format!("metrics_listen {at}: {e}"));
+                return Err(failed(&ready, DaemonError::Bind(e)));
+            }
+        },
+    };
+    let _ = ready.send(Ok(Bound {
+        addrs: addrs.clone(),
+        xcap: xcap.addr,
+        metrics,
+    }));
 
     let mut rl = RunLoop {
         core,
@@ -430,6 +478,7 @@ async fn serve(
         sync: config.sync,
         current: config.clone(),
         config: config.clone(),
+        figures: crate::metrics::CoreFigures::default(),
     };
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let mut drain_until: Option<Instant> = None;
@@ -509,7 +558,9 @@ async fn serve(
                             received,
                         } => {
                             // How long it queued tells the core how far behind it is.
-                            rl.core.queue_delay(now.saturating_duration_since(received));
+                            let waited = now.saturating_duration_since(received);
+                            rl.figures.queue_delay.observe(waited.as_secs_f64());
+                            rl.core.queue_delay(waited);
                             rl.core.handle_incoming(&bytes, source, now, unix)
                         }
                         Inbound::SendFailed { tx } => rl.core.transport_error(tx, now, unix),
@@ -538,7 +589,11 @@ async fn serve(
             Step::Closed => break,
         }
         // Timers run after every step, so a busy socket cannot starve retransmissions.
+        let timers = std::time::Instant::now();
         rl.core.handle_timeout(now, unix);
+        rl.figures
+            .timer_round
+            .observe(timers.elapsed().as_secs_f64());
         // Real time, not the injected clock: how long requests behind this step waited.
         let held = started.elapsed();
         if held > LOOP_HELD_WARN {
@@ -609,6 +664,8 @@ struct RunLoop {
     /// last reload.
     config: Config,
     current: Config,
+    /// Histograms and counters only the loop sees, for the metrics endpoint.
+    figures: crate::metrics::CoreFigures,
 }
 
 impl RunLoop {
@@ -630,18 +687,20 @@ impl RunLoop {
         let gate = self.before_flush.clone();
         self.ex
             .spawn(async move {
-                let result = smol::unblock(move || {
+                let (result, took) = smol::unblock(move || {
                     if let Some(gate) = gate {
                         gate();
                     }
-                    store.flush()
+                    let started = std::time::Instant::now();
+                    let result = store.flush();
+                    (result, started.elapsed())
                 })
                 .await;
                 if let Err(e) = &result {
                     warn!("flush failed: {e}");
                 }
                 let ok = result.is_ok();
-                let _ = done.send(Command::Flushed { seq, ok }).await;
+                let _ = done.send(Command::Flushed { seq, ok, took }).await;
             })
             .detach();
     }
@@ -726,12 +785,26 @@ impl RunLoop {
                     "transactions_in_flight": self.core.in_flight(),
                 }));
             }
-            Command::Flushed { seq, ok } => {
+            Command::Flushed { seq, ok, took } => {
+                self.figures.flush.observe(took.as_secs_f64());
                 if ok {
                     self.core.flushed(seq, now, unix);
                 } else {
+                    self.figures.flush_failures += 1;
                     self.core.flush_failed(now);
                 }
+            }
+            Command::Metrics(reply) => {
+                let mut f = self.figures.clone();
+                f.uptime_s = unix.saturating_sub(self.started);
+                f.endpoint = self.core.endpoint().stats();
+                f.answered = self.core.endpoint().answered().clone();
+                f.engine = self.core.engine().stats();
+                f.shed = self.core.shed();
+                f.resident_subscriptions = self.core.engine().resident_subscriptions();
+                f.transactions_in_flight = self.core.in_flight();
+                f.udp_send_dropped = self.udp_out.dropped;
+                let _ = reply.try_send(f);
             }
         }
     }

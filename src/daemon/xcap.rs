@@ -26,6 +26,8 @@ enum FetchJob {
 /// The XCAP side of a running daemon.
 pub(super) struct XcapSide {
     pub addr: Option<SocketAddr>,
+    /// The integrated server's answers by status, for the metrics endpoint.
+    pub answers: Arc<crate::metrics::StatusCounts>,
     /// `None` when documents come from the integrated server.
     fetch: Option<Sender<FetchJob>>,
 }
@@ -46,6 +48,7 @@ impl XcapSide {
         if !wanted {
             return Ok(XcapSide {
                 addr: None,
+                answers: Arc::default(),
                 fetch: None,
             });
         }
@@ -58,6 +61,7 @@ impl XcapSide {
             }
         })
         .detach();
+        let answers = Arc::new(crate::metrics::StatusCounts::default());
         if config.integrated_xcap_server {
             let listener = smol::net::TcpListener::bind(config.xcap_listen).await?;
             let addr = listener.local_addr()?;
@@ -80,10 +84,12 @@ impl XcapSide {
                 gate,
                 changes_tx,
                 ex.clone(),
+                answers.clone(),
             ))
             .detach();
             return Ok(XcapSide {
                 addr: Some(addr),
+                answers,
                 fetch: None,
             });
         }
@@ -136,6 +142,7 @@ impl XcapSide {
             })?;
         Ok(XcapSide {
             addr: None,
+            answers,
             fetch: Some(jobs_tx),
         })
     }

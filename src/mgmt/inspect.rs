@@ -95,23 +95,13 @@ impl LocalPublish {
     }
 }
 
-fn status_name(code: u8) -> &'static str {
-    match code {
-        status::ACTIVE => "active",
-        status::PENDING => "pending",
-        status::TERMINATED => "terminated",
-        status::WAITING => "waiting",
-        _ => "unknown",
-    }
-}
-
 /// One line of `ctl watcher list`.
 pub fn dialog_line(d: &SubscriptionRow) -> Value {
     json!({
         "presentity": d.presentity_uri,
         "watcher": d.watcher_uri,
         "event": d.event,
-        "status": status_name(d.status),
+        "status": status::name(d.status),
         "expires": d.expires,
         "transport": d.socket_info.split(':').next().unwrap_or_default(),
         "contact": d.remote_target,

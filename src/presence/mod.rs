@@ -130,6 +130,8 @@ pub struct EngineStats {
     pub notifies_sent: u64,
     pub notify_failures: u64,
     pub aggregations: u64,
+    /// Changes folded into a NOTIFY already waiting (one NOTIFY instead of several).
+    pub notifies_coalesced: u64,
 }
 
 /// Seconds between checks for resident subscriptions that can leave memory.

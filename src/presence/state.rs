@@ -240,7 +240,9 @@ impl Engine {
             Status::Active => Body::full(change.body(decision.view, sub.resource())),
             _ => Body::None,
         };
-        sub.notify(body);
+        if sub.notify(body) {
+            self.stats.notifies_coalesced += 1;
+        }
         self.pump(sub, now);
     }
 

@@ -263,7 +263,9 @@ impl Engine {
         };
         self.put_watcher_row(watcher, now);
         self.stats.subscribes += 1;
-        sub.notify(body);
+        if sub.notify(body) {
+            self.stats.notifies_coalesced += 1;
+        }
         self.pump(sub, now);
         r
     }

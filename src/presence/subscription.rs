@@ -359,14 +359,19 @@ impl Subscription {
 
     /// Asks for a NOTIFY with the current status and `body`. It waits if one is in
     /// flight; a terminated subscription takes no more.
-    pub fn notify(&mut self, body: Body) {
+    /// True when a NOTIFY was already waiting and this one takes its place (the two
+    /// changes leave as one NOTIFY).
+    pub fn notify(&mut self, body: Body) -> bool {
         if self.is_terminated() {
-            return;
+            return false;
         }
-        self.waiting = Some(match (self.waiting.take(), body) {
+        let waiting = self.waiting.take();
+        let coalesced = waiting.is_some();
+        self.waiting = Some(match (waiting, body) {
             (Some(_), Body::Delta(_)) => Next::FullState,
             (_, body) => Next::Send(body),
         });
+        coalesced
     }
 
     /// Ends the subscription: its final NOTIFY (`Subscription-State: terminated`) with

@@ -9,7 +9,7 @@
 //! response routing (§18.2.2) and the transaction timers.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -195,6 +195,12 @@ enum ServerKey {
 }
 
 impl ServerKey {
+    fn method(&self) -> &str {
+        match self {
+            ServerKey::Rfc3261 { method, .. } | ServerKey::Rfc2543 { method, .. } => method,
+        }
+    }
+
     /// An unambiguous byte form (each field length-prefixed), stored with a completed
     /// transaction so that a digest match is checked against the real key.
     fn encode(&self) -> Vec<u8> {
@@ -278,6 +284,8 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     next_id: u64,
     stats: Stats,
+    /// Final responses by method and status (see [`Endpoint::answered`]).
+    answered: BTreeMap<(&'static str, u16), u64>,
 }
 
 /// The largest UDP payload over IPv4 (65,535 − 8 − 20).
@@ -303,6 +311,7 @@ impl Endpoint {
             events: VecDeque::new(),
             next_id: 1,
             stats: Stats::default(),
+            answered: BTreeMap::new(),
         }
     }
 
@@ -312,6 +321,17 @@ impl Endpoint {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Final responses sent so far, by request method (see
+    /// [`crate::metrics::method_label`]) and status code.
+    pub fn answered(&self) -> &BTreeMap<(&'static str, u16), u64> {
+        &self.answered
+    }
+
+    fn count_answer(&mut self, method: &str, status: u16) {
+        let method = crate::metrics::method_label(method);
+        *self.answered.entry((method, status)).or_default() += 1;
     }
 
     /// Work that a graceful shutdown waits for: client transactions still waiting for an
@@ -505,6 +525,7 @@ impl Endpoint {
         source: &Source,
     ) {
         self.stats.rejected_stateless += 1;
+        self.count_answer(req.method.as_str(), status);
         let mut resp = Response::for_request(req, status, reason);
         resp.set_to_tag(&random_token(10));
         self.transmits.push_back(Transmit {
@@ -522,6 +543,10 @@ impl Endpoint {
         };
         let status = response.status;
         let bytes = response.to_bytes();
+        if status >= 200 {
+            let method = crate::metrics::method_label(entry.key.method());
+            *self.answered.entry((method, status)).or_default() += 1;
+        }
         let outs = match &mut entry.machine {
             ServerMachine::NonInvite(m) => {
                 let outs = m.send_response(status, bytes, now);

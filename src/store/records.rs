@@ -18,6 +18,17 @@ pub mod status {
     pub const PENDING: u8 = 2;
     pub const TERMINATED: u8 = 3;
     pub const WAITING: u8 = 4;
+
+    /// The name `ctl` and the metrics show for a status code.
+    pub fn name(code: u8) -> &'static str {
+        match code {
+            ACTIVE => "active",
+            PENDING => "pending",
+            TERMINATED => "terminated",
+            WAITING => "waiting",
+            _ => "unknown",
+        }
+    }
 }
 
 /// One publication (RFC 3903): a row of the `presentity` table.

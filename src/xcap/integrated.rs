@@ -290,6 +290,7 @@ pub async fn serve(
     gate: Option<Arc<Gate>>,
     changes: Sender<Notice>,
     ex: Arc<smol::Executor<'static>>,
+    answers: Arc<crate::metrics::StatusCounts>,
 ) {
     if let Ok(a) = listener.local_addr() {
         info!("XCAP server listening on http://{a}{ROOT}");
@@ -304,9 +305,9 @@ pub async fn serve(
             }
         };
         let (store, cfg, changes) = (store.clone(), cfg.clone(), changes.clone());
-        let gate = gate.clone();
+        let (gate, answers) = (gate.clone(), answers.clone());
         ex.spawn(async move {
-            if let Err(e) = connection(stream, store, cfg, gate, changes).await {
+            if let Err(e) = connection(stream, store, cfg, gate, changes, &answers).await {
                 debug!("xcap: {peer}: {e}");
             }
         })
@@ -320,6 +321,7 @@ async fn connection(
     cfg: ServerConfig,
     gate: Option<Arc<Gate>>,
     changes: Sender<Notice>,
+    answers: &crate::metrics::StatusCounts,
 ) -> Result<(), ReadError> {
     let mut buf = Vec::new();
     loop {
@@ -333,6 +335,7 @@ async fn connection(
             Err(ReadError::Closed) => return Ok(()),
             Err(e) => {
                 let status = refusal(&e);
+                answers.record(status);
                 let wire = http::response_bytes(status, &[("Connection", "close".into())], b"");
                 let _ = stream.write_all(&wire).await;
                 drain(&mut stream).await;
@@ -351,6 +354,7 @@ async fn connection(
             })
             .await;
         debug!("xcap: {method} {path} -> {}", reply.status);
+        answers.record(reply.status);
         if let Some(c) = changed {
             // Answer once the watchers were re-evaluated, so a client that acts on the
             // answer never races its own change.
