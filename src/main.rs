@@ -177,6 +177,7 @@ enum CtlCommand {
     Publish(CtlPublish),
     Cleanup(CtlCleanup),
     Reload(CtlReload),
+    Compact(CtlCompact),
     PresPhtableList(CtlPresPhtableList),
     SubsPhtableList(CtlSubsPhtableList),
 }
@@ -321,6 +322,13 @@ struct CtlCleanup {}
 #[derive(FromArgs)]
 #[argh(subcommand, name = "reload")]
 struct CtlReload {}
+
+/// Rewrite the database into fresh files and switch to them, reclaiming the space of
+/// deleted rows, while the daemon keeps serving (writes wait only for the changes made
+/// during the copy). Prints the sizes before and after.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "compact")]
+struct CtlCompact {}
 
 /// Table sizes and engine counters.
 #[derive(FromArgs)]
@@ -834,6 +842,7 @@ fn ctl(args: CtlArgs) -> ExitCode {
                 },
                 CtlCommand::Cleanup(_) => client.call(&Request::Cleanup, &mut std::io::sink()),
                 CtlCommand::Reload(_) => client.call(&Request::Reload, &mut std::io::sink()),
+                CtlCommand::Compact(_) => client.call(&Request::Compact, &mut std::io::sink()),
                 _ => unreachable!("listings are handled above"),
             };
             return match answer {

@@ -236,6 +236,12 @@ fn handle(
             }
         }
         Request::Cleanup => manage(&mut out, store, core, Manage::Cleanup),
+        // On this thread, not the core loop's: the copy takes as long as the tables are
+        // large, and only its last step holds writes.
+        Request::Compact => match store.compact() {
+            Ok(done) => ok(&mut out, &done),
+            Err(e) => fail(&mut out, &format!("not compacted: {e}")),
+        },
         Request::Reload => match reload.map(|r| r()) {
             None => fail(
                 &mut out,

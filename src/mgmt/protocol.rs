@@ -74,6 +74,8 @@ pub enum Request {
     /// `ctl reload`: read the daemon's configuration file again and apply what can be
     /// applied while running.
     Reload,
+    /// `ctl compact`: rewrite the database into fresh files while serving.
+    Compact,
 }
 
 /// The answer to a refresh command.

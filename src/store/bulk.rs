@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::atomic::Ordering;
+
 use super::keys::{self, ROW};
 use super::records::{self, Publication, SubscriptionRow, Watcher};
 use super::subscriber::Subscriber;
@@ -21,7 +23,7 @@ use super::xcap::Xcap;
 use super::{Store, StoreError};
 
 /// The staging tree's name; a leftover from a crash mid-restore is dropped on reuse.
-const TREE: &str = "restore-staging";
+pub(super) const TREE: &str = "restore-staging";
 
 // Tags in the staging tree; their order is the order rows are applied in.
 const PRESENTITY: u8 = b'1';
@@ -86,10 +88,20 @@ fn tagged(tag: u8, key: &[u8]) -> Vec<u8> {
 impl Store {
     /// Starts a restore: an empty staging tree.
     pub fn staging(&self) -> Result<Staging, StoreError> {
-        self.inner.db.drop_tree(TREE)?;
+        let _one = self
+            .inner
+            .maintenance
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.inner.compacting.load(Ordering::Acquire) {
+            return Err(StoreError::Busy(
+                "the database is being compacted; restore when that is done",
+            ));
+        }
+        self.inner.db().drop_tree(TREE)?;
         Ok(Staging {
             store: self.clone(),
-            tree: self.inner.db.open_tree(TREE)?,
+            tree: self.inner.db().open_tree(TREE)?,
             counts: TableCounts::default(),
         })
     }
@@ -243,7 +255,7 @@ impl Staging {
     /// Forgets the staged rows; the live tables were never touched.
     pub fn discard(self) -> Result<(), StoreError> {
         drop(self.tree);
-        self.store.inner.db.drop_tree(TREE)?;
+        self.store.inner.db().drop_tree(TREE)?;
         Ok(())
     }
 }
@@ -280,12 +292,17 @@ pub struct BulkLoad {
 impl Store {
     /// A [`BulkLoad`] if all five tables are empty, else `None` (use [`Store::staging`]).
     pub fn bulk_load(&self) -> Result<Option<BulkLoad>, StoreError> {
+        if self.inner.compacting.load(Ordering::Acquire) {
+            return Err(StoreError::Busy(
+                "the database is being compacted; restore when that is done",
+            ));
+        }
         if self.counts()?.total() != 0 {
             return Ok(None);
         }
         // Pending removals must not land on top of the loaded rows.
         self.inner.drain()?;
-        let db = &self.inner.db;
+        let db = &self.inner.db();
         Ok(Some(BulkLoad {
             store: self.clone(),
             presentity: db.open_tree("presentity")?,

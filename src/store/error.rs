@@ -25,12 +25,15 @@ pub enum StoreError {
         path: std::path::PathBuf,
         error: std::io::Error,
     },
+    /// Maintenance that cannot run now (a compaction while a restore is staged, …).
+    Busy(&'static str),
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Sled(e) => write!(f, "database error: {e}"),
+            StoreError::Busy(why) => f.write_str(why),
             StoreError::Encode(e) => e.fmt(f),
             StoreError::Corrupt { tree, key, why } => {
                 write!(

@@ -39,6 +39,7 @@
 //! PUBLISHes, RFC 3903 §6) is still the caller's job.
 
 mod bulk;
+mod compact;
 mod durable;
 mod error;
 pub mod keys;
@@ -52,6 +53,7 @@ mod table;
 pub mod xcap;
 
 pub use bulk::{BulkLoad, Staged, Staging, TableCounts};
+pub use compact::Compacted;
 pub use error::StoreError;
 pub use records::{Publication, SubscriptionRow, Watcher, status};
 pub use repair::RepairReport;
@@ -92,7 +94,8 @@ pub struct Store {
 }
 
 struct Inner {
-    db: sled::Db,
+    /// Replaced, with the tables' trees, when the database is compacted ([`compact`]).
+    db: std::sync::RwLock<sled::Db>,
     publications: Table,
     subscriptions: Table,
     watchers: Table,
@@ -100,7 +103,16 @@ struct Inner {
     subscribers: Table,
     sync_always: bool,
     /// The files a flush syncs; `None` for a temporary store.
-    disk: Option<Disk>,
+    disk: std::sync::RwLock<Option<Arc<Disk>>>,
+    /// The directory the store was opened at (`None`: temporary). sled's files are in
+    /// it, or, once compacted, in the subdirectory its `current` file names.
+    root: Option<std::path::PathBuf>,
+    cache_capacity: u64,
+    /// Added to sled's ids: a compacted database's id generator starts again at 0.
+    sequence_base: AtomicU64,
+    /// Serialises the start of a restore and of a compaction (see [`compact`]).
+    maintenance: std::sync::Mutex<()>,
+    compacting: std::sync::atomic::AtomicBool,
     /// Writes so far: a flush that starts after a write has returned covers it.
     writes: AtomicU64,
     /// Writes still to refuse (fault injection for tests).
@@ -253,11 +265,26 @@ impl Inner {
     /// Drain, sled's flush (the log written), then the files synced.
     fn flush(&self) -> Result<(), StoreError> {
         self.drain()?;
-        self.db.flush()?;
-        if let Some(disk) = &self.disk {
+        self.db().flush()?;
+        if let Some(disk) = self.disk() {
             disk.sync()?;
         }
         Ok(())
+    }
+
+    /// The current database (a handle: sled's are reference-counted).
+    fn db(&self) -> sled::Db {
+        self.db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn disk(&self) -> Option<Arc<Disk>> {
+        self.disk
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -300,10 +327,13 @@ fn open_db(path: &Path, cache_capacity: u64) -> Result<sled::Db, sled::Error> {
 
 impl Store {
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
-        Disk::before_open(path)?;
-        let db = open_db(path, opts.cache_capacity)?;
-        let disk = Disk::open(path)?;
-        Store::with_db(db, Some(disk), opts)
+        let data = compact::data_dir(path);
+        Disk::before_open(&data)?;
+        let db = open_db(&data, opts.cache_capacity)?;
+        let disk = Disk::open(&data)?;
+        // Only now, holding sled's lock: what an interrupted compaction left behind.
+        compact::tidy(path, &data);
+        Store::with_db(db, Some(disk), Some(path.to_path_buf()), opts)
     }
 
     /// A database in memory (sled's temporary mode, under /dev/shm on Linux), gone when
@@ -313,11 +343,17 @@ impl Store {
             .temporary(true)
             .cache_capacity(opts.cache_capacity)
             .open()?;
-        Store::with_db(db, None, opts)
+        Store::with_db(db, None, None, opts)
     }
 
-    fn with_db(db: sled::Db, disk: Option<Disk>, opts: StoreOptions) -> Result<Store, StoreError> {
+    fn with_db(
+        db: sled::Db,
+        disk: Option<Disk>,
+        root: Option<std::path::PathBuf>,
+        opts: StoreOptions,
+    ) -> Result<Store, StoreError> {
         let behind = !opts.sync_always;
+        let sequence_base = compact::sequence_base(&db)?;
         let inner = Inner {
             publications: Table::open(&db, "presentity", behind)?,
             subscriptions: Table::open(&db, "active_watchers", behind)?
@@ -325,9 +361,14 @@ impl Store {
             watchers: Table::open(&db, "watchers", behind)?,
             xcap: Table::open(&db, "xcap", behind)?,
             subscribers: Table::open(&db, "subscriber", behind)?,
-            db,
+            db: std::sync::RwLock::new(db),
             sync_always: opts.sync_always,
-            disk,
+            disk: std::sync::RwLock::new(disk.map(Arc::new)),
+            root,
+            cache_capacity: opts.cache_capacity,
+            sequence_base: AtomicU64::new(sequence_base),
+            maintenance: std::sync::Mutex::new(()),
+            compacting: std::sync::atomic::AtomicBool::new(false),
             writes: AtomicU64::new(0),
             failing: AtomicU32::new(0),
             sub_events: std::sync::Mutex::new(EventsSeen::Any),
@@ -353,12 +394,13 @@ impl Store {
     /// A number larger than any this database returned before, across restarts (sled's
     /// persisted id generator): publication order for aggregation.
     pub fn next_sequence(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.generate_id()?)
+        let id = self.inner.db().generate_id()?;
+        Ok(self.inner.sequence_base.load(Ordering::Acquire) + id)
     }
 
     /// Bytes the database occupies on disk (sled reclaims little on delete).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()?)
+        Ok(self.inner.db().size_on_disk()?)
     }
 
     /// Counts a completed write; with `sync_always`, makes it durable first.

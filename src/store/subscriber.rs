@@ -52,7 +52,7 @@ impl Record for Subscriber {
 impl Store {
     /// The subscriber tree, for bulk loading.
     pub(super) fn subscriber_tree(&self) -> Result<sled::Tree, StoreError> {
-        Ok(self.inner.subscribers.tree()?.clone())
+        self.inner.subscribers.tree()
     }
 
     /// Inserts or replaces one account.
@@ -94,7 +94,7 @@ impl Store {
     /// source, kept with the database so that a restart keeps nonces recognisable.
     pub fn auth_secret(&self) -> Result<[u8; 32], StoreError> {
         const KEY: &[u8] = b"auth_secret";
-        let db = &self.inner.db;
+        let db = &self.inner.db();
         if let Some(v) = db.get(KEY)?
             && let Ok(secret) = <[u8; 32]>::try_from(v.as_ref())
         {

@@ -116,7 +116,8 @@ const DRAIN_AT_BYTES: usize = 256 * 1024 * 1024;
 
 pub(super) struct Table {
     name: &'static str,
-    tree: sled::Tree,
+    /// Replaced by [`Table::swap_tree`] when the database is compacted into new files.
+    tree: std::sync::RwLock<sled::Tree>,
     /// Serialises writes, and holds the group sizes they keep up to date.
     writes: Mutex<Counts>,
     /// The kinds of group rows are counted in: (index tag, leading key parts).
@@ -142,7 +143,7 @@ impl Table {
         }
         Ok(Table {
             name,
-            tree,
+            tree: std::sync::RwLock::new(tree),
             writes: Mutex::new(Counts::default()),
             groups: &[],
             rows: AtomicU64::new(rows),
@@ -160,11 +161,39 @@ impl Table {
 
     /// The tree itself, for bulk loading (which keeps the same key layout), after the
     /// pending writes have reached it.
-    pub fn tree(&self) -> Result<&sled::Tree, StoreError> {
+    pub fn tree(&self) -> Result<sled::Tree, StoreError> {
         self.drain()?;
         // What is written there bypasses the counts.
         self.lock().forget();
-        Ok(&self.tree)
+        Ok(self.t())
+    }
+
+    /// The sled tree's name.
+    pub fn tree_name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The current tree (a handle: sled trees are reference-counted).
+    fn t(&self) -> sled::Tree {
+        self.tree
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Holds this table's writes (for a compaction's last step): while the guard lives,
+    /// no row is written.
+    pub fn hold_writes(&self) -> std::sync::MutexGuard<'_, impl Sized> {
+        self.lock()
+    }
+
+    /// Points the table at `tree`, which holds the same entries (a compacted copy).
+    /// The caller holds [`Table::hold_writes`] and has drained the pending writes.
+    pub fn swap_tree(&self, tree: sled::Tree) {
+        *self
+            .tree
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = tree;
     }
 
     /// How many index entries start with `group` (a prefix some [`Record::count_groups`]
@@ -239,7 +268,7 @@ impl Table {
     /// Writes the pending operations to the tree; returns how many.
     pub fn drain(&self) -> Result<usize, StoreError> {
         match &self.overlay {
-            Some(o) => Ok(o.drain(&self.tree)?),
+            Some(o) => Ok(o.drain(&self.t())?),
             None => Ok(0),
         }
     }
@@ -256,7 +285,7 @@ impl Table {
         {
             return Ok(pending);
         }
-        Ok(self.tree.get(key)?)
+        Ok(self.t().get(key)?)
     }
 
     /// Entries under `prefix`, pending writes laid over the tree.
@@ -266,7 +295,7 @@ impl Table {
             .as_ref()
             .map(|o| o.range(&prefix))
             .unwrap_or_default();
-        Merged::new(self.tree.scan_prefix(prefix), pending)
+        Merged::new(self.t().scan_prefix(prefix), pending)
     }
 
     /// Entries under `prefix` after the key `after`, pending writes laid over the tree.
@@ -278,7 +307,7 @@ impl Table {
             .map(|o| o.range_from(&prefix, Bound::Excluded(after)))
             .unwrap_or_default();
         let tree = self
-            .tree
+            .t()
             .range::<&[u8], _>((Bound::Excluded(after), Bound::Unbounded));
         Merged::new(tree, pending).with_prefix(prefix)
     }
@@ -289,7 +318,7 @@ impl Table {
         match &self.overlay {
             Some(o) => {
                 if o.extend(ops, absent) > DRAIN_AT_BYTES {
-                    o.drain(&self.tree)?;
+                    o.drain(&self.t())?;
                 }
             }
             None => {
@@ -300,7 +329,7 @@ impl Table {
                         None => batch.remove(k),
                     }
                 }
-                self.tree.apply_batch(batch)?;
+                self.t().apply_batch(batch)?;
             }
         }
         Ok(())
@@ -354,7 +383,7 @@ impl Table {
         let prefix = [EXPIRY];
         let pending = self.overlay.as_ref().and_then(|o| o.first_written(&prefix));
         let mut in_tree = None;
-        for entry in self.tree.scan_prefix(prefix) {
+        for entry in self.t().scan_prefix(prefix) {
             let (key, _) = entry?;
             let removed = self
                 .overlay
@@ -606,13 +635,13 @@ impl Table {
         self.drain()?;
         let mut report = Reindexed::default();
         let mut batch = Batch::default();
-        for entry in self.tree.iter() {
+        for entry in self.t().iter() {
             let (key, value) = entry?;
             match key.first() {
                 Some(&ROW) => match self.decode::<R>(&key, &value) {
                     Ok(rec) => {
                         for (e, v) in index_entries(&rec, &key)? {
-                            if self.tree.get(&e)?.is_none_or(|have| have != v) {
+                            if self.t().get(&e)?.is_none_or(|have| have != v) {
                                 batch.insert(e, v);
                                 report.added += 1;
                             }
@@ -628,7 +657,7 @@ impl Table {
                         Some((_, row_key)) => row_key,
                         None => &value,
                     };
-                    let owned = match self.tree.get(row_key)? {
+                    let owned = match self.t().get(row_key)? {
                         None => false,
                         Some(bytes) => match self.decode::<R>(row_key, &bytes) {
                             Ok(rec) => index_entries(&rec, row_key)?
@@ -649,25 +678,25 @@ impl Table {
                 }
             }
         }
-        self.tree.apply_batch(batch)?;
+        self.t().apply_batch(batch)?;
         Ok(report)
     }
 
     #[cfg(test)]
     pub fn raw_insert(&self, key: &[u8], value: &[u8]) {
         self.drain().unwrap();
-        self.tree.insert(key, value).unwrap();
+        self.t().insert(key, value).unwrap();
     }
 
     #[cfg(test)]
     pub fn raw_remove(&self, key: &[u8]) {
         self.drain().unwrap();
-        self.tree.remove(key).unwrap();
+        self.t().remove(key).unwrap();
     }
 
     #[cfg(test)]
     pub fn raw_len(&self) -> usize {
         self.drain().unwrap();
-        self.tree.len()
+        self.t().len()
     }
 }

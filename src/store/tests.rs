@@ -313,7 +313,7 @@ fn a_flush_syncs_the_blob_files_sled_writes_for_large_rows() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(!on_disk.is_empty(), "sled wrote no blob for a 300 KiB row");
-    let disk = store.inner.disk.as_ref().expect("an on-disk store");
+    let disk = store.inner.disk().expect("an on-disk store");
     let synced = disk.synced_blobs();
     assert!(
         on_disk.iter().all(|b| synced.contains(b)),
@@ -836,4 +836,158 @@ fn subscriber_lookups_are_skipped_only_for_events_no_dialog_can_have() {
         assert!(store.may_have_subscriptions(e), "{e}");
     }
     assert!(!store.may_have_subscriptions("message-summary"));
+}
+
+/// Every publication as (event, presentity, etag, expires), in key order.
+fn all_publications(store: &Store) -> Vec<(String, String, String, u64)> {
+    store
+        .iter_publications()
+        .map(|p| {
+            let p = p.unwrap();
+            (p.event, p.presentity_uri, p.etag, p.expires)
+        })
+        .collect()
+}
+
+#[test]
+fn compaction_keeps_every_row_and_every_write_made_while_it_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    for i in 0..3000u64 {
+        let p = presentity(&format!("sip:u{i}@b"), "presence", "e", 100 + i);
+        store.put_publication(&p).unwrap();
+        if i % 3 != 0 {
+            store
+                .delete_publication("presence", &format!("sip:u{i}@b"), "e")
+                .unwrap();
+        }
+    }
+    store
+        .put_subscription(&dialog("sip:u0@b", "presence", "c1", 100))
+        .unwrap();
+    // The dialog's watchers row, so that a repair after the compaction has nothing to do.
+    store.repair(0, |_| true).unwrap();
+    store.flush().unwrap();
+    let secret = store.auth_secret().unwrap();
+    let seq = store.next_sequence().unwrap();
+    // A writer keeps going for the whole compaction.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) || n < 200 {
+                let p = presentity(&format!("sip:w{n}@b"), "dialog", "e", 7);
+                store.put_publication(&p).unwrap();
+                if n % 2 == 1 {
+                    store
+                        .delete_publication("dialog", &format!("sip:w{}@b", n - 1), "e")
+                        .unwrap();
+                }
+                // As the daemon's periodic flush does: writes reach the trees mid-copy.
+                if n.is_multiple_of(64) {
+                    store.flush().unwrap();
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    let done = store.compact().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let written = writer.join().unwrap();
+    assert!(done.entries > 0, "{done:?}");
+
+    // What the model says: every third u-presentity, and of the writer's, the odd ones.
+    let mut want: Vec<(String, String, String, u64)> = (0..3000u64)
+        .filter(|i| i % 3 == 0)
+        .map(|i| {
+            (
+                "presence".into(),
+                format!("sip:u{i}@b"),
+                "e".into(),
+                100 + i,
+            )
+        })
+        .chain(
+            (0..written)
+                .filter(|n| n % 2 == 1 || *n == written - 1)
+                .map(|n| ("dialog".into(), format!("sip:w{n}@b"), "e".into(), 7)),
+        )
+        .collect();
+    want.sort();
+    let mut got = all_publications(&store);
+    got.sort();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+    assert_eq!(store.publications_count(), want.len() as u64);
+    let repaired = store.repair(0, |_| true).unwrap();
+    assert!(repaired.changed_nothing(), "{repaired:?}");
+    assert_eq!(
+        store.auth_secret().unwrap(),
+        secret,
+        "the default tree is copied"
+    );
+    assert!(store.next_sequence().unwrap() > seq, "ids keep growing");
+    assert!(
+        std::fs::read_to_string(dir.path().join("current"))
+            .unwrap()
+            .starts_with("compacted-1")
+    );
+    assert!(!dir.path().join("db").exists(), "the old files are gone");
+
+    // A second compaction replaces the first copy; a reopen finds the current one.
+    store.compact().unwrap();
+    assert!(!dir.path().join("compacted-1").exists());
+    let seq = store.next_sequence().unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let mut again = all_publications(&store);
+    again.sort();
+    assert_eq!(again, want);
+    assert_eq!(
+        store
+            .get_subscription("c1", "tt", "ft")
+            .unwrap()
+            .map(|d| d.call_id),
+        Some("c1".into())
+    );
+    assert!(store.next_sequence().unwrap() > seq);
+}
+
+#[test]
+fn compaction_reclaims_the_space_of_deleted_rows() {
+    let (_dir, store) = open();
+    let body = "x".repeat(2000);
+    for i in 0..4000u64 {
+        let mut p = presentity(&format!("sip:u{i}@b"), "presence", "e", 100);
+        p.body = body.clone().into_bytes();
+        store.put_publication(&p).unwrap();
+    }
+    store.flush().unwrap();
+    for i in 0..4000u64 {
+        if i % 10 != 0 {
+            store
+                .delete_publication("presence", &format!("sip:u{i}@b"), "e")
+                .unwrap();
+        }
+    }
+    let done = store.compact().unwrap();
+    assert!(
+        done.size_after * 2 < done.size_before,
+        "{} → {} bytes",
+        done.size_before,
+        done.size_after
+    );
+    assert_eq!(store.publications_count(), 400);
+}
+
+#[test]
+fn a_compaction_waits_for_a_staged_restore_and_the_other_way_round() {
+    let (_dir, store) = open();
+    let staging = store.staging().unwrap();
+    assert!(matches!(store.compact(), Err(StoreError::Busy(_))));
+    drop(staging);
+    let (_dir2, tmp) = ((), Store::open_temporary(StoreOptions::default()).unwrap());
+    assert!(matches!(tmp.compact(), Err(StoreError::Busy(_))));
 }

@@ -68,7 +68,7 @@ impl Record for Xcap {
 impl Store {
     /// The xcap tree, for bulk loading.
     pub(super) fn xcap_tree(&self) -> Result<sled::Tree, StoreError> {
-        Ok(self.inner.xcap.tree()?.clone())
+        self.inner.xcap.tree()
     }
 
     /// Inserts or replaces one document.

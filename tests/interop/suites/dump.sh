@@ -6,7 +6,10 @@
 dump_suite() {
     local port dir scen ok=1
     port=$(free_port)
-    start_presenced dump "$port" >/dev/null || { FAILED=$((FAILED + 1)); return; }
+    # SIPp offers 600 requests/s from one address, above the default per-source rate:
+    # this is a load test, not an abuse test.
+    start_presenced dump "$port" --config "$(write_config dump 'max_requests_per_source = 0')" \
+        >/dev/null || { FAILED=$((FAILED + 1)); return; }
     dir="$WORK/dump"
     scen="$dir/load.xml"
     cat >"$scen" <<'XML'
