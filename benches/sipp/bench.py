@@ -15,6 +15,10 @@ Measures (pick with --only, comma-separated; the default is the first four):
                 publish_new rate search), 2R of publish_new for 30 s (a 503 is an expected
                 answer there, counted), then R for 30 s on the same server: is the second
                 phase clean?
+  io            bytes written to disk per operation (write_bytes of /proc/PID/io): N new
+                PUBLISHes (--io publish_new=100000 at --io-rate 1000/s), refreshes and
+                modifies of them, new kept SUBSCRIBEs with their NOTIFY, new PUBLISHes at
+                --io-slow-rate (10/s); the database's size on disk per row
   mix           phones with BLF keys: --phones N (20,000) each watching --blf K (10) other
                 phones (Event: dialog), refreshing every --refresh S (600) seconds, and
                 --change-pct P (1) % of the phones changing state per second by PUBLISH
@@ -22,7 +26,8 @@ Measures (pick with --only, comma-separated; the default is the first four):
 
 Scenarios: publish.xml, subscribe.xml, watchers.xml, subscribe_keep.xml (the original
 measures; subscribe_keep.xml is also subscribe_new's watcher), publish_new.xml,
-mix_phone.xml, mix_blf.xml. BENCH_KEEP=1 keeps each run's directory (SIPp statistics,
+mix_phone.xml, mix_blf.xml, io_publish_new.xml, io_publish_refresh.xml, io_publish_modify.xml
+(io). BENCH_KEEP=1 keeps each run's directory (SIPp statistics,
 response times, errors with -trace_err, the daemon's log) and names it on stderr.
 
 Every run reports SIPp's response times (p50/p99), the CPU time of the presenced process
@@ -91,10 +96,10 @@ def free_port():
 
 
 class Server:
-    def __init__(self, work, extra_config="", source_limits=False):
+    def __init__(self, work, extra_config="", source_limits=False, db=None):
         self.work = work
         self.port = free_port()
-        self.db = os.path.join(work, "db")
+        self.db = db or os.path.join(work, "db")
         self.output = None
         cfg = os.path.join(work, "presenced.toml")
         with open(cfg, "w") as f:
@@ -794,6 +799,232 @@ def mix(a, window, results, settle, out):
                        f"{notifies / secs:,.0f}; " + ("clean" if ok else "NOT clean")))
 
 
+# ---- bytes written per operation (flash wear) ---------------------------------------------
+
+# Operations measured by io_per_op, in the order they run, and how many of each by default
+# (--io NAME=N; 0 skips one). refresh and modify act on publications the phase before made
+# (SIP-If-Match with the ETag it got back), so refresh ≤ publish_new and modify ≤ refresh;
+# subscribe_new watches the first N presentities publish_new made. slow is new PUBLISHes at
+# --io-slow-rate, where every flush carries only a few operations (a quiet router); idle=S is
+# S seconds without traffic before it (what the database writes on its own meanwhile).
+IO_PHASES = {"publish_new": 100_000, "refresh": 50_000, "modify": 50_000, "subscribe_new": 30_000,
+             "idle": 30, "slow": 300}
+
+
+def proc_io(pid):
+    """/proc/PID/io of the whole process (every thread) as integers."""
+    with open(f"/proc/{pid}/io") as f:
+        return {k: int(v) for k, v in (l.split(": ", 1) for l in f.read().splitlines() if ": " in l)}
+
+
+def sync_period_s():
+    """The daemon's sync_period_ms (--config), in seconds."""
+    try:
+        import tomllib
+        return tomllib.loads(EXTRA_CONFIG).get("sync_period_ms", 500) / 1000
+    except Exception:  # an unparsable --config fails at the daemon's start anyway
+        return 0.5
+
+
+def settled_io(srv, quiet_s):
+    """/proc/PID/io once the daemon has stopped writing: `quiet_s` first (past the periodic
+    flush that covers the last operation, sync_period_ms after it), then until write_bytes
+    has not moved for 2 s (sled's own flusher thread syncs every 500 ms), at most 60 s."""
+    time.sleep(quiet_s)
+    last = proc_io(srv.proc.pid)
+    if getattr(srv, "db_fs", None):
+        # The file system's own writes (journal commit, metadata) for what the daemon
+        # wrote reach the device now, not up to 5 s later (syncfs of that file system).
+        subprocess.run(["sync", "-f", srv.db_fs], check=False)
+    still, deadline = time.time(), time.time() + 60
+    while time.time() - still < 2 and time.time() < deadline:
+        time.sleep(0.25)
+        now = proc_io(srv.proc.pid)
+        if now["write_bytes"] != last["write_bytes"]:
+            last, still = now, time.time()
+    return last
+
+
+def device_stat(path):
+    """The block device under `path` (/sys/dev/block/MAJ:MIN/stat): (sectors written,
+    write requests), or None. Whole device: exact for the daemon only on a file system
+    nothing else writes to (--io-dir)."""
+    try:
+        dev = os.stat(path).st_dev
+        with open(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat") as f:
+            fields = f.read().split()
+        return int(fields[6]), int(fields[4])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def disk_usage(path):
+    """(apparent bytes, allocated bytes) of every file under `path` (du -sb, du -sB1)."""
+    size = alloc = 0
+    for d, _, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.stat(os.path.join(d, name))
+            except FileNotFoundError:
+                continue
+            size += st.st_size
+            alloc += st.st_blocks * 512
+    return size, alloc
+
+
+def sipp_log(path):
+    """The lines a scenario's <log> actions wrote ("user;etag")."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [l.strip() for l in f if re.fullmatch(r"[^;\s]+;[^;\s]+", l.strip())]
+
+
+def io_per_op(a, out):
+    """Bytes the daemon writes to disk per operation: write_bytes of /proc/PID/io (what
+    the process sent to the block layer, counted a 4 KiB page at a time as pages turn
+    dirty; the file system's journal is not in it) read before each phase and after it
+    once the flush that covers its last operation is done. One server, phases in order:
+    new PUBLISHes (the presentity table grows by one row each), refreshes of the first of
+    them (SIP-If-Match, no body), modifies of those (SIP-If-Match and a new body), new kept
+    SUBSCRIBEs each with its first NOTIFY, and new PUBLISHes at a slow rate. Also the
+    database's size on disk after each phase, per row."""
+    counts = dict(IO_PHASES)
+    for spec in a.io:
+        for item in spec.split(","):
+            name, _, n = item.partition("=")
+            if name not in counts:
+                raise SystemExit(f"--io: unknown operation {name!r}")
+            counts[name] = int(n)
+    counts["refresh"] = min(counts["refresh"], counts["publish_new"])
+    counts["modify"] = min(counts["modify"], counts["refresh"])
+    counts["subscribe_new"] = min(counts["subscribe_new"], counts["publish_new"])
+    rate, slow = a.io_rate, a.io_slow_rate
+    quiet_s = sync_period_s() + 1.5
+    results = []
+    db_parent = tempfile.mkdtemp(prefix="presenced-bench-io-db-", dir=a.io_dir) if a.io_dir else None
+    try:
+        io_phases(a, counts, rate, slow, quiet_s, results, db_parent, out)
+    finally:
+        if db_parent and not os.environ.get("BENCH_KEEP"):
+            subprocess.run(["rm", "-rf", db_parent])
+
+
+def io_phases(a, counts, rate, slow, quiet_s, results, db_parent, out):
+    db = os.path.join(db_parent, "db") if db_parent else None
+    with workdir("presenced-bench-io-") as work, Server(work, db=db) as srv:
+        srv.db_fs = db_parent
+
+        def dev():
+            return device_stat(db_parent) if db_parent else None
+
+        def phase(label, what, scenario, n, r, inf, keys=(), logged=False):
+            if n <= 0:
+                return []
+            logf = os.path.join(work, f"{label}.log")
+            extra = ["-trace_logs", "-log_file", logf] if logged else []
+            before = settled_io(srv, 0)
+            dev0 = dev()
+            t0 = time.time()
+            res = Sipp(work, label, scenario, srv.port, n, r, max(2 * r, 100), inf, int(n / r) + 60,
+                       keys=keys, extra=extra).wait()
+            secs = time.time() - t0
+            after = settled_io(srv, quiet_s)
+            dev1 = dev()
+            st = srv.status()
+            size, alloc = disk_usage(srv.db)
+            ok = res.clean and res.ok_calls == n
+            tables = (st or {}).get("tables") or {}
+            rows = sum(v for v in tables.values() if isinstance(v, int))
+            wrote = after["write_bytes"] - before["write_bytes"]
+            item = {"what": what, "n": res.ok_calls, "rate": r, "wrote": wrote,
+                    "per_op": wrote / max(res.ok_calls, 1),
+                    "cancelled": after["cancelled_write_bytes"] - before["cancelled_write_bytes"],
+                    "syscw": after["syscw"] - before["syscw"], "secs": secs, "ok": ok,
+                    "dev": (dev1[0] - dev0[0]) * 512 if dev0 and dev1 else None,
+                    "tables": tables, "rows": rows, "size": size, "alloc": alloc,
+                    "sled_size": (st or {}).get("size_on_disk")}
+            log(f"  io: {what}: {res.ok_calls:,}/{n:,} ok in {secs:.0f} s, wrote {wrote:,} bytes = "
+                f"{item['per_op']:,.0f} per operation ({item['syscw']:,} write calls)"
+                + (f", device {item['dev']:,} bytes = {item['dev'] / max(res.ok_calls, 1):,.0f} per operation"
+                   if item["dev"] is not None else "") + "; database "
+                f"{size:,} bytes ({alloc:,} allocated) for {rows:,} rows {tables}"
+                + ("" if ok else f" — NOT clean: {res.why()}"))
+            if not ok:
+                FAILED.append(f"io {label}")
+            results.append(item)
+            return sipp_log(logf)
+
+        made = phase("publish_new", "new PUBLISH (new presentity, 220-byte PIDF)", "io_publish_new.xml",
+                     counts["publish_new"], rate, names_file(work, "unused.csv", ["-"]),
+                     keys=[("prefix", "p"), ("expires", 3600)], logged=True)
+        presentity_rows = results[-1]["tables"].get("presentity") if results else None
+        at_100k = results[-1] if results else None
+        refreshed = []
+        if counts["refresh"] > 0:
+            if len(made) < counts["refresh"]:
+                raise SystemExit(f"io: only {len(made)} ETags logged by the new PUBLISHes")
+            refreshed = phase("refresh", "refresh (SIP-If-Match, no body)", "io_publish_refresh.xml",
+                              counts["refresh"], rate,
+                              names_file(work, "refresh.csv", made[:counts["refresh"]]),
+                              keys=[("expires", 3600)], logged=True)
+        if counts["modify"] > 0:
+            if len(refreshed) < counts["modify"]:
+                raise SystemExit(f"io: only {len(refreshed)} ETags logged by the refreshes")
+            phase("modify", "modify (SIP-If-Match + new 220-byte body)", "io_publish_modify.xml",
+                  counts["modify"], rate, names_file(work, "modify.csv", refreshed[:counts["modify"]]),
+                  keys=[("expires", 3600)])
+        phase("subscribe_new", "new SUBSCRIBE (kept) + its NOTIFY", "subscribe_keep.xml",
+              counts["subscribe_new"], rate,
+              names_file(work, "watched.csv", (f"p{i}" for i in range(1, counts["subscribe_new"] + 1))))
+        if counts["idle"] > 0:
+            before = settled_io(srv, 0)
+            dev0 = dev()
+            time.sleep(counts["idle"])
+            after = proc_io(srv.proc.pid)
+            dev1 = dev()
+            wrote = after["write_bytes"] - before["write_bytes"]
+            size, alloc = disk_usage(srv.db)
+            rows = results[-1]["rows"] if results else 0
+            log(f"  io: idle {counts['idle']} s: wrote {wrote:,} bytes")
+            results.append({"what": f"idle, {counts['idle']} s without traffic (per second)", "n": counts["idle"],
+                            "rate": 0, "wrote": wrote, "per_op": wrote / counts["idle"],
+                            "dev": (dev1[0] - dev0[0]) * 512 if dev0 and dev1 else None,
+                            "syscw": after["syscw"] - before["syscw"], "ok": True, "rows": rows,
+                            "size": size, "alloc": alloc, "tables": {}})
+        phase("slow", f"new PUBLISH at {slow}/s", "io_publish_new.xml", counts["slow"], slow,
+              names_file(work, "unused.csv", ["-"]), keys=[("prefix", "s"), ("expires", 3600)])
+        counters = server_counters(srv.stop())
+    config = EXTRA_CONFIG.strip().replace("\n", "; ") or "defaults"
+    on_dev = any(it.get("dev") is not None for it in results)
+    lines = [f"Bytes written per operation ({config}; `write_bytes` of /proc/PID/io before and after "
+             f"each phase, the flush covering its last operation included"
+             + (f"; device: sectors written to the block device under --io-dir {a.io_dir}, file "
+                f"system journal and metadata included" if on_dev else "") + "):", "",
+             "| operation | ops | rate/s | write_bytes | per op | write syscalls (all fds) | "
+             + ("device bytes | device per op | " if on_dev else "")
+             + "rows after | db on disk (allocated) | on disk per row |",
+             "|---|---|---|---|---|---|" + ("---|---|" if on_dev else "") + "---|---|---|"]
+    for it in results:
+        devcols = ""
+        if on_dev:
+            d = it.get("dev")
+            devcols = (f"{d:,} | **{d / max(it['n'], 1):,.0f}** | " if d is not None else "— | — | ")
+        lines.append(f"| {it['what']} | {it['n']:,} | {it['rate']:,} | {it['wrote']:,} | "
+                     f"**{it['per_op']:,.0f}** | {it['syscw']:,} | {devcols}{it['rows']:,} | {it['size']:,} "
+                     f"({it['alloc']:,}) | {it['size'] / max(it['rows'], 1):,.0f} |"
+                     + ("" if it["ok"] else " NOT clean"))
+    if at_100k and presentity_rows:
+        lines.append("")
+        lines.append(f"After the new PUBLISHes: {at_100k['size']:,} bytes on disk for {presentity_rows:,} "
+                     f"presentities = {at_100k['size'] / presentity_rows:,.0f} bytes per presentity "
+                     f"(sled's size_on_disk {at_100k['sled_size']}).")
+    lines.append(f"Server: {counters}")
+    for l in lines:
+        log("  " + l)
+    out.append("\n".join(lines))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=None,
@@ -802,7 +1033,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="10 s runs, 10,000 subscriptions")
     ap.add_argument("--only", default="publish,subscribe,fanout,memory",
                     help="measures: publish, subscribe, fanout, memory, publish_new, subscribe_new, "
-                         "fanout10k, overload, mix, flood")
+                         "fanout10k, overload, mix, flood, io")
     ap.add_argument("--config", action="append", default=[], metavar="LINE",
                     help="a line added to every server's presenced.toml, e.g. 'sync = \"always\"'")
     ap.add_argument("--rates", action="append", default=[], metavar="NAME=R1,R2,…",
@@ -822,6 +1053,15 @@ def main():
                     help="mix: percent of the phones changing state per second")
     ap.add_argument("--ramp", type=int, default=5000,
                     help="mix: phones and subscriptions set up per second before the window")
+    ap.add_argument("--io", action="append", default=[], metavar="NAME=N,…",
+                    help="io: operations per phase (publish_new, refresh, modify, subscribe_new, idle (seconds), slow; "
+                         "0 skips one); defaults " + ", ".join(f"{k}={v}" for k, v in IO_PHASES.items()))
+    ap.add_argument("--io-rate", type=int, default=1000, help="io: operations per second in each phase")
+    ap.add_argument("--io-slow-rate", type=int, default=10, help="io: new PUBLISHes per second, slow phase")
+    ap.add_argument("--io-dir", default=None,
+                    help="io: put the database under this directory and also count the sectors written "
+                         "to its block device (exact on a file system nothing else writes to, e.g. a "
+                         "loop-mounted image; the SIPp and log files stay in the temporary directory)")
     a = ap.parse_args()
     global EXTRA_CONFIG
     EXTRA_CONFIG = "".join(line + "\n" for line in a.config)
@@ -840,7 +1080,7 @@ def main():
         rates[name] = [int(v) for v in values.split(",")]
     only = a.only.split(",")
     unknown = set(only) - {"publish", "subscribe", "fanout", "memory", "publish_new", "subscribe_new",
-                           "fanout10k", "overload", "mix", "flood"}
+                           "fanout10k", "overload", "mix", "flood", "io"}
     if unknown:
         raise SystemExit(f"--only: unknown {', '.join(sorted(unknown))}")
 
@@ -882,6 +1122,8 @@ def measure(a, only, rates, seconds, results, details):
         mix(a, seconds(60), results, a.settle, details)
     if "flood" in only:
         flood(rates["flood"][0], seconds(30), results, details)
+    if "io" in only:
+        io_per_op(a, details)
     if results:
         print("| measure | sustained | p50 ms | p99 ms | run s | CPU µs/op | RSS MiB: end / +settle / peak "
               "| server counters | notes |")
