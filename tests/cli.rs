@@ -129,3 +129,65 @@ fn run_on_a_public_address_with_digest_starts() {
     assert!(line.contains("udp:0.0.0.0:"), "{line}");
     assert!(mode, "the mode is logged: {seen:?}");
 }
+
+/// `presenced ARGS --help`.
+fn help(path: &[String]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .args(path)
+        .arg("--help")
+        .output()
+        .expect("binary runs");
+    assert!(out.status.success(), "{path:?} --help failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The subcommands a help text lists under "Commands:".
+fn subcommands(text: &str) -> Vec<String> {
+    text.split_once("\nCommands:\n")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// docs/command-line.md is every command's `--help`, so the package's reference cannot
+/// drift from the binary. Regenerate with `PRESENCED_BLESS=1 cargo test --test cli`.
+#[test]
+fn the_command_line_reference_is_every_commands_help() {
+    let mut doc = String::from(
+        "# Command-line reference\n\nEvery command's `--help`, generated from the binary \
+         (`PRESENCED_BLESS=1 cargo test --test cli` rewrites this file; a test fails when \
+         it is out of date). The README's \"Command line\" section says how they fit \
+         together.\n",
+    );
+    let mut todo = vec![Vec::<String>::new()];
+    while let Some(path) = todo.pop() {
+        let text = help(&path);
+        let title = std::iter::once("presenced".to_owned())
+            .chain(path.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        doc.push_str(&format!(
+            "\n## {title}\n\n```text\n{}\n```\n",
+            text.trim_end()
+        ));
+        for sub in subcommands(&text).into_iter().rev() {
+            let mut p = path.clone();
+            p.push(sub);
+            todo.push(p);
+        }
+    }
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/command-line.md");
+    if std::env::var_os("PRESENCED_BLESS").is_some() {
+        std::fs::write(&file, &doc).unwrap();
+    }
+    let have = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        have == doc,
+        "docs/command-line.md is out of date: PRESENCED_BLESS=1 cargo test --test cli"
+    );
+}
