@@ -1,6 +1,8 @@
 //! The command line as scripts use it: `check-config` validates and prints, errors name
 //! the key and the line, and `run` refuses a bad configuration with a non-zero exit.
 
+mod common;
+
 use std::process::Command;
 
 fn presenced(args: &[&str]) -> std::process::Output {
@@ -82,7 +84,6 @@ fn run_on_a_public_address_without_auth_refuses_to_start_and_says_what_to_set() 
 
 #[test]
 fn run_on_a_public_address_with_digest_starts() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("p.toml");
     std::fs::write(&file, "auth = \"digest\"\n").unwrap();
@@ -99,18 +100,7 @@ fn run_on_a_public_address_with_digest_starts() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("binary runs");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::stderr_lines(&mut child);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut seen = Vec::new();
     let listening = loop {

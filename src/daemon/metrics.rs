@@ -64,23 +64,10 @@ pub(super) async fn serve(
     if let Ok(a) = listener.local_addr() {
         info!("metrics at http://{a}/metrics");
     }
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("metrics: accept: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let sources = sources.clone();
-        ex.spawn(async move {
-            if let Err(e) = scrape(stream, sources).await {
-                debug!("metrics: {peer}: {e}");
-            }
-        })
-        .detach();
-    }
+    http::accept_each(listener, "metrics", ex, move |stream| {
+        scrape(stream, sources.clone())
+    })
+    .await;
 }
 
 /// One request, one answer, then the connection closes.

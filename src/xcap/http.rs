@@ -1,6 +1,6 @@
-//! The little HTTP/1.1 both XCAP sides need: reading one request or response from a
-//! stream with hard limits on header and body size (httparse does the framing), and
-//! writing one. No redirects, no compression, no TLS; chunked bodies are read, never
+//! The little HTTP/1.1 both XCAP sides (and the metrics endpoint) need: accepting
+//! connections, reading one request or response from a stream with hard limits on
+//! header and body size (httparse does the framing), and writing one. No redirects, no compression, no TLS; chunked bodies are read, never
 //! written.
 
 use std::fmt;
@@ -315,6 +315,38 @@ fn reason(status: u16) -> &'static str {
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Unknown",
+    }
+}
+
+/// Accepts connections on `listener` for ever, each handed to `serve` on a task of its
+/// own; `what` names the server in the log. A failed accept (out of descriptors) waits a
+/// moment instead of spinning.
+pub async fn accept_each<F, Fut, E>(
+    listener: smol::net::TcpListener,
+    what: &'static str,
+    ex: std::sync::Arc<smol::Executor<'static>>,
+    serve: F,
+) where
+    F: Fn(smol::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("{what}: accept: {e}");
+                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let served = serve(stream);
+        ex.spawn(async move {
+            if let Err(e) = served.await {
+                log::debug!("{what}: {peer}: {e}");
+            }
+        })
+        .detach();
     }
 }
 

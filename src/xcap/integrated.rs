@@ -295,24 +295,12 @@ pub async fn serve(
     if let Ok(a) = listener.local_addr() {
         info!("XCAP server listening on http://{a}{ROOT}");
     }
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!("xcap: accept: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    http::accept_each(listener, "xcap", ex, move |stream| {
         let (store, cfg, changes) = (store.clone(), cfg.clone(), changes.clone());
         let (gate, answers) = (gate.clone(), answers.clone());
-        ex.spawn(async move {
-            if let Err(e) = connection(stream, store, cfg, gate, changes, &answers).await {
-                debug!("xcap: {peer}: {e}");
-            }
-        })
-        .detach();
-    }
+        async move { connection(stream, store, cfg, gate, changes, &answers).await }
+    })
+    .await;
 }
 
 async fn connection(

@@ -770,3 +770,17 @@ pub fn signal(child: &Child, sig: &str) {
         .unwrap();
     assert!(ok.success());
 }
+
+/// The lines a child process writes to its (piped) standard error, as they come.
+pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
