@@ -302,12 +302,13 @@ impl Store {
         }
         // Pending removals must not land on top of the loaded rows.
         self.inner.drain()?;
-        let db = &self.inner.db();
+        // Through the tables, which stop trusting their counts and filters for what
+        // is written past them.
         Ok(Some(BulkLoad {
             store: self.clone(),
-            presentity: db.open_tree("presentity")?,
-            dialogs: db.open_tree("active_watchers")?,
-            watchers: db.open_tree("watchers")?,
+            presentity: self.inner.publications.tree()?,
+            dialogs: self.inner.subscriptions.tree()?,
+            watchers: self.inner.watchers.tree()?,
             xcap: self.xcap_tree()?,
             subscriber: self.subscriber_tree()?,
             counts: TableCounts::default(),

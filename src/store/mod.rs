@@ -358,7 +358,7 @@ impl Store {
             publications: Table::open(&db, "presentity", behind)?,
             subscriptions: Table::open(&db, "active_watchers", behind)?
                 .counting(&[(keys::BY_WATCHER, 2), (keys::BY_IDENTITY, 1)]),
-            watchers: Table::open(&db, "watchers", behind)?,
+            watchers: Table::open(&db, "watchers", behind)?.filtered()?,
             xcap: Table::open(&db, "xcap", behind)?,
             subscribers: Table::open(&db, "subscriber", behind)?,
             db: std::sync::RwLock::new(db),
@@ -694,7 +694,8 @@ impl Store {
     /// Builds what the cap checks count with now (a scan of the subscription index),
     /// so the daemon's first SUBSCRIBE does not pay for it.
     pub fn prepare_counts(&self) -> Result<(), StoreError> {
-        self.inner.subscriptions.prepare_counts()
+        self.inner.subscriptions.prepare_counts()?;
+        self.inner.watchers.prepare_counts()
     }
 
     pub fn subscriptions_count(&self) -> u64 {

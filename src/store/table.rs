@@ -15,7 +15,7 @@ use super::StoreError;
 use super::keys::{self, BY_IDENTITY, BY_WATCHER, DIALOG, EXPIRY, ROW};
 use super::overlay::{Merged, Ops, Overlay};
 use super::records::{self, DecodeError};
-use super::sketch::{self, Sketch};
+use super::sketch::{self, Membership, Sketch};
 use log::{error, warn};
 use serde::{Serialize, de::DeserializeOwned};
 use sled::{Batch, IVec};
@@ -57,6 +57,9 @@ struct Counts {
     /// Upper bounds of every group's size; `None` until built from the index, and
     /// again after writes that bypassed this table (a bulk load).
     sketch: Option<Sketch>,
+    /// Every row key written, for a table that asked for it ([`Table::filtered`]);
+    /// `None` there until built, and again after writes that bypassed this table.
+    rows_seen: Option<Membership>,
 }
 
 impl Counts {
@@ -77,6 +80,19 @@ impl Counts {
     fn forget(&mut self) {
         self.known.clear();
         self.sketch = None;
+        self.rows_seen = None;
+    }
+
+    /// Whether the membership filter proves no row was ever written under `key`.
+    fn surely_absent(&self, key: &[u8]) -> bool {
+        key.first() == Some(&ROW) && self.rows_seen.as_ref().is_some_and(|f| !f.may_contain(key))
+    }
+
+    /// A row was written under `key`.
+    fn seen(&mut self, key: &[u8]) {
+        if let Some(filter) = &mut self.rows_seen {
+            filter.add(key);
+        }
     }
 }
 
@@ -122,6 +138,8 @@ pub(super) struct Table {
     writes: Mutex<Counts>,
     /// The kinds of group rows are counted in: (index tag, leading key parts).
     groups: &'static [(u8, usize)],
+    /// Whether row reads consult a membership filter first ([`Table::filtered`]).
+    filtered: bool,
     rows: AtomicU64,
     /// Values decoded so far (reads of rows and of what index entries point at).
     decoded: std::sync::Arc<AtomicU64>,
@@ -146,6 +164,7 @@ impl Table {
             tree: std::sync::RwLock::new(tree),
             writes: Mutex::new(Counts::default()),
             groups: &[],
+            filtered: false,
             rows: AtomicU64::new(rows),
             decoded: std::sync::Arc::new(AtomicU64::new(0)),
             overlay: write_behind.then(Overlay::default),
@@ -157,6 +176,25 @@ impl Table {
     pub fn counting(mut self, groups: &'static [(u8, usize)]) -> Table {
         self.groups = groups;
         self
+    }
+
+    /// Keeps a membership filter of this table's row keys, so that reading a row that
+    /// does not exist (most of a table's reads, for the watchers table: every new
+    /// watcher) costs no read of the tree. Built now from the rows, rebuilt by
+    /// [`Table::prepare_counts`] after a bulk load; until then reads go to the tree.
+    pub fn filtered(mut self) -> Result<Table, StoreError> {
+        self.filtered = true;
+        let filter = self.filter_rows()?;
+        self.lock().rows_seen = Some(filter);
+        Ok(self)
+    }
+
+    fn filter_rows(&self) -> Result<Membership, StoreError> {
+        let mut filter = Membership::default();
+        for entry in self.scan_raw(vec![ROW]) {
+            filter.add(&entry?.0);
+        }
+        Ok(filter)
     }
 
     /// The tree itself, for bulk loading (which keeps the same key layout), after the
@@ -243,6 +281,9 @@ impl Table {
         let mut counts = self.lock();
         if counts.sketch.is_none() && !self.groups.is_empty() {
             counts.sketch = Some(self.sketch_index()?);
+        }
+        if counts.rows_seen.is_none() && self.filtered {
+            counts.rows_seen = Some(self.filter_rows()?);
         }
         Ok(())
     }
@@ -372,6 +413,9 @@ impl Table {
     }
 
     pub fn get<R: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<R>, StoreError> {
+        if self.filtered && self.lock().surely_absent(key) {
+            return Ok(None);
+        }
         match self.read(key)? {
             Some(bytes) => self.decode(key, &bytes).map(Some),
             None => Ok(None),
@@ -459,7 +503,11 @@ impl Table {
         let mut counts = self.lock();
         // Removals go in first: a batch is a map, so a later insert of the same key wins.
         let mut batch = Ops::new();
-        let existed = self.read(&key)?;
+        let existed = if counts.surely_absent(&key) {
+            None
+        } else {
+            self.read(&key)?
+        };
         // The common rewrite (a NOTIFY's CSeq, a refresh at the same expiry) leaves every
         // index entry as it was: then only the row is written.
         let unchanged = match &existed {
@@ -494,6 +542,7 @@ impl Table {
             }
         }
         let fresh = existed.is_none().then(|| key.clone());
+        counts.seen(&key);
         batch.insert(key, Some(IVec::from(value)));
         self.commit(batch, |k| fresh.as_deref() == Some(k))?;
         for old in &gone {
@@ -522,8 +571,9 @@ impl Table {
         for (entry, v) in index_entries(rec, &key)? {
             batch.insert(entry, Some(IVec::from(v)));
         }
-        batch.insert(key, Some(IVec::from(value)));
         let mut counts = self.lock();
+        counts.seen(&key);
+        batch.insert(key, Some(IVec::from(value)));
         self.commit(batch, |_| true)?;
         counts.adjust(rec, true);
         self.rows.fetch_add(1, Ordering::Relaxed);
@@ -685,6 +735,7 @@ impl Table {
     #[cfg(test)]
     pub fn raw_insert(&self, key: &[u8], value: &[u8]) {
         self.drain().unwrap();
+        self.lock().seen(key);
         self.t().insert(key, value).unwrap();
     }
 
