@@ -490,6 +490,29 @@ fn one_change_is_aggregated_once_for_all_watchers_and_not_at_all_without_watcher
 }
 
 #[test]
+fn new_watchers_of_an_unchanged_resource_share_one_aggregation_until_it_changes() {
+    let (srv, aggregations) = start_with_tally();
+    let mut publisher = Ua::new(srv.udp(), "counter");
+    assert_eq!(publish_tally(&mut publisher, ALICE, "5").status, 200);
+    let before = aggregations.load(Ordering::SeqCst);
+    for i in 0..4 {
+        let mut w = Ua::new(srv.udp(), &format!("n{i}"));
+        assert_eq!(w.subscribe(ALICE, "x-tally", Some(60), "").0.status, 200);
+        assert_eq!(body_str(&w.expect_notify()), "5 #0");
+    }
+    assert_eq!(aggregations.load(Ordering::SeqCst) - before, 1);
+    // A change is seen by the next new watcher at once.
+    assert_eq!(publish_tally(&mut publisher, ALICE, "6").status, 200);
+    let mut late = Ua::new(srv.udp(), "late");
+    assert_eq!(late.subscribe(ALICE, "x-tally", Some(60), "").0.status, 200);
+    assert_eq!(
+        body_str(&late.expect_notify()),
+        "11 #0",
+        "5 + 6: two publications"
+    );
+}
+
+#[test]
 fn a_package_defined_in_the_test_works_end_to_end_without_engine_changes() {
     let (srv, _) = start_with_tally();
     let mut a = Ua::new(srv.udp(), "counter-a");

@@ -158,6 +158,10 @@ pub struct Engine {
     retry_at: Option<u64>,
     /// Users whose documents were asked for since the last housekeeping round.
     fetch_asked: HashSet<(String, String)>,
+    /// Resources' state and rules sources by event key, then resource (see
+    /// `Engine::sources`), and how many there are.
+    sources: HashMap<String, HashMap<String, state::Cached>>,
+    sources_cached: usize,
     stats: EngineStats,
 }
 
@@ -182,6 +186,8 @@ impl Engine {
             stalled: BTreeSet::new(),
             retry_at: None,
             fetch_asked: HashSet::new(),
+            sources: HashMap::new(),
+            sources_cached: 0,
             stats: EngineStats::default(),
         }
     }
@@ -195,6 +201,9 @@ impl Engine {
     /// next new dialog.
     pub fn set_config(&mut self, config: EngineConfig) {
         self.config = config;
+        // force_active decides whether rules are read at all.
+        self.sources.clear();
+        self.sources_cached = 0;
     }
 
     pub fn store(&self) -> &Store {

@@ -14,6 +14,25 @@ use crate::events::package::{Decision, EventPackage, Handling, Registry, Rules, 
 use crate::sip::header::Event;
 use crate::store::{Publication, Watcher};
 
+/// Resources whose [`Sources`] are kept at most; past it the cache starts again empty.
+const SOURCES_CACHED: usize = 4096;
+
+/// What a resource's state and its owner's rules are computed from.
+#[derive(Clone)]
+pub(super) struct Sources {
+    state: Option<Arc<Vec<u8>>>,
+    /// The rules documents; `None` when no rules apply (force_active, a package
+    /// without authorization).
+    rules: Option<Arc<Vec<Vec<u8>>>>,
+}
+
+/// [`Sources`] as read at one store generation, good until `valid_until`.
+pub(super) struct Cached {
+    sources: Sources,
+    generation: u64,
+    valid_until: u64,
+}
+
 /// What one change of a resource gives its watchers: the shared state, the owner's
 /// rules, and the bodies already built for each view.
 pub(super) struct Change {
@@ -49,39 +68,91 @@ impl Change {
 }
 
 impl Engine {
-    /// The state of `resource` for `package`: the aggregate of its live publications
-    /// newest first (with the owner's state documents as the oldest, permanent ones),
-    /// the package's empty body when there are none, or for a template package the
-    /// full list of the watched event's watchers.
-    pub(super) fn state_of(
+    /// What `resource`'s state for `package` and its owner's rules are made of. The
+    /// state is the aggregate of its live publications newest first (with the owner's
+    /// state documents as the oldest, permanent ones), the package's empty body when
+    /// there are none, or for a template package the full list of the watched event's
+    /// watchers. It is computed once and reused until a publication or document may
+    /// have changed (the store's state generation moved) or a publication it used
+    /// expires: a burst of new watchers of one presentity costs one aggregation, not
+    /// one each.
+    fn sources(&mut self, resource: &str, package: &dyn EventPackage, now: u64) -> Sources {
+        if package.watches().is_some() {
+            // A template package's state is the watchers table, which this does not track.
+            return self.compute_sources(resource, package, now).0;
+        }
+        let generation = self.store.state_generation();
+        let event = Registry::event_key(package);
+        if let Some(hit) = self
+            .sources
+            .get(event.as_str())
+            .and_then(|m| m.get(resource))
+            .filter(|c| c.generation == generation && now < c.valid_until)
+        {
+            let hit = hit.sources.clone();
+            if hit.rules.as_ref().is_some_and(|d| d.is_empty()) {
+                self.missing_rules(resource);
+            }
+            return hit;
+        }
+        let (sources, valid_until) = self.compute_sources(resource, package, now);
+        if self.sources_cached >= SOURCES_CACHED {
+            self.sources.clear();
+            self.sources_cached = 0;
+        }
+        let cached = Cached {
+            sources: sources.clone(),
+            generation,
+            valid_until,
+        };
+        let previous = self
+            .sources
+            .entry(event)
+            .or_default()
+            .insert(resource.to_owned(), cached);
+        if previous.is_none() {
+            self.sources_cached += 1;
+        }
+        sources
+    }
+
+    /// Reads and aggregates; also says until when the result holds (the first expiry
+    /// among the publications it used).
+    fn compute_sources(
         &mut self,
         resource: &str,
         package: &dyn EventPackage,
         now: u64,
-    ) -> Option<Arc<Vec<u8>>> {
-        if let Some(watched) = package.watches() {
-            return Some(Arc::new(self.watcher_list(resource, package, watched)));
-        }
-        let event = Registry::event_key(package);
-        let mut rows: Vec<Publication> = match self.store.publications_of(&event, resource) {
-            Ok(rows) => rows.into_iter().filter(|p| p.expires > now).collect(),
-            Err(e) => {
-                warn!("store: {e}");
-                Vec::new()
+    ) -> (Sources, u64) {
+        let mut valid_until = u64::MAX;
+        let state = if let Some(watched) = package.watches() {
+            Some(Arc::new(self.watcher_list(resource, package, watched)))
+        } else {
+            let event = Registry::event_key(package);
+            let mut rows: Vec<Publication> = match self.store.publications_of(&event, resource) {
+                Ok(rows) => rows.into_iter().filter(|p| p.expires > now).collect(),
+                Err(e) => {
+                    warn!("store: {e}");
+                    Vec::new()
+                }
+            };
+            valid_until = rows.iter().map(|p| p.expires).min().unwrap_or(u64::MAX);
+            let permanent = self.state_documents(resource, package);
+            self.stats.aggregations += 1;
+            if rows.is_empty() && permanent.is_empty() {
+                package.empty_body(resource).map(Arc::new)
+            } else {
+                rows.sort_by_key(|p| std::cmp::Reverse(p.priority));
+                let bodies: Vec<&[u8]> = rows
+                    .iter()
+                    .map(|p| p.body.as_slice())
+                    .chain(permanent.iter().map(Vec::as_slice))
+                    .collect();
+                Some(Arc::new(package.aggregate(resource, &bodies)))
             }
         };
-        let permanent = self.state_documents(resource, package);
-        self.stats.aggregations += 1;
-        if rows.is_empty() && permanent.is_empty() {
-            return package.empty_body(resource).map(Arc::new);
-        }
-        rows.sort_by_key(|p| std::cmp::Reverse(p.priority));
-        let bodies: Vec<&[u8]> = rows
-            .iter()
-            .map(|p| p.body.as_slice())
-            .chain(permanent.iter().map(Vec::as_slice))
-            .collect();
-        Some(Arc::new(package.aggregate(resource, &bodies)))
+        let rules = self.rule_documents(resource, package);
+        (Sources { state, rules }, valid_until)
     }
 
     /// The owner's documents that take part in the state (RFC 4827), valid ones only.
@@ -104,14 +175,13 @@ impl Engine {
         }
     }
 
-    /// The owner's rules for `package`, read once, or `None` when every watcher is let
+    /// The owner's rules documents for `package`, or `None` when every watcher is let
     /// in (force_active, or a package without authorization).
-    fn rules_for(
+    fn rule_documents(
         &mut self,
         resource: &str,
         package: &dyn EventPackage,
-        state: Option<&[u8]>,
-    ) -> Option<Box<dyn Rules>> {
+    ) -> Option<Arc<Vec<Vec<u8>>>> {
         if self.config.force_active {
             return None;
         }
@@ -122,17 +192,24 @@ impl Engine {
                 .store
                 .xcap_for_user(user, domain, Some(auth.rules_document()))
             {
-                Ok(docs) => {
-                    if docs.is_empty() && self.config.fetch_rules {
-                        self.ask_fetch(user, domain);
-                    }
-                    documents = docs.into_iter().map(|d| d.doc).collect();
-                }
+                Ok(docs) => documents = docs.into_iter().map(|d| d.doc).collect(),
                 Err(e) => warn!("store: {e}"),
             }
         }
-        let refs: Vec<&[u8]> = documents.iter().map(Vec::as_slice).collect();
-        Some(auth.compile(&refs, state))
+        if documents.is_empty() {
+            self.missing_rules(resource);
+        }
+        Some(Arc::new(documents))
+    }
+
+    /// A resource whose owner has no rules document: ask for it where rules live on
+    /// external XCAP servers.
+    fn missing_rules(&mut self, resource: &str) {
+        if self.config.fetch_rules
+            && let Some((user, domain)) = split_aor(resource)
+        {
+            self.ask_fetch(user, domain);
+        }
     }
 
     /// Asks once per housekeeping period for a user's documents.
@@ -153,8 +230,12 @@ impl Engine {
         package: &dyn EventPackage,
         now: u64,
     ) -> Change {
-        let state = self.state_of(resource, package, now);
-        let rules = self.rules_for(resource, package, state.as_deref().map(|b| b.as_slice()));
+        let Sources { state, rules } = self.sources(resource, package, now);
+        let rules = rules.and_then(|docs| {
+            let refs: Vec<&[u8]> = docs.iter().map(Vec::as_slice).collect();
+            let state = state.as_deref().map(|b| b.as_slice());
+            Some(package.authorization()?.compile(&refs, state))
+        });
         Change {
             state,
             rules,

@@ -149,6 +149,7 @@ impl Store {
             }
         }
         self.xcap_tree()?.clear()?;
+        self.state_written();
         Ok(unreadable)
     }
 }
@@ -413,6 +414,7 @@ impl BulkLoad {
         ] {
             t.clear()?;
         }
+        self.store.state_written();
         self.store.flush()?;
         Ok(())
     }

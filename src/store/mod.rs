@@ -115,6 +115,9 @@ struct Inner {
     compacting: std::sync::atomic::AtomicBool,
     /// Writes so far: a flush that starts after a write has returned covers it.
     writes: AtomicU64,
+    /// Writes so far to what a resource's state is computed from (publications and
+    /// XCAP documents), bulk loads included; see [`Store::state_generation`].
+    state_writes: AtomicU64,
     /// Writes still to refuse (fault injection for tests).
     failing: AtomicU32,
     /// Events that active_watchers may hold rows of (see [`Store::may_have_subscriptions`]).
@@ -370,6 +373,7 @@ impl Store {
             maintenance: std::sync::Mutex::new(()),
             compacting: std::sync::atomic::AtomicBool::new(false),
             writes: AtomicU64::new(0),
+            state_writes: AtomicU64::new(0),
             failing: AtomicU32::new(0),
             sub_events: std::sync::Mutex::new(EventsSeen::Any),
         };
@@ -404,6 +408,17 @@ impl Store {
     }
 
     /// Counts a completed write; with `sync_always`, makes it durable first.
+    /// Changes whenever a publication or an XCAP document may have changed (it is
+    /// bumped after the write is visible): a state computed from what was read after
+    /// this returned `g` is current for as long as it still returns `g`.
+    pub fn state_generation(&self) -> u64 {
+        self.inner.state_writes.load(Ordering::Acquire)
+    }
+
+    fn state_written(&self) {
+        self.inner.state_writes.fetch_add(1, Ordering::AcqRel);
+    }
+
     fn written(&self) -> Result<(), StoreError> {
         self.inner.writes.fetch_add(1, Ordering::Release);
         if self.inner.sync_always {
@@ -463,7 +478,9 @@ impl Store {
     /// Inserts or replaces the publication (event, uri, etag) and its expiry entry.
     pub fn put_publication(&self, p: &Publication) -> Result<(), StoreError> {
         self.may_write()?;
-        self.inner.publications.put(p)?;
+        let put = self.inner.publications.put(p);
+        self.state_written();
+        put?;
         self.written()
     }
 
@@ -471,7 +488,9 @@ impl Store {
     /// `Table::insert_new`): nothing is read first.
     pub fn insert_publication(&self, p: &Publication) -> Result<(), StoreError> {
         self.may_write()?;
-        self.inner.publications.insert_new(p)?;
+        let put = self.inner.publications.insert_new(p);
+        self.state_written();
+        put?;
         self.written()
     }
 
@@ -497,7 +516,9 @@ impl Store {
         let old = self
             .inner
             .publications
-            .delete(&presentity_key(event, uri, etag)?)?;
+            .delete(&presentity_key(event, uri, etag)?);
+        self.state_written();
+        let old = old?;
         self.written()?;
         Ok(old)
     }
@@ -511,6 +532,7 @@ impl Store {
 
     /// Counts rows a bulk load wrote past the tables.
     fn loaded(&self, n: TableCounts) {
+        self.state_written();
         self.inner.publications.loaded(n.presentity);
         self.inner.subscriptions.loaded(n.active_watchers);
         if n.active_watchers > 0 {

@@ -68,13 +68,17 @@ impl Record for Xcap {
 impl Store {
     /// The xcap tree, for bulk loading.
     pub(super) fn xcap_tree(&self) -> Result<sled::Tree, StoreError> {
+        // Whoever asks writes past the table (a bulk load, a clear).
+        self.state_written();
         self.inner.xcap.tree()
     }
 
     /// Inserts or replaces one document.
     pub fn put_xcap(&self, x: &Xcap) -> Result<(), StoreError> {
         self.may_write()?;
-        self.inner.xcap.put(x)?;
+        let put = self.inner.xcap.put(x);
+        self.state_written();
+        put?;
         self.written()
     }
 
@@ -101,7 +105,9 @@ impl Store {
         let old = self
             .inner
             .xcap
-            .delete(&xcap_key(username, domain, doc_type, doc_uri)?)?;
+            .delete(&xcap_key(username, domain, doc_type, doc_uri)?);
+        self.state_written();
+        let old = old?;
         self.written()?;
         Ok(old)
     }
