@@ -105,6 +105,10 @@ pub struct Config {
     /// 403. Default true.
     #[serde(deserialize_with = "parse::flag")]
     pub mwi_owner_only: bool,
+    /// Serve buddy lists (RFC 4662): a SUBSCRIBE to a service URI of the subscriber's
+    /// rls-services document is a list subscription. Default false.
+    #[serde(deserialize_with = "parse::flag")]
+    pub rls: bool,
     /// XCAP documents arrive through presenced's own XCAP server (true) or are fetched
     /// from `xcap_server` (false). Default true.
     #[serde(deserialize_with = "parse::flag")]
@@ -310,6 +314,7 @@ impl Default for Config {
             notify_closed_when_empty: true,
             pidf_manipulation: false,
             mwi_owner_only: true,
+            rls: false,
             integrated_xcap_server: true,
             xcap_server: Vec::new(),
             xcap_listen: SocketAddr::from(([127, 0, 0, 1], 5080)),
@@ -1104,7 +1109,13 @@ impl Config {
     /// Whether the built-in XCAP server runs: privacy rules or pidf-manipulation need
     /// documents, and they are not fetched from elsewhere.
     pub fn runs_xcap_server(&self) -> bool {
-        (!self.force_active || self.pidf_manipulation) && self.integrated_xcap_server
+        self.wants_documents() && self.integrated_xcap_server
+    }
+
+    /// Whether anything reads XCAP documents: privacy rules, pidf-manipulation or
+    /// buddy lists.
+    pub fn wants_documents(&self) -> bool {
+        !self.force_active || self.pidf_manipulation || self.rls
     }
 
     /// The authentication mode in effect: the one set, else `none`.
@@ -1770,6 +1781,7 @@ replace_stale_subscriptions = false
 notify_closed_when_empty = false
 pidf_manipulation = true
 mwi_owner_only = false
+rls = true
 integrated_xcap_server = false
 xcap_server = ["xcap.example.org"]
 xcap_listen = "[::1]:8080"
@@ -1830,6 +1842,7 @@ metrics_listen = "127.0.0.1:9465"
             notify_closed_when_empty: false,
             pidf_manipulation: true,
             mwi_owner_only: false,
+            rls: true,
             integrated_xcap_server: false,
             xcap_server: vec!["xcap.example.org".into()],
             xcap_listen: "[::1]:8080".parse().unwrap(),
@@ -2454,7 +2467,7 @@ metrics_listen = "127.0.0.1:9465"
             1u64..1 << 40,
             1..=MAX_SECS,
         );
-        let flags = prop::array::uniform9(any::<bool>());
+        let flags = prop::array::uniform10(any::<bool>());
         let text = (
             "[a-z0-9./_\\\\\"' -]{1,20}",
             "[a-z0-9.-]{1,12}",
@@ -2498,6 +2511,7 @@ metrics_listen = "127.0.0.1:9465"
                         notify_closed_when_empty: f[4],
                         pidf_manipulation: f[5],
                         mwi_owner_only: f[7],
+                        rls: f[9],
                         integrated_xcap_server: true,
                         xcap_server: if f[6] { vec![dom] } else { Vec::new() },
                         xcap_listen: SocketAddr::from(([127, 0, 0, 1], (clean % 65_536) as u16)),

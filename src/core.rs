@@ -687,6 +687,7 @@ fn engine_config(c: &Config) -> EngineConfig {
         max_subscriptions_per_watcher: c.max_subscriptions_per_watcher,
         max_aggregate_size: c.max_aggregate_size,
         fetch_rules: !c.integrated_xcap_server,
+        rls: c.rls,
         watchers_retention: (c.watchers_retention_days > 0)
             .then(|| c.watchers_retention_days.saturating_mul(86_400)),
         clean_period: c.clean_period.max(1),

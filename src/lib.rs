@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod mgmt;
 pub mod policy;
 pub mod presence;
+pub mod rls;
 pub mod sip;
 pub mod store;
 #[doc(hidden)]

@@ -33,7 +33,8 @@ pub(super) struct XcapSide {
 }
 
 impl XcapSide {
-    /// Binds the integrated XCAP server when privacy rules or pidf-manipulation need it,
+    /// Binds the integrated XCAP server when privacy rules, pidf-manipulation or buddy
+    /// lists need it,
     /// or starts the fetcher (on a thread of its own: its store reads and writes stay
     /// off the core loop) when documents live on external servers.
     pub async fn start(
@@ -44,7 +45,7 @@ impl XcapSide {
         clock: Arc<dyn crate::clock::Clock>,
     ) -> std::io::Result<XcapSide> {
         use crate::xcap::{fetch, integrated};
-        let wanted = !config.force_active || config.pidf_manipulation;
+        let wanted = config.wants_documents();
         if !wanted {
             return Ok(XcapSide {
                 addr: None,

@@ -85,6 +85,12 @@ pub trait EventPackage: Send + Sync {
     fn state_documents(&self) -> Option<u8> {
         None
     }
+
+    /// A list subscription's package (RFC 4662): its state is its resources', built by
+    /// the engine. Every other package says `None`.
+    fn as_list(&self) -> Option<&crate::rls::ListPackage> {
+        None
+    }
 }
 
 /// Authorization of watchers by rules the resource's owner keeps as XCAP documents.

@@ -18,6 +18,7 @@
 //! handled strictly one after another.
 
 mod expiry;
+mod lists;
 mod manage;
 mod publish;
 mod restore;
@@ -71,6 +72,8 @@ pub struct EngineConfig {
     /// Rules documents live on external XCAP servers: ask for missing ones with
     /// [`Action::FetchDocuments`].
     pub fetch_rules: bool,
+    /// Serve list subscriptions (RFC 4662) to the services of rls-services documents.
+    pub rls: bool,
     /// Seconds that pending, waiting and terminated watchers rows are kept; `None`
     /// keeps them for ever.
     pub watchers_retention: Option<u64>,
@@ -97,6 +100,7 @@ impl Default for EngineConfig {
             max_subscriptions_per_watcher: 1000,
             max_aggregate_size: 60_000,
             fetch_rules: false,
+            rls: false,
             watchers_retention: Some(3 * 86_400),
             clean_period: 100,
         }
@@ -162,6 +166,7 @@ pub struct Engine {
     /// `Engine::sources`), and how many there are.
     sources: HashMap<String, HashMap<String, state::Cached>>,
     sources_cached: usize,
+    lists: lists::ListState,
     stats: EngineStats,
 }
 
@@ -188,6 +193,7 @@ impl Engine {
             fetch_asked: HashSet::new(),
             sources: HashMap::new(),
             sources_cached: 0,
+            lists: lists::ListState::default(),
             stats: EngineStats::default(),
         }
     }
@@ -356,7 +362,7 @@ impl Engine {
         if let Some(sub) = self.resident.remove(&id) {
             return Some(sub);
         }
-        let package = self.package_for_key(&row.event)?;
+        let package = self.package_of_row(&row)?;
         Some(Subscription::from_row(row, package))
     }
 

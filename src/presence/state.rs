@@ -42,6 +42,16 @@ pub(super) struct Change {
 }
 
 impl Change {
+    /// A state that is the same for every watcher and asks no rules (a list's, built
+    /// for its one watcher).
+    pub fn fixed(state: Option<Arc<Vec<u8>>>) -> Change {
+        Change {
+            state,
+            rules: None,
+            views: HashMap::new(),
+        }
+    }
+
     pub fn decide(&mut self, watcher: &str, now: u64) -> Decision {
         match &mut self.rules {
             None => Decision::ALLOW_ALL,
@@ -230,6 +240,9 @@ impl Engine {
         package: &dyn EventPackage,
         now: u64,
     ) -> Change {
+        if let Some(list) = package.as_list() {
+            return self.list_change(resource, list, now);
+        }
         let Sources { state, rules } = self.sources(resource, package, now);
         let rules = rules.and_then(|docs| {
             let refs: Vec<&[u8]> = docs.iter().map(Vec::as_slice).collect();
@@ -267,9 +280,10 @@ impl Engine {
                 return;
             }
         };
+        let lists = self.lists_naming(resource, package);
         // Nobody to tell: the aggregate would be built for nothing (the common case for
         // a device publishing before anyone watches it).
-        if rows.iter().all(|d| d.expires <= now) {
+        if rows.iter().all(|d| d.expires <= now) && lists.is_empty() {
             return;
         }
         let mut change = self.change(resource, package, now);
@@ -282,6 +296,11 @@ impl Engine {
             };
             let decision = change.decide(sub.watcher(), now);
             self.apply(sub, decision, &mut change, false, now);
+        }
+        if !lists.is_empty()
+            && let Some(package) = self.packages.by_key(&event).cloned()
+        {
+            self.notify_lists(&lists, resource, &package, &mut change, now);
         }
         if change.views.len() > 1 {
             debug!("{resource}: {} distinct views", change.views.len());
@@ -357,6 +376,11 @@ impl Engine {
         let before = self.actions.len();
         for package in affected {
             self.fan_out(&resource, package.as_ref(), now);
+        }
+        if doc_type == crate::store::xcap::doc_type::RLS_SERVICES
+            || doc_type == crate::store::xcap::doc_type::RESOURCE_LISTS
+        {
+            self.lists_changed(now);
         }
         self.notifies_since(before)
     }

@@ -63,6 +63,22 @@ impl Engine {
             Ok(p) => p,
             Err(r) => return r,
         };
+        // A new subscription to one of the subscriber's services is a list (RFC 4662).
+        let in_dialog = req
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(drop))
+            .is_some();
+        let package = match req.uri.as_sip().map(|u| u.aor()) {
+            Some(resource) if !in_dialog => {
+                match self.list_subscription(req, &resource, identity, &package) {
+                    Ok(list) => list.unwrap_or(package),
+                    Err(r) => return r,
+                }
+            }
+            _ => package,
+        };
         // RFC 6665 §4.1.2.1 / RFC 3261 §21.4.7: we must be able to send a body the
         // subscriber accepts.
         if let Ok(accept) = req.headers.accept()
@@ -322,8 +338,9 @@ impl Engine {
         let mut r = reply(200, None);
         r.headers.push("Expires", refresh.expires.to_string());
         r.headers.push("Contact", sub.local_contact().to_owned());
-        // The rules may have changed (validity, sphere) since the last look.
-        let package = refresh.package;
+        // The rules may have changed (validity, sphere) since the last look. The
+        // dialog's own package: a list's is not the one its Event header names.
+        let package = sub.package().clone();
         let mut change = self.change(sub.resource(), package.as_ref(), now);
         let decision = change.decide(sub.watcher(), now);
         if refresh.expires == 0 {

@@ -149,7 +149,7 @@ impl Store {
             }
         }
         self.xcap_tree()?.clear()?;
-        self.state_written();
+        self.xcap_written();
         Ok(unreadable)
     }
 }
@@ -414,7 +414,7 @@ impl BulkLoad {
         ] {
             t.clear()?;
         }
-        self.store.state_written();
+        self.store.xcap_written();
         self.store.flush()?;
         Ok(())
     }

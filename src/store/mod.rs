@@ -118,6 +118,8 @@ struct Inner {
     /// Writes so far to what a resource's state is computed from (publications and
     /// XCAP documents), bulk loads included; see [`Store::state_generation`].
     state_writes: AtomicU64,
+    /// Writes so far to the XCAP documents alone; see [`Store::xcap_generation`].
+    xcap_writes: AtomicU64,
     /// Writes still to refuse (fault injection for tests).
     failing: AtomicU32,
     /// Events that active_watchers may hold rows of (see [`Store::may_have_subscriptions`]).
@@ -374,6 +376,7 @@ impl Store {
             compacting: std::sync::atomic::AtomicBool::new(false),
             writes: AtomicU64::new(0),
             state_writes: AtomicU64::new(0),
+            xcap_writes: AtomicU64::new(0),
             failing: AtomicU32::new(0),
             sub_events: std::sync::Mutex::new(EventsSeen::Any),
         };
@@ -413,6 +416,16 @@ impl Store {
     /// this returned `g` is current for as long as it still returns `g`.
     pub fn state_generation(&self) -> u64 {
         self.inner.state_writes.load(Ordering::Acquire)
+    }
+
+    /// Like [`Store::state_generation`], for the XCAP documents alone.
+    pub fn xcap_generation(&self) -> u64 {
+        self.inner.xcap_writes.load(Ordering::Acquire)
+    }
+
+    fn xcap_written(&self) {
+        self.inner.xcap_writes.fetch_add(1, Ordering::AcqRel);
+        self.state_written();
     }
 
     fn state_written(&self) {
@@ -532,7 +545,7 @@ impl Store {
 
     /// Counts rows a bulk load wrote past the tables.
     fn loaded(&self, n: TableCounts) {
-        self.state_written();
+        self.xcap_written();
         self.inner.publications.loaded(n.presentity);
         self.inner.subscriptions.loaded(n.active_watchers);
         if n.active_watchers > 0 {

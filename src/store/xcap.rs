@@ -69,7 +69,7 @@ impl Store {
     /// The xcap tree, for bulk loading.
     pub(super) fn xcap_tree(&self) -> Result<sled::Tree, StoreError> {
         // Whoever asks writes past the table (a bulk load, a clear).
-        self.state_written();
+        self.xcap_written();
         self.inner.xcap.tree()
     }
 
@@ -77,7 +77,7 @@ impl Store {
     pub fn put_xcap(&self, x: &Xcap) -> Result<(), StoreError> {
         self.may_write()?;
         let put = self.inner.xcap.put(x);
-        self.state_written();
+        self.xcap_written();
         put?;
         self.written()
     }
@@ -106,7 +106,7 @@ impl Store {
             .inner
             .xcap
             .delete(&xcap_key(username, domain, doc_type, doc_uri)?);
-        self.state_written();
+        self.xcap_written();
         let old = old?;
         self.written()?;
         Ok(old)

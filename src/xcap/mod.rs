@@ -175,7 +175,7 @@ pub fn parse_path(root: &str, path: &str) -> Result<XcapPath, PathError> {
     })
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

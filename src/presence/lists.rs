@@ -1,0 +1,381 @@
+//! List subscriptions (RFC 4662) in the engine: a SUBSCRIBE to a service URI of the
+//! subscriber's own rls-services document is a subscription like any other (one
+//! dialog, one row, one state machine), run under a [`ListPackage`] whose state is its
+//! resources'. Each resource is authorized for the list's owner by that resource's
+//! own rules, exactly as a direct subscription would be, so a list shows nothing its
+//! owner could not see directly.
+//!
+//! Nothing about list subscriptions is kept besides their rows: which rows are lists
+//! follows from the lists themselves ([`Lists`], rebuilt from the store when an XCAP
+//! document changed), so a restart finds them again. A change of a resource is told
+//! to the lists naming it by a partial NOTIFY (only that resource); a change of a list
+//! document by a partial NOTIFY of the resources that came and went.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use log::warn;
+
+use super::Engine;
+use super::state::Change;
+use super::subscription::{Body, Reason, Status};
+use crate::auth::{Identity, identity_key};
+use crate::events::package::{EventPackage, Handling, Registry};
+use crate::rls::ListPackage;
+use crate::rls::lists::{Lists, Member};
+use crate::rls::rlmi::{self, Instance, Resource};
+use crate::sip::message::{Request, Response};
+use crate::store::SubscriptionRow;
+use crate::store::xcap::doc_type;
+
+/// A member, its instance's state for the list's owner, and the body it carries.
+type MemberState = (Member, Instance, Option<Arc<Vec<u8>>>);
+
+/// A resource removed from a list: its instance ends with this reason.
+const REMOVED: &str = "noresource";
+
+/// The engine's view of the lists: built from the store at a generation of its XCAP
+/// documents, and the list package of each event package.
+#[derive(Default)]
+pub(super) struct ListState {
+    lists: Arc<Lists>,
+    generation: Option<u64>,
+    /// The lists as running subscriptions were last told of them (see
+    /// [`Engine::lists_changed`]); the lists themselves follow the store at once.
+    told: Option<Arc<Lists>>,
+    packages: HashMap<String, Arc<dyn EventPackage>>,
+}
+
+impl Engine {
+    /// The lists as the stored documents define them now.
+    pub(super) fn lists(&mut self) -> Arc<Lists> {
+        let generation = self.store.xcap_generation();
+        if self.lists.generation != Some(generation) {
+            let docs: Vec<_> = self
+                .store
+                .iter_xcap()
+                .filter_map(|d| match d {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        warn!("store: {e}");
+                        None
+                    }
+                })
+                .filter(|d| {
+                    d.doc_type == doc_type::RLS_SERVICES || d.doc_type == doc_type::RESOURCE_LISTS
+                })
+                .collect();
+            self.lists.lists = Arc::new(Lists::build(&docs));
+            self.lists.generation = Some(generation);
+            if self.lists.told.is_none() {
+                self.lists.told = Some(self.lists.lists.clone());
+            }
+        }
+        self.lists.lists.clone()
+    }
+
+    /// The list package running lists of `inner`'s event (one per event, so its
+    /// multipart boundary stays the same for the process's life).
+    fn list_package(&mut self, inner: &Arc<dyn EventPackage>) -> Arc<dyn EventPackage> {
+        let key = Registry::event_key(inner.as_ref());
+        self.lists
+            .packages
+            .entry(key)
+            .or_insert_with(|| Arc::new(ListPackage::new(inner.clone())))
+            .clone()
+    }
+
+    /// For a new SUBSCRIBE to `resource`: `Ok(None)` when it is no service, the list
+    /// package when it is one of the subscriber's services and the request may have it,
+    /// or the answer refusing it: 403 for someone else's list, 489 for an event the
+    /// service does not offer, 421 without `Supported: eventlist` (RFC 4662 §4.2).
+    pub(super) fn list_subscription(
+        &mut self,
+        req: &Request,
+        resource: &str,
+        identity: &Identity,
+        package: &Arc<dyn EventPackage>,
+    ) -> Result<Option<Arc<dyn EventPackage>>, Response> {
+        if !self.config.rls || package.watches().is_some() {
+            return Ok(None);
+        }
+        let lists = self.lists();
+        let Some(service) = lists.service(resource) else {
+            return Ok(None);
+        };
+        if !identity.is(&service.owner) {
+            return Err(Response::for_request(
+                req,
+                403,
+                Some("Forbidden - not a list of yours"),
+            ));
+        }
+        if !service.offers(package.name()) {
+            return Err(self.bad_event(req));
+        }
+        let supported = req.headers.supported();
+        if !supported
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case("eventlist"))
+        {
+            let mut r = Response::for_request(req, 421, None);
+            r.headers.push("Require", "eventlist");
+            return Err(r);
+        }
+        Ok(Some(self.list_package(package)))
+    }
+
+    /// The package a stored row runs under: its event's, or that event's list package
+    /// when the row is its owner's subscription to one of their services.
+    pub(super) fn package_of_row(
+        &mut self,
+        row: &SubscriptionRow,
+    ) -> Option<Arc<dyn EventPackage>> {
+        let package = self.packages.by_key(&row.event).cloned()?;
+        if !self.config.rls || package.watches().is_some() {
+            return Some(package);
+        }
+        let lists = self.lists();
+        match lists.service(&row.presentity_uri) {
+            Some(s) if identity_key(&s.owner) == identity_key(&row.watcher_uri) => {
+                Some(self.list_package(&package))
+            }
+            _ => Some(package),
+        }
+    }
+
+    /// The full state of `service` as its owner sees it.
+    pub(super) fn list_change(&mut self, service: &str, list: &ListPackage, now: u64) -> Change {
+        let lists = self.lists();
+        let body = lists.service(service).map(|s| {
+            let members: Vec<&Member> = s.members.iter().collect();
+            let states = self.member_states(&members, &s.owner, list.inner().as_ref(), now);
+            Arc::new(self.list_body(service, true, &states, list))
+        });
+        Change::fixed(body)
+    }
+
+    /// Each member's instance state and body for `owner`.
+    fn member_states(
+        &mut self,
+        members: &[&Member],
+        owner: &str,
+        package: &dyn EventPackage,
+        now: u64,
+    ) -> Vec<MemberState> {
+        members
+            .iter()
+            .map(|m| {
+                let mut change = self.change(&m.uri, package, now);
+                let (instance, body) = member_state(&mut change, owner, &m.uri, now);
+                ((*m).clone(), instance, body)
+            })
+            .collect()
+    }
+
+    fn list_body(
+        &self,
+        service: &str,
+        full: bool,
+        states: &[MemberState],
+        list: &ListPackage,
+    ) -> Vec<u8> {
+        let resources: Vec<Resource<'_>> = states
+            .iter()
+            .map(|(m, instance, body)| Resource {
+                uri: &m.uri,
+                name: m.name.as_deref(),
+                instance: *instance,
+                body: body.as_ref().map(|b| b.as_slice()),
+            })
+            .collect();
+        rlmi::body(
+            service,
+            full,
+            &resources,
+            list.inner().notify_type(),
+            list.boundary(),
+        )
+    }
+
+    /// The services naming `resource` that offer `package`, for its fan-out.
+    pub(super) fn lists_naming(
+        &mut self,
+        resource: &str,
+        package: &dyn EventPackage,
+    ) -> Vec<String> {
+        if !self.config.rls || package.watches().is_some() || package.as_list().is_some() {
+            return Vec::new();
+        }
+        let lists = self.lists();
+        lists
+            .services_of(resource)
+            .iter()
+            .filter(|s| lists.service(s).is_some_and(|s| s.offers(package.name())))
+            .cloned()
+            .collect()
+    }
+
+    /// `resource` changed: every list subscription of `services` gets a partial NOTIFY
+    /// with its new state, as `change` lets each list's owner see it.
+    pub(super) fn notify_lists(
+        &mut self,
+        services: &[String],
+        resource: &str,
+        package: &Arc<dyn EventPackage>,
+        change: &mut Change,
+        now: u64,
+    ) {
+        let lists = self.lists();
+        for uri in services {
+            let Some(service) = lists.service(uri) else {
+                continue;
+            };
+            let rows = self.list_rows(service.uri.as_str(), &service.owner, package.as_ref(), now);
+            if rows.is_empty() {
+                continue;
+            }
+            let Some(member) = service.members.iter().find(|m| m.uri == resource) else {
+                continue;
+            };
+            let (instance, body) = member_state(change, &service.owner, resource, now);
+            let list = self.list_package(package);
+            let Some(list_ref) = list.as_list() else {
+                continue;
+            };
+            let body = Arc::new(self.list_body(
+                &service.uri,
+                false,
+                &[(member.clone(), instance, body)],
+                list_ref,
+            ));
+            self.send_to_lists(rows, Body::Delta(body), now);
+        }
+    }
+
+    /// The live list subscriptions of `owner` to `service` for `package`.
+    fn list_rows(
+        &self,
+        service: &str,
+        owner: &str,
+        package: &dyn EventPackage,
+        now: u64,
+    ) -> Vec<SubscriptionRow> {
+        let event = Registry::event_key(package);
+        match self.store.subscriptions_to(service, &event) {
+            Ok(rows) => rows
+                .into_iter()
+                .filter(|r| r.expires > now && identity_key(&r.watcher_uri) == identity_key(owner))
+                .collect(),
+            Err(e) => {
+                warn!("store: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn send_to_lists(&mut self, rows: Vec<SubscriptionRow>, body: Body, now: u64) {
+        for row in rows {
+            let Some(mut sub) = self.take_subscription(row) else {
+                continue;
+            };
+            if sub.status() != Status::Active || sub.package().as_list().is_none() {
+                self.keep(sub);
+                continue;
+            }
+            if sub.notify(body.clone()) {
+                self.stats.notifies_coalesced += 1;
+            }
+            self.pump(sub, now);
+        }
+    }
+
+    /// A list document changed: each running list subscription learns which of its
+    /// resources came (with their state) and went (terminated), and a subscription to
+    /// a service that no longer exists ends.
+    pub(super) fn lists_changed(&mut self, now: u64) {
+        if !self.config.rls {
+            return;
+        }
+        let after = self.lists();
+        let before = self
+            .lists
+            .told
+            .replace(after.clone())
+            .unwrap_or_else(|| after.clone());
+        let services: HashSet<&String> = before
+            .services()
+            .chain(after.services())
+            .map(|s| &s.uri)
+            .collect();
+        for uri in services {
+            let (old, new) = (before.service(uri), after.service(uri));
+            if old == new {
+                continue;
+            }
+            let Some(old) = old else {
+                // A new service: nobody can have subscribed to it as a list yet.
+                continue;
+            };
+            let packages: Vec<Arc<dyn EventPackage>> = self
+                .packages
+                .iter()
+                .filter(|p| p.watches().is_none() && old.offers(p.name()))
+                .cloned()
+                .collect();
+            for package in packages {
+                let rows = self.list_rows(uri, &old.owner, package.as_ref(), now);
+                if rows.is_empty() {
+                    continue;
+                }
+                let Some(new) = new.filter(|n| n.owner == old.owner && n.offers(package.name()))
+                else {
+                    for row in rows {
+                        if let Some(sub) = self.take_subscription(row) {
+                            self.end(sub, Reason::Noresource, Body::None, now);
+                        }
+                    }
+                    continue;
+                };
+                let kept: HashSet<&str> = new.members.iter().map(|m| m.uri.as_str()).collect();
+                let had: HashSet<&str> = old.members.iter().map(|m| m.uri.as_str()).collect();
+                let added: Vec<&Member> = new
+                    .members
+                    .iter()
+                    .filter(|m| !had.contains(m.uri.as_str()))
+                    .collect();
+                let mut states = self.member_states(&added, &new.owner, package.as_ref(), now);
+                states.extend(
+                    old.members
+                        .iter()
+                        .filter(|m| !kept.contains(m.uri.as_str()))
+                        .map(|m| (m.clone(), Instance::Terminated(REMOVED), None)),
+                );
+                if states.is_empty() {
+                    continue;
+                }
+                let list = self.list_package(&package);
+                let Some(list_ref) = list.as_list() else {
+                    continue;
+                };
+                let body = Arc::new(self.list_body(uri, false, &states, list_ref));
+                self.send_to_lists(rows, Body::Delta(body), now);
+            }
+        }
+    }
+}
+
+/// A resource's instance for `owner`, and the body an active one carries.
+fn member_state(
+    change: &mut Change,
+    owner: &str,
+    resource: &str,
+    now: u64,
+) -> (Instance, Option<Arc<Vec<u8>>>) {
+    let decision = change.decide(owner, now);
+    match decision.handling {
+        Handling::Allow => (Instance::Active, change.body(decision.view, resource)),
+        Handling::Confirm => (Instance::Pending, None),
+        Handling::Block => (Instance::Terminated(Reason::Rejected.as_str()), None),
+    }
+}

@@ -1,0 +1,377 @@
+//! Buddy lists over real sockets (RFC 4662 over RFC 4826 documents): the list is PUT
+//! to the built-in XCAP server over HTTP, the owner subscribes to its service URI over
+//! UDP, and every NOTIFY is taken apart the way a client would: multipart/related
+//! split at its boundary, the RLMI document parsed, each instance's Content-ID matched
+//! to its part.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use presenced::sip::message::Request;
+
+const JOE: &str = "sip:joe@example.com";
+const LIST: &str = "sip:joe-buddies@example.com";
+const SERVICES_PATH: &str = "/xcap-root/rls-services/users/sip:joe@example.com/index";
+const LISTS_PATH: &str = "/xcap-root/resource-lists/users/sip:joe@example.com/index";
+
+fn start_rls(force_active: bool) -> TestServer {
+    start(|c| {
+        c.force_active = force_active;
+        c.rls = true;
+        c.xcap_listen = "127.0.0.1:0".parse().unwrap();
+    })
+}
+
+fn put(srv: &TestServer, path: &str, content_type: &str, doc: &str) {
+    let addr = srv.handle.xcap_addr().expect("the XCAP server runs");
+    let (status, _, body) = http(addr, "PUT", path, &[("Content-Type", content_type)], doc);
+    assert!(
+        status == 200 || status == 201,
+        "PUT {path}: {status} {body}"
+    );
+}
+
+fn put_services(srv: &TestServer, services: &str) {
+    put(
+        srv,
+        SERVICES_PATH,
+        "application/rls-services+xml",
+        &format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<rls-services xmlns="urn:ietf:params:xml:ns:rls-services" xmlns:rl="urn:ietf:params:xml:ns:resource-lists">{services}</rls-services>"#
+        ),
+    );
+}
+
+/// The buddies service with these members, inline.
+fn buddies(members: &[&str]) -> String {
+    let entries: String = members
+        .iter()
+        .map(|m| format!(r#"<rl:entry uri="{m}"/>"#))
+        .collect();
+    format!(
+        r#"<service uri="{LIST}"><list>{entries}</list><packages><package>presence</package></packages></service>"#
+    )
+}
+
+fn user(name: &str) -> String {
+    format!("sip:{name}@example.com")
+}
+
+/// One resource of a list NOTIFY: its instance state and reason, and the body its
+/// instance's Content-ID points at.
+#[derive(Debug)]
+struct Instance {
+    state: String,
+    reason: Option<String>,
+    body: Option<String>,
+}
+
+/// A list NOTIFY taken apart: (version, fullState, resources by URI). Panics on
+/// anything RFC 4662 §5 does not allow: a missing boundary or RLMI root part, a cid
+/// with no part, a part no cid refers to, a part that is not a PIDF document.
+fn rlmi(req: &Request) -> (u32, bool, HashMap<String, Instance>) {
+    let ctype = req.headers.get("Content-Type").expect("a Content-Type");
+    assert!(ctype.starts_with("multipart/related"), "{ctype}");
+    assert!(ctype.contains("type=\"application/rlmi+xml\""), "{ctype}");
+    let boundary = ctype
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .expect("a boundary")
+        .trim_matches('"');
+    let body = body_str(req);
+    let delimiter = format!("--{boundary}");
+    let mut sections: Vec<&str> = body.split(delimiter.as_str()).collect();
+    assert_eq!(sections.remove(0), "", "nothing before the first part");
+    assert!(
+        sections.pop().unwrap().starts_with("--"),
+        "a closing delimiter"
+    );
+    let mut parts: Vec<(String, String, String)> = sections
+        .iter()
+        .map(|s| {
+            let (head, content) = s.trim_start_matches("\r\n").split_once("\r\n\r\n").unwrap();
+            let header = |name: &str| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default()
+            };
+            let cid = header("Content-ID:")
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned();
+            (
+                cid,
+                header("Content-Type:"),
+                content.strip_suffix("\r\n").unwrap_or(content).to_owned(),
+            )
+        })
+        .collect();
+    let (_, root_type, root) = parts.remove(0);
+    assert!(root_type.starts_with("application/rlmi+xml"), "{root_type}");
+    let list = presenced::xml::parse(root.as_bytes()).expect("RLMI is well-formed");
+    assert_eq!(list.name(), "list");
+    assert_eq!(list.ns(), "urn:ietf:params:xml:ns:rlmi");
+    assert_eq!(list.attr("uri"), Some(LIST));
+    let version = list.attr("version").unwrap().parse().unwrap();
+    let full = list.attr("fullState") == Some("true");
+    let mut by_cid: HashMap<String, String> = parts
+        .into_iter()
+        .map(|(cid, ty, content)| {
+            assert_eq!(ty, "application/pidf+xml");
+            let doc = presenced::xml::parse(content.as_bytes()).expect("each part parses");
+            assert_eq!(doc.name(), "presence");
+            (cid, content)
+        })
+        .collect();
+    let mut resources = HashMap::new();
+    for r in list.children().filter(|c| c.name() == "resource") {
+        let instance = r.children().find(|c| c.name() == "instance").unwrap();
+        let body = instance.attr("cid").map(|cid| {
+            by_cid
+                .remove(cid)
+                .unwrap_or_else(|| panic!("no part for cid {cid}"))
+        });
+        resources.insert(
+            r.attr("uri").unwrap().to_owned(),
+            Instance {
+                state: instance.attr("state").unwrap().to_owned(),
+                reason: instance.attr("reason").map(str::to_owned),
+                body,
+            },
+        );
+    }
+    assert!(by_cid.is_empty(), "parts nothing refers to: {by_cid:?}");
+    (version, full, resources)
+}
+
+fn publish(srv: &TestServer, name: &str, note: &str) {
+    let mut ua = Ua::new(srv.udp(), name);
+    let aor = user(name);
+    let body = pidf(&aor, &format!("t-{name}"), "open", note);
+    assert_eq!(ua.publish(&aor, None, Some(600), Some(&body)).status, 200);
+}
+
+fn subscribe_list(joe: &mut Ua) -> Sub {
+    let (r, sub) = joe.subscribe(LIST, "presence", Some(600), "Supported: eventlist\r\n");
+    assert_eq!(r.status, 200, "{:?}", r.reason);
+    sub
+}
+
+#[test]
+fn a_list_subscription_gets_full_state_first_then_each_change_as_a_partial_notify() {
+    let srv = start_rls(true);
+    put_services(
+        &srv,
+        &buddies(&[&user("bob"), &user("carol"), &user("dave")]),
+    );
+    publish(&srv, "bob", "at lunch");
+
+    let mut joe = Ua::new(srv.udp(), "joe");
+    let _sub = subscribe_list(&mut joe);
+    let (version, full, resources) = rlmi(&joe.expect_notify());
+    assert_eq!((version, full), (0, true));
+    assert_eq!(resources.len(), 3, "{resources:?}");
+    for r in resources.values() {
+        assert_eq!(r.state, "active");
+    }
+    let bob = &resources[&user("bob")];
+    assert!(bob.body.as_deref().unwrap().contains("at lunch"), "{bob:?}");
+
+    publish(&srv, "carol", "in a meeting");
+    let (version, full, resources) = rlmi(&joe.expect_notify());
+    assert_eq!((version, full), (1, false));
+    assert_eq!(resources.len(), 1, "only what changed: {resources:?}");
+    assert!(
+        resources[&user("carol")]
+            .body
+            .as_deref()
+            .unwrap()
+            .contains("in a meeting")
+    );
+
+    publish(&srv, "bob", "back");
+    let (version, _, resources) = rlmi(&joe.expect_notify());
+    assert_eq!(version, 2);
+    assert!(
+        resources[&user("bob")]
+            .body
+            .as_deref()
+            .unwrap()
+            .contains("back")
+    );
+
+    // Someone who is not in the list changes: nothing for joe.
+    publish(&srv, "zed", "hello");
+    srv.quiesce();
+    joe.expect_nothing();
+}
+
+#[test]
+fn a_list_needs_eventlist_support_and_its_owner() {
+    let srv = start_rls(true);
+    put_services(&srv, &buddies(&[&user("bob")]));
+    let mut joe = Ua::new(srv.udp(), "joe");
+    let (r, _) = joe.subscribe(LIST, "presence", Some(600), "");
+    assert_eq!(r.status, 421);
+    assert_eq!(r.headers.get("Require"), Some("eventlist"));
+
+    let mut eve = Ua::new(srv.udp(), "eve");
+    let (r, _) = eve.subscribe(LIST, "presence", Some(600), "Supported: eventlist\r\n");
+    assert_eq!(r.status, 403);
+
+    // The service offers presence only.
+    let (r, _) = joe.subscribe(LIST, "dialog", Some(600), "Supported: eventlist\r\n");
+    assert_eq!(r.status, 489);
+
+    // An ordinary presentity is not a list, eventlist or not.
+    let (r, _) = joe.subscribe(
+        &user("bob"),
+        "presence",
+        Some(600),
+        "Supported: eventlist\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let n = joe.expect_notify();
+    assert!(
+        n.headers
+            .get("Content-Type")
+            .unwrap()
+            .starts_with("application/pidf+xml")
+    );
+}
+
+#[test]
+fn each_member_is_authorized_for_the_owner_by_its_own_rules() {
+    let srv = start_rls(false);
+    let rules = |handling: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<cr:ruleset xmlns:cr="urn:ietf:params:xml:ns:common-policy" xmlns:pr="urn:ietf:params:xml:ns:pres-rules"><cr:rule id="r"><cr:conditions><cr:identity><cr:one id="{JOE}"/></cr:identity></cr:conditions><cr:actions><pr:sub-handling>{handling}</pr:sub-handling></cr:actions><cr:transformations><pr:provide-all-attributes/></cr:transformations></cr:rule></cr:ruleset>"#
+        )
+    };
+    for (who, handling) in [("bob", "allow"), ("dave", "block")] {
+        put(
+            &srv,
+            &format!("/xcap-root/pres-rules/users/sip:{who}@example.com/index"),
+            "application/auth-policy+xml",
+            &rules(handling),
+        );
+        publish(&srv, who, "here");
+    }
+    publish(&srv, "carol", "here");
+    put_services(
+        &srv,
+        &buddies(&[&user("bob"), &user("carol"), &user("dave")]),
+    );
+    let mut joe = Ua::new(srv.udp(), "joe");
+    subscribe_list(&mut joe);
+    let (_, full, r) = rlmi(&joe.expect_notify());
+    assert!(full);
+    assert_eq!(r[&user("bob")].state, "active");
+    assert!(r[&user("bob")].body.is_some());
+    // No rules: carol has not decided (RFC 5025 default), and nothing of hers shows.
+    assert_eq!(r[&user("carol")].state, "pending");
+    assert!(r[&user("carol")].body.is_none());
+    assert_eq!(r[&user("dave")].state, "terminated");
+    assert_eq!(r[&user("dave")].reason.as_deref(), Some("rejected"));
+    assert!(r[&user("dave")].body.is_none());
+
+    // A blocked member's changes are not shown; they still say only "rejected".
+    publish(&srv, "dave", "secret");
+    let (_, _, r) = rlmi(&joe.expect_notify());
+    assert!(r[&user("dave")].body.is_none());
+}
+
+#[test]
+fn editing_the_list_over_xcap_adds_and_removes_members_of_a_running_subscription() {
+    let srv = start_rls(true);
+    put_services(&srv, &buddies(&[&user("bob"), &user("dave")]));
+    publish(&srv, "erin", "new here");
+    let mut joe = Ua::new(srv.udp(), "joe");
+    subscribe_list(&mut joe);
+    let (_, _, r) = rlmi(&joe.expect_notify());
+    assert_eq!(r.len(), 2);
+
+    put_services(&srv, &buddies(&[&user("bob"), &user("erin")]));
+    let (version, full, r) = rlmi(&joe.expect_notify());
+    assert_eq!((version, full), (1, false));
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[&user("erin")].state, "active");
+    assert!(
+        r[&user("erin")]
+            .body
+            .as_deref()
+            .unwrap()
+            .contains("new here")
+    );
+    assert_eq!(r[&user("dave")].state, "terminated");
+    assert!(r[&user("dave")].reason.is_some());
+
+    // The removed member's changes no longer reach the list; the added one's do.
+    publish(&srv, "dave", "gone");
+    publish(&srv, "erin", "still here");
+    let (_, _, r) = rlmi(&joe.expect_notify());
+    assert_eq!(r.keys().collect::<Vec<_>>(), [&user("erin")]);
+
+    // The service itself goes: the list subscription ends.
+    put_services(&srv, "");
+    let n = joe.expect_notify();
+    let state = n.headers.get("Subscription-State").unwrap();
+    assert!(state.starts_with("terminated"), "{state}");
+}
+
+#[test]
+fn empty_all_pending_nested_and_looping_lists_give_well_formed_notifies() {
+    let srv = start_rls(false);
+    put(
+        &srv,
+        LISTS_PATH,
+        "application/resource-lists+xml",
+        &format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">
+  <list name="a"><entry uri="{}"/><list name="inner"><entry uri="{}"/></list>
+    <external anchor="resource-lists/users/sip:joe@example.com/index/~~/resource-lists/list%5b@name=%22b%22%5d"/></list>
+  <list name="b"><entry uri="{}"/>
+    <external anchor="resource-lists/users/sip:joe@example.com/index/~~/resource-lists/list%5b@name=%22a%22%5d"/></list>
+</resource-lists>"#,
+            user("p1"),
+            user("p2"),
+            user("p3")
+        ),
+    );
+    put_services(
+        &srv,
+        &format!(
+            r#"<service uri="{LIST}"><resource-list>resource-lists/users/sip:joe@example.com/index/~~/resource-lists/list%5b@name=%22a%22%5d</resource-list></service>
+            <service uri="sip:joe-empty@example.com"><list/></service>"#
+        ),
+    );
+    let mut joe = Ua::new(srv.udp(), "joe");
+    // Nested and looping: p1, p2 (nested), p3 (the loop back to a is cut); nobody has
+    // rules for joe, so every member is pending and no part is sent.
+    subscribe_list(&mut joe);
+    let (_, full, r) = rlmi(&joe.expect_notify());
+    assert!(full);
+    let mut uris: Vec<&String> = r.keys().collect();
+    uris.sort();
+    assert_eq!(uris, [&user("p1"), &user("p2"), &user("p3")]);
+    assert!(r.values().all(|i| i.state == "pending" && i.body.is_none()));
+
+    // The empty list: a full-state RLMI document with no resource.
+    let (resp, _) = joe.subscribe(
+        "sip:joe-empty@example.com",
+        "presence",
+        Some(600),
+        "Supported: eventlist\r\n",
+    );
+    assert_eq!(resp.status, 200);
+    let n = joe.expect_notify();
+    let body = body_str(&n);
+    assert!(body.contains("fullState=\"true\""), "{body}");
+    assert!(!body.contains("<resource"), "{body}");
+}
