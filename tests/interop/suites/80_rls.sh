@@ -1,0 +1,53 @@
+# Buddy lists (RFC 4662 over RFC 4826 documents), sourced by run.sh: the list is PUT
+# over XCAP with curl, a SIPp list watcher subscribes with Supported: eventlist and logs
+# every NOTIFY, two members publish with SIPp, and rlmi_check.py takes the NOTIFYs apart
+# (RLMI parsed, versions, fullState, Content-IDs against the parts, each part a PIDF).
+S=tests/interop/sipp
+
+RSIP=$(free_port)
+RHTTP=$(free_port)
+start_presenced rls "$RSIP" \
+    --config "$(write_config rls 'rls = true' "xcap_listen = \"127.0.0.1:$RHTTP\"")" >/dev/null \
+    || { fail "presenced with rls = true did not start"; return 0; }
+RROOT="http://127.0.0.1:$RHTTP/xcap-root"
+for _ in $(seq 1 50); do curl -s -o /dev/null "$RROOT/xcap-caps/global/index" && break; sleep 0.1; done
+
+cat >"$WORK/rls-services.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<rls-services xmlns="urn:ietf:params:xml:ns:rls-services" xmlns:rl="urn:ietf:params:xml:ns:resource-lists">
+ <service uri="sip:lister-buddies@example.com">
+  <list name="buddies">
+   <rl:entry uri="sip:m1@example.com"><rl:display-name>Member One</rl:display-name></rl:entry>
+   <rl:entry uri="sip:m2@example.com"/>
+   <rl:entry uri="sip:m3@example.com"/>
+  </list>
+  <packages><package>presence</package></packages>
+ </service>
+</rls-services>
+EOF
+xcurl rls-put-services 201 -X PUT -H "Content-Type: application/rls-services+xml" \
+    --data-binary @"$WORK/rls-services.xml" "$RROOT/rls-services/users/sip:lister@example.com/index"
+
+for t in u1 t1; do
+    label="rls-watcher-$t"
+    sipp_exec "$label" $S/rls_watcher.xml $t "$RSIP" -s lister-buddies -m 1 &
+    watcher=$!
+    # The members publish once the full-state NOTIFY is in (bounded wait).
+    for _ in $(seq 1 100); do
+        grep -qs 'fullState="true"' "$WORK/$label.log" && break
+        sleep 0.1
+    done
+    run_sipp "rls-publish-m1-$t" $S/publish_note.xml $t "$RSIP" -s m1 -key note "m1 $t"
+    # One change at a time, so each makes its own partial NOTIFY.
+    for _ in $(seq 1 100); do
+        [ "$(grep -c 'fullState="false"' "$WORK/$label.log" 2>/dev/null)" -ge 1 ] && break
+        sleep 0.1
+    done
+    run_sipp "rls-publish-m3-$t" $S/publish_note.xml $t "$RSIP" -s m3 -key note "m3 $t"
+    wait "$watcher"
+    sipp_result "$label" $?
+    python3 tests/interop/rlmi_check.py "$WORK/$label.log" sip:lister-buddies@example.com \
+        sip:m1@example.com sip:m2@example.com sip:m3@example.com -- \
+        sip:m1@example.com sip:m3@example.com >"$WORK/$label.check" 2>&1
+    report_checks "$label" "$WORK/$label.check" "$WORK/$label.check" "$WORK/$label.log"
+done
