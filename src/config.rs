@@ -109,6 +109,10 @@ pub struct Config {
     /// rls-services document is a list subscription. Default false.
     #[serde(deserialize_with = "parse::flag")]
     pub rls: bool,
+    /// Milliseconds a list subscription's member changes are gathered into one NOTIFY
+    /// (OpenSIPS rls `waitn_time`, in ms). Default 200; 0 sends each loop step's.
+    #[serde(deserialize_with = "parse::int::<0, 60_000, _, _>")]
+    pub rls_batch_ms: u64,
     /// XCAP documents arrive through presenced's own XCAP server (true) or are fetched
     /// from `xcap_server` (false). Default true.
     #[serde(deserialize_with = "parse::flag")]
@@ -315,6 +319,7 @@ impl Default for Config {
             pidf_manipulation: false,
             mwi_owner_only: true,
             rls: false,
+            rls_batch_ms: 200,
             integrated_xcap_server: true,
             xcap_server: Vec::new(),
             xcap_listen: SocketAddr::from(([127, 0, 0, 1], 5080)),
@@ -1782,6 +1787,7 @@ notify_closed_when_empty = false
 pidf_manipulation = true
 mwi_owner_only = false
 rls = true
+rls_batch_ms = 50
 integrated_xcap_server = false
 xcap_server = ["xcap.example.org"]
 xcap_listen = "[::1]:8080"
@@ -1843,6 +1849,7 @@ metrics_listen = "127.0.0.1:9465"
             pidf_manipulation: true,
             mwi_owner_only: false,
             rls: true,
+            rls_batch_ms: 50,
             integrated_xcap_server: false,
             xcap_server: vec!["xcap.example.org".into()],
             xcap_listen: "[::1]:8080".parse().unwrap(),
@@ -2512,6 +2519,7 @@ metrics_listen = "127.0.0.1:9465"
                         pidf_manipulation: f[5],
                         mwi_owner_only: f[7],
                         rls: f[9],
+                        rls_batch_ms: clean % 60_001,
                         integrated_xcap_server: true,
                         xcap_server: if f[6] { vec![dom] } else { Vec::new() },
                         xcap_listen: SocketAddr::from(([127, 0, 0, 1], (clean % 65_536) as u16)),

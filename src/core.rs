@@ -48,6 +48,8 @@ pub struct CoreConfig {
     pub sync_always: bool,
     /// Flush at least this often while there are writes (`sync_period_ms`).
     pub flush_period: Duration,
+    /// How long list subscriptions gather member changes (`rls_batch_ms`).
+    pub list_batch: Duration,
 }
 
 impl Default for CoreConfig {
@@ -55,6 +57,7 @@ impl Default for CoreConfig {
         CoreConfig {
             sync_always: false,
             flush_period: Duration::from_millis(500),
+            list_batch: Duration::from_millis(200),
         }
     }
 }
@@ -103,6 +106,8 @@ pub struct Core {
     overloaded: bool,
     /// New requests refused while overloaded.
     shed: u64,
+    /// When the list changes gathered so far go out (see `Engine::send_list_changes`).
+    list_batch_at: Option<Instant>,
 }
 
 impl Core {
@@ -132,6 +137,7 @@ impl Core {
             paused: None,
             overloaded: false,
             shed: 0,
+            list_batch_at: None,
         }
     }
 
@@ -185,6 +191,7 @@ impl Core {
         let core = CoreConfig {
             sync_always: config.sync == SyncMode::Always,
             flush_period: Duration::from_millis(config.sync_period_ms.max(1)),
+            list_batch: Duration::from_millis(config.rls_batch_ms),
         };
         Core::new(endpoint, dispatcher, engine, core).with_auth(auth)
     }
@@ -249,6 +256,11 @@ impl Core {
             self.engine.handle_timeout(unix);
             self.drain_engine(now);
         }
+        if self.list_batch_at.is_some_and(|t| t <= now) && self.paused.is_none() {
+            self.list_batch_at = None;
+            self.engine.send_list_changes(unix);
+            self.drain_engine(now);
+        }
         self.process(now, unix);
     }
 
@@ -278,6 +290,9 @@ impl Core {
             && let Some((now, _)) = self.clock
         {
             earliest(self.next_flush.unwrap_or(now));
+        }
+        if let Some(t) = self.list_batch_at {
+            earliest(t);
         }
         at
     }
@@ -515,6 +530,9 @@ impl Core {
 
     /// Carries out what the engine asked for.
     fn drain_engine(&mut self, now: Instant) {
+        if self.list_batch_at.is_none() && self.engine.list_changes_waiting() {
+            self.list_batch_at = Some(now + self.config.list_batch);
+        }
         while let Some(action) = self.engine.poll_action() {
             match action {
                 Action::Notify {

@@ -17,10 +17,19 @@ const SERVICES_PATH: &str = "/xcap-root/rls-services/users/sip:joe@example.com/i
 const LISTS_PATH: &str = "/xcap-root/resource-lists/users/sip:joe@example.com/index";
 
 fn start_rls(force_active: bool) -> TestServer {
+    start_rls_with(force_active, |_| {})
+}
+
+fn start_rls_with(
+    force_active: bool,
+    tweak: impl FnOnce(&mut presenced::config::Config),
+) -> TestServer {
     start(|c| {
         c.force_active = force_active;
         c.rls = true;
+        c.rls_batch_ms = 0;
         c.xcap_listen = "127.0.0.1:0".parse().unwrap();
+        tweak(c);
     })
 }
 
@@ -208,6 +217,28 @@ fn a_list_subscription_gets_full_state_first_then_each_change_as_a_partial_notif
     publish(&srv, "zed", "hello");
     srv.quiesce();
     joe.expect_nothing();
+}
+
+#[test]
+fn changes_within_the_batch_window_go_out_as_one_notify() {
+    // A window far longer than two PUBLISHes over loopback take.
+    let srv = start_rls_with(true, |c| c.rls_batch_ms = 2_000);
+    put_services(
+        &srv,
+        &buddies(&[&user("bob"), &user("carol"), &user("dave")]),
+    );
+    let mut joe = Ua::new(srv.udp(), "joe");
+    subscribe_list(&mut joe);
+    let (_, full, _) = rlmi(&joe.expect_notify());
+    assert!(full);
+    publish(&srv, "bob", "one");
+    publish(&srv, "carol", "two");
+    let (version, full, r) = rlmi(&joe.expect_notify());
+    assert_eq!((version, full), (1, false));
+    let mut uris: Vec<&String> = r.keys().collect();
+    uris.sort();
+    assert_eq!(uris, [&user("bob"), &user("carol")], "both in one NOTIFY");
+    assert!(r[&user("carol")].body.as_deref().unwrap().contains("two"));
 }
 
 #[test]

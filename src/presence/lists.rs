@@ -11,7 +11,7 @@
 //! to the lists naming it by a partial NOTIFY (only that resource); a change of a list
 //! document by a partial NOTIFY of the resources that came and went.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use log::warn;
@@ -44,6 +44,8 @@ pub(super) struct ListState {
     /// [`Engine::lists_changed`]); the lists themselves follow the store at once.
     told: Option<Arc<Lists>>,
     packages: HashMap<String, Arc<dyn EventPackage>>,
+    /// Members that changed since the last batch went out, by (service, event key).
+    changed: BTreeMap<(String, String), BTreeSet<String>>,
 }
 
 impl Engine {
@@ -216,39 +218,60 @@ impl Engine {
             .collect()
     }
 
-    /// `resource` changed: every list subscription of `services` gets a partial NOTIFY
-    /// with its new state, as `change` lets each list's owner see it.
-    pub(super) fn notify_lists(
+    /// `resource` changed: the lists of `services` with a subscription will tell it in
+    /// their next batch ([`Engine::send_list_changes`]).
+    pub(super) fn note_list_change(
         &mut self,
         services: &[String],
         resource: &str,
-        package: &Arc<dyn EventPackage>,
-        change: &mut Change,
-        now: u64,
+        package: &dyn EventPackage,
     ) {
+        let event = Registry::event_key(package);
+        for service in services {
+            self.lists
+                .changed
+                .entry((service.clone(), event.clone()))
+                .or_default()
+                .insert(resource.to_owned());
+        }
+    }
+
+    /// Whether list changes wait for [`Engine::send_list_changes`].
+    pub fn list_changes_waiting(&self) -> bool {
+        !self.lists.changed.is_empty()
+    }
+
+    /// Every list subscription whose members changed since the last call gets one
+    /// partial NOTIFY with those members' states now, as each one's rules let the
+    /// list's owner see them (RFC 4662 §5.2). Changes that arrive together (within
+    /// `rls_batch_ms`, which the caller keeps) so go out as one NOTIFY.
+    pub fn send_list_changes(&mut self, now: u64) {
+        let changed = std::mem::take(&mut self.lists.changed);
         let lists = self.lists();
-        for uri in services {
-            let Some(service) = lists.service(uri) else {
+        for ((uri, event), members) in changed {
+            let (Some(service), Some(package)) =
+                (lists.service(&uri), self.packages.by_key(&event).cloned())
+            else {
                 continue;
             };
-            let rows = self.list_rows(service.uri.as_str(), &service.owner, package.as_ref(), now);
+            let rows = self.list_rows(&service.uri, &service.owner, package.as_ref(), now);
             if rows.is_empty() {
                 continue;
             }
-            let Some(member) = service.members.iter().find(|m| m.uri == resource) else {
+            let members: Vec<&Member> = service
+                .members
+                .iter()
+                .filter(|m| members.contains(&m.uri))
+                .collect();
+            if members.is_empty() {
                 continue;
-            };
-            let (instance, body) = member_state(change, &service.owner, resource, now);
-            let list = self.list_package(package);
+            }
+            let states = self.member_states(&members, &service.owner, package.as_ref(), now);
+            let list = self.list_package(&package);
             let Some(list_ref) = list.as_list() else {
                 continue;
             };
-            let body = Arc::new(self.list_body(
-                &service.uri,
-                false,
-                &[(member.clone(), instance, body)],
-                list_ref,
-            ));
+            let body = Arc::new(self.list_body(&service.uri, false, &states, list_ref));
             self.send_to_lists(rows, Body::Delta(body), now);
         }
     }

@@ -281,9 +281,12 @@ impl Engine {
             }
         };
         let lists = self.lists_naming(resource, package);
+        if !lists.is_empty() {
+            self.note_list_change(&lists, resource, package);
+        }
         // Nobody to tell: the aggregate would be built for nothing (the common case for
         // a device publishing before anyone watches it).
-        if rows.iter().all(|d| d.expires <= now) && lists.is_empty() {
+        if rows.iter().all(|d| d.expires <= now) {
             return;
         }
         let mut change = self.change(resource, package, now);
@@ -296,11 +299,6 @@ impl Engine {
             };
             let decision = change.decide(sub.watcher(), now);
             self.apply(sub, decision, &mut change, false, now);
-        }
-        if !lists.is_empty()
-            && let Some(package) = self.packages.by_key(&event).cloned()
-        {
-            self.notify_lists(&lists, resource, &package, &mut change, now);
         }
         if change.views.len() > 1 {
             debug!("{resource}: {} distinct views", change.views.len());
