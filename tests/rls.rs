@@ -406,3 +406,43 @@ fn empty_all_pending_nested_and_looping_lists_give_well_formed_notifies() {
     assert!(body.contains("fullState=\"true\""), "{body}");
     assert!(!body.contains("<resource"), "{body}");
 }
+
+#[test]
+fn list_documents_that_break_rfc_4826_get_409_with_the_xcap_error() {
+    let srv = start_rls(true);
+    let addr = srv.handle.xcap_addr().expect("the XCAP server runs");
+    let put_raw = |path: &str, ctype: &str, doc: &str| {
+        let (status, _, body) = http(addr, "PUT", path, &[("Content-Type", ctype)], doc);
+        (status, body)
+    };
+    let (status, body) = put_raw(
+        LISTS_PATH,
+        "application/resource-lists+xml",
+        r#"<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list><entry/></list></resource-lists>"#,
+    );
+    assert_eq!(status, 409);
+    assert!(body.contains("<schema-validation-error/>"), "{body}");
+
+    put_services(&srv, &buddies(&[&user("bob")]));
+    // Another user claims joe's service URI: refused, with free alternatives.
+    let (status, body) = put_raw(
+        "/xcap-root/rls-services/users/sip:eve@example.com/index",
+        "application/rls-services+xml",
+        &format!(
+            r#"<rls-services xmlns="urn:ietf:params:xml:ns:rls-services" xmlns:rl="urn:ietf:params:xml:ns:resource-lists">{}</rls-services>"#,
+            buddies(&[&user("carol")])
+        ),
+    );
+    assert_eq!(status, 409);
+    assert!(body.contains("<uniqueness-failure>"), "{body}");
+    assert!(
+        body.contains("field=\"rls-services/service/@uri\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("<alt-value>sip:joe-buddies-1@example.com</alt-value>"),
+        "{body}"
+    );
+    // joe may rewrite his own document with the same service.
+    put_services(&srv, &buddies(&[&user("carol")]));
+}

@@ -313,6 +313,125 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// Why a resource-lists or rls-services document breaks RFC 4826's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// The document's structure (a missing attribute, an unknown element).
+    Schema(String),
+    /// A value that must be unique is not (§3.4.x, §4.4.x): where, and the value.
+    NotUnique { field: &'static str, value: String },
+}
+
+/// Checks a resource-lists document (RFC 4826 §3): lists of entries, entry-refs,
+/// externals and lists, each with its required attribute; list names unique among
+/// sibling lists and entry URIs unique within a list.
+pub fn check_resource_lists(root: &Element) -> Result<(), Invalid> {
+    for list in root.children() {
+        if !list.is("list", RL_NS) {
+            return Err(Invalid::Schema(format!(
+                "<{}> in <resource-lists>",
+                list.name()
+            )));
+        }
+    }
+    check_lists(root, "resource-lists/list/@name", 1)
+}
+
+/// The children of `parent` (a `<resource-lists>` or `<list>`), recursively.
+fn check_lists(parent: &Element, name_field: &'static str, depth: usize) -> Result<(), Invalid> {
+    if depth > crate::xml::MAX_DEPTH {
+        return Err(Invalid::Schema("lists nested too deep".into()));
+    }
+    let mut names = std::collections::HashSet::new();
+    let mut uris = std::collections::HashSet::new();
+    for child in parent.children() {
+        if child.ns() != RL_NS {
+            // Elements of other namespaces extend the format (RFC 4826 §3.2).
+            continue;
+        }
+        let required = match child.name() {
+            "list" => None,
+            "entry" => Some("uri"),
+            "entry-ref" => Some("ref"),
+            "external" => Some("anchor"),
+            "display-name" => continue,
+            other => return Err(Invalid::Schema(format!("<{other}> in a list"))),
+        };
+        if let Some(attr) = required
+            && child.attr(attr).is_none_or(|v| v.trim().is_empty())
+        {
+            return Err(Invalid::Schema(format!(
+                "<{}> without {attr}",
+                child.name()
+            )));
+        }
+        if child.name() == "entry"
+            && let Some(uri) = child.attr("uri")
+            && !uris.insert(uri.to_owned())
+        {
+            return Err(Invalid::NotUnique {
+                field: "list/entry/@uri",
+                value: uri.to_owned(),
+            });
+        }
+        if child.name() == "list" {
+            if let Some(name) = child.attr("name")
+                && !names.insert(name.to_owned())
+            {
+                return Err(Invalid::NotUnique {
+                    field: name_field,
+                    value: name.to_owned(),
+                });
+            }
+            check_lists(child, "list/list/@name", depth + 1)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks an rls-services document (RFC 4826 §4): services with a URI, each holding
+/// exactly one of `<resource-list>` or `<list>`, and packages; service URIs unique
+/// within it. Returns the service URIs (normalized), for the server-wide uniqueness
+/// check the caller makes against the other documents.
+pub fn check_rls_services(root: &Element) -> Result<Vec<String>, Invalid> {
+    let mut uris = Vec::new();
+    for service in root.children() {
+        if !service.is("service", RLS_NS) {
+            if service.ns() == RLS_NS {
+                return Err(Invalid::Schema(format!(
+                    "<{}> in <rls-services>",
+                    service.name()
+                )));
+            }
+            continue;
+        }
+        let Some(uri) = service.attr("uri").filter(|u| !u.trim().is_empty()) else {
+            return Err(Invalid::Schema("<service> without uri".into()));
+        };
+        let uri = normalize(uri);
+        if uris.contains(&uri) {
+            return Err(Invalid::NotUnique {
+                field: "rls-services/service/@uri",
+                value: uri,
+            });
+        }
+        let lists = service
+            .children()
+            .filter(|c| c.is("list", RLS_NS) || c.is("resource-list", RLS_NS))
+            .count();
+        if lists != 1 {
+            return Err(Invalid::Schema(format!(
+                "service {uri} has {lists} of <list> and <resource-list>; exactly one is needed"
+            )));
+        }
+        if let Some(list) = service.children().find(|c| c.is("list", RLS_NS)) {
+            check_lists(list, "service/list/list/@name", 1)?;
+        }
+        uris.push(uri);
+    }
+    Ok(uris)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,5 +632,72 @@ mod tests {
         );
         assert!(selector("/resource-lists/list[0]").is_none());
         assert!(selector("/resource-lists/list[@name=a").is_none());
+    }
+
+    fn parse(text: &str) -> Element {
+        crate::xml::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn documents_are_checked_against_rfc_4826() {
+        let ok = parse(&format!(
+            r#"{RL_HEAD}<list name="a"><display-name>A</display-name><entry uri="sip:x@y"/><list name="b"/><list name="c"/></list><list name="b"/></resource-lists>"#
+        ));
+        assert_eq!(check_resource_lists(&ok), Ok(()));
+        for (doc, want) in [
+            (r#"<list><entry/></list>"#, "without uri"),
+            (r#"<list><entry-ref ref=""/></list>"#, "without ref"),
+            (r#"<list><bogus/></list>"#, "<bogus>"),
+            (r#"<entry uri="sip:x@y"/>"#, "in <resource-lists>"),
+        ] {
+            let e = check_resource_lists(&parse(&format!("{RL_HEAD}{doc}</resource-lists>")));
+            assert!(
+                matches!(&e, Err(Invalid::Schema(w)) if w.contains(want)),
+                "{doc}: {e:?}"
+            );
+        }
+        let dup = parse(&format!(
+            r#"{RL_HEAD}<list><entry uri="sip:x@y"/><entry uri="sip:x@y"/></list></resource-lists>"#
+        ));
+        assert!(matches!(
+            check_resource_lists(&dup),
+            Err(Invalid::NotUnique { .. })
+        ));
+        let dup = parse(&format!(
+            r#"{RL_HEAD}<list name="a"/><list name="a"/></resource-lists>"#
+        ));
+        assert!(matches!(
+            check_resource_lists(&dup),
+            Err(Invalid::NotUnique { .. })
+        ));
+
+        let services = parse(&format!(
+            r#"{HEAD}<service uri="sip:s@y"><list><rl:entry uri="sip:a@y"/></list></service><service uri="sip:t@y;x=1"><resource-list>http://h/x</resource-list></service></rls-services>"#
+        ));
+        assert_eq!(
+            check_rls_services(&services),
+            Ok(vec!["sip:s@y".into(), "sip:t@y".into()])
+        );
+        for (doc, want) in [
+            (r#"<service><list/></service>"#, "without uri"),
+            (r#"<service uri="sip:s@y"/>"#, "exactly one"),
+            (
+                r#"<service uri="sip:s@y"><list/><resource-list>x</resource-list></service>"#,
+                "exactly one",
+            ),
+        ] {
+            let e = check_rls_services(&parse(&format!("{HEAD}{doc}</rls-services>")));
+            assert!(
+                matches!(&e, Err(Invalid::Schema(w)) if w.contains(want)),
+                "{doc}: {e:?}"
+            );
+        }
+        let dup = parse(&format!(
+            r#"{HEAD}<service uri="sip:s@y"><list/></service><service uri="sip:s@y"><list/></service></rls-services>"#
+        ));
+        assert!(matches!(
+            check_rls_services(&dup),
+            Err(Invalid::NotUnique { .. })
+        ));
     }
 }

@@ -235,7 +235,17 @@ pub fn handle(store: &Store, cfg: &ServerConfig, req: &Request) -> (Reply, Optio
                     return (Reply::error(415, &format!("expected {}", auid.mime)), None);
                 }
             }
-            if let Err(e) = super::validate(auid, &req.body, cfg.max_document_size) {
+            let valid = super::validate(auid, &req.body, cfg.max_document_size).and_then(|()| {
+                match auid.doc_type {
+                    crate::store::xcap::doc_type::RLS_SERVICES => super::taken_services(
+                        &req.body,
+                        &doc_uri,
+                        store.iter_xcap().filter_map(Result::ok),
+                    ),
+                    _ => Ok(()),
+                }
+            });
+            if let Err(e) = valid {
                 debug!("xcap: PUT {doc_uri} refused: {e}");
                 return match e {
                     DocError::TooLarge(_) => (Reply::error(413, &e.to_string()), None),

@@ -202,6 +202,13 @@ pub enum DocError {
     NotWellFormed,
     /// Wrong root element or namespace for the usage, or invalid content.
     Schema(String),
+    /// A value the usage requires to be unique is not (RFC 4825 §11.5): the field, the
+    /// value, and values that would be free.
+    NotUnique {
+        field: String,
+        value: String,
+        alternatives: Vec<String>,
+    },
 }
 
 impl fmt::Display for DocError {
@@ -211,6 +218,9 @@ impl fmt::Display for DocError {
             DocError::NotUtf8 => write!(f, "document is not UTF-8"),
             DocError::NotWellFormed => write!(f, "document is not well-formed XML"),
             DocError::Schema(why) => write!(f, "document does not fit its usage: {why}"),
+            DocError::NotUnique { field, value, .. } => {
+                write!(f, "{field} {value} is already taken")
+            }
         }
     }
 }
@@ -222,6 +232,22 @@ impl DocError {
             DocError::NotUtf8 => "<not-utf-8/>".to_owned(),
             DocError::NotWellFormed | DocError::TooLarge(_) => "<not-well-formed/>".to_owned(),
             DocError::Schema(_) => "<schema-validation-error/>".to_owned(),
+            DocError::NotUnique {
+                field,
+                alternatives,
+                ..
+            } => {
+                let mut out = String::from("<uniqueness-failure><exists field=\"");
+                crate::xml::escape_attr(&mut out, field);
+                out.push_str("\">");
+                for alt in alternatives {
+                    out.push_str("<alt-value>");
+                    crate::xml::escape_attr(&mut out, alt);
+                    out.push_str("</alt-value>");
+                }
+                out.push_str("</exists></uniqueness-failure>");
+                out
+            }
         };
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-error xmlns=\"{ERROR_NS}\">{element}</xcap-error>\n"
@@ -252,7 +278,62 @@ pub fn validate(auid: &Auid, doc: &[u8], max: usize) -> Result<(), DocError> {
     if auid.doc_type == doc_type::PIDF_MANIPULATION {
         pidf::validate_pidf(doc).map_err(|e| DocError::Schema(e.to_string()))?;
     }
-    Ok(())
+    let lists = match auid.doc_type {
+        doc_type::RESOURCE_LISTS => crate::rls::lists::check_resource_lists(&root),
+        doc_type::RLS_SERVICES => crate::rls::lists::check_rls_services(&root).map(drop),
+        _ => Ok(()),
+    };
+    lists.map_err(|e| match e {
+        crate::rls::lists::Invalid::Schema(why) => DocError::Schema(why),
+        crate::rls::lists::Invalid::NotUnique { field, value } => DocError::NotUnique {
+            field: field.to_owned(),
+            value,
+            alternatives: Vec::new(),
+        },
+    })
+}
+
+/// RFC 4826 §4.4.x: a service URI is unique on the server. The URIs `doc` (an
+/// rls-services document for `doc_uri`) defines that another stored document already
+/// defines, as the 409 to answer, with free alternatives to suggest.
+pub fn taken_services(
+    doc: &[u8],
+    doc_uri: &str,
+    others: impl Iterator<Item = crate::store::Xcap>,
+) -> Result<(), DocError> {
+    let Ok(root) = xml::parse(doc) else {
+        return Ok(());
+    };
+    let Ok(ours) = crate::rls::lists::check_rls_services(&root) else {
+        return Ok(());
+    };
+    let mut taken = std::collections::HashSet::new();
+    for other in others {
+        if other.doc_type != doc_type::RLS_SERVICES || other.doc_uri == doc_uri {
+            continue;
+        }
+        if let Ok(r) = xml::parse(&other.doc)
+            && let Ok(uris) = crate::rls::lists::check_rls_services(&r)
+        {
+            taken.extend(uris);
+        }
+    }
+    match ours.into_iter().find(|u| taken.contains(u)) {
+        None => Ok(()),
+        Some(value) => {
+            let (user, host) = value.split_once('@').unwrap_or((value.as_str(), ""));
+            let alternatives = (1..100)
+                .map(|n| format!("{user}-{n}@{host}"))
+                .filter(|a| !taken.contains(a))
+                .take(3)
+                .collect();
+            Err(DocError::NotUnique {
+                field: "rls-services/service/@uri".into(),
+                value,
+                alternatives,
+            })
+        }
+    }
 }
 
 /// A strong entity tag for a document's bytes (content-derived, so an unchanged
