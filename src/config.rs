@@ -113,6 +113,10 @@ pub struct Config {
     /// (OpenSIPS rls `waitn_time`, in ms). Default 200; 0 sends each loop step's.
     #[serde(deserialize_with = "parse::int::<0, 60_000, _, _>")]
     pub rls_batch_ms: u64,
+    /// Answer MESSAGE requests: 403 when the recipient's im-rules block the sender,
+    /// else 480 (presenced delivers no messages). Default false (MESSAGE gets 405).
+    #[serde(deserialize_with = "parse::flag")]
+    pub authorize_messages: bool,
     /// XCAP documents arrive through presenced's own XCAP server (true) or are fetched
     /// from `xcap_server` (false). Default true.
     #[serde(deserialize_with = "parse::flag")]
@@ -320,6 +324,7 @@ impl Default for Config {
             mwi_owner_only: true,
             rls: false,
             rls_batch_ms: 200,
+            authorize_messages: false,
             integrated_xcap_server: true,
             xcap_server: Vec::new(),
             xcap_listen: SocketAddr::from(([127, 0, 0, 1], 5080)),
@@ -1120,7 +1125,7 @@ impl Config {
     /// Whether anything reads XCAP documents: privacy rules, pidf-manipulation or
     /// buddy lists.
     pub fn wants_documents(&self) -> bool {
-        !self.force_active || self.pidf_manipulation || self.rls
+        !self.force_active || self.pidf_manipulation || self.rls || self.authorize_messages
     }
 
     /// The authentication mode in effect: the one set, else `none`.
@@ -1788,6 +1793,7 @@ pidf_manipulation = true
 mwi_owner_only = false
 rls = true
 rls_batch_ms = 50
+authorize_messages = true
 integrated_xcap_server = false
 xcap_server = ["xcap.example.org"]
 xcap_listen = "[::1]:8080"
@@ -1850,6 +1856,7 @@ metrics_listen = "127.0.0.1:9465"
             mwi_owner_only: false,
             rls: true,
             rls_batch_ms: 50,
+            authorize_messages: true,
             integrated_xcap_server: false,
             xcap_server: vec!["xcap.example.org".into()],
             xcap_listen: "[::1]:8080".parse().unwrap(),
@@ -2520,6 +2527,7 @@ metrics_listen = "127.0.0.1:9465"
                         mwi_owner_only: f[7],
                         rls: f[9],
                         rls_batch_ms: clean % 60_001,
+                        authorize_messages: always,
                         integrated_xcap_server: true,
                         xcap_server: if f[6] { vec![dom] } else { Vec::new() },
                         xcap_listen: SocketAddr::from(([127, 0, 0, 1], (clean % 65_536) as u16)),

@@ -181,8 +181,12 @@ impl Core {
                 );
             }
         }
+        let mut methods = vec![Method::Publish, Method::Subscribe];
+        if config.authorize_messages {
+            methods.push(Method::Message);
+        }
         let dispatcher = Dispatcher::new(&config.domains, local_hosts).with_engine(
-            vec![Method::Publish, Method::Subscribe],
+            methods,
             packages.allow_events(),
             packages.publish_types(),
         );

@@ -178,6 +178,7 @@ enum CtlCommand {
     Cleanup(CtlCleanup),
     Reload(CtlReload),
     Compact(CtlCompact),
+    AuthorizeMessage(CtlAuthorizeMessage),
     PresPhtableList(CtlPresPhtableList),
     SubsPhtableList(CtlSubsPhtableList),
 }
@@ -329,6 +330,20 @@ struct CtlReload {}
 #[derive(FromArgs)]
 #[argh(subcommand, name = "compact")]
 struct CtlCompact {}
+
+/// Whether FROM may send instant messages (MESSAGE) to TO, by TO's im-rules
+/// documents: prints {"decision": "allow"} or {"decision": "block"}, for a proxy that
+/// delivers the messages itself.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "authorize-message")]
+struct CtlAuthorizeMessage {
+    /// the sender, e.g. sip:bob@example.com
+    #[argh(positional)]
+    from: String,
+    /// the recipient, e.g. sip:alice@example.com
+    #[argh(positional)]
+    to: String,
+}
 
 /// Table sizes and engine counters.
 #[derive(FromArgs)]
@@ -843,6 +858,13 @@ fn ctl(args: CtlArgs) -> ExitCode {
                 CtlCommand::Cleanup(_) => client.call(&Request::Cleanup, &mut std::io::sink()),
                 CtlCommand::Reload(_) => client.call(&Request::Reload, &mut std::io::sink()),
                 CtlCommand::Compact(_) => client.call(&Request::Compact, &mut std::io::sink()),
+                CtlCommand::AuthorizeMessage(a) => client.call(
+                    &Request::AuthorizeMessage {
+                        from: a.from,
+                        to: a.to,
+                    },
+                    &mut std::io::sink(),
+                ),
                 _ => unreachable!("listings are handled above"),
             };
             return match answer {

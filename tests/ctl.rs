@@ -181,3 +181,81 @@ fn ctl_refresh_commands_check_their_arguments() {
     let e = error(&ctl(&srv, &["refreshWatchers", ALICE]));
     assert!(e.contains("event"), "{e}");
 }
+
+/// A MESSAGE from `from` to `to` over UDP; its final answer's status.
+fn message(srv: &TestServer, from: &str, to: &str) -> u16 {
+    let peer = UdpPeer::new(srv.udp());
+    let msg = request(
+        "MESSAGE",
+        to,
+        "UDP",
+        peer.port(),
+        &format!("m{from}"),
+        "",
+        "hi",
+    )
+    .replace("<sip:tester@example.com>", &format!("<{from}>"))
+    .replace(
+        "Content-Length: 2",
+        "Content-Type: text/plain\r\nContent-Length: 2",
+    );
+    peer.send(&msg);
+    peer.recv_response().status
+}
+
+#[test]
+fn messages_are_authorized_by_the_recipients_im_rules_over_sip_and_ctl() {
+    let srv = start(|c| {
+        c.authorize_messages = true;
+        c.xcap_listen = "127.0.0.1:0".parse().unwrap();
+    });
+    let doc = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<ruleset xmlns="urn:ietf:params:xml:ns:common-policy" xmlns:im="urn:iptel:xml:ns:im-rules">
+ <rule id="friends"><conditions><identity><one id="{BOB}"/></identity></conditions>
+  <actions><im:im-handling>allow</im:im-handling></actions></rule>
+ <rule id="pest"><conditions><identity><one id="sip:smith@example.com"/></identity></conditions>
+  <actions><im:im-handling>block</im:im-handling></actions></rule>
+</ruleset>"#
+    );
+    let addr = srv.handle.xcap_addr().expect("the XCAP server runs");
+    let (status, _, body) = http(
+        addr,
+        "PUT",
+        "/xcap-root/im-rules/users/sip:alice@example.com/im-rules.xml",
+        &[("Content-Type", "application/auth-policy+xml")],
+        &doc,
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // Allowed: through the check, then 480 (presenced delivers no messages).
+    assert_eq!(message(&srv, BOB, ALICE), 480);
+    assert_eq!(message(&srv, "sip:smith@example.com", ALICE), 403);
+    assert_eq!(
+        message(&srv, "sip:stranger@example.com", ALICE),
+        403,
+        "no rule: block"
+    );
+    // Carol has no im-rules: no policy, nobody blocked.
+    assert_eq!(
+        message(&srv, "sip:smith@example.com", "sip:carol@example.com"),
+        480
+    );
+
+    let decision = |from: &str, to: &str| {
+        answer(&ctl(&srv, &["authorize-message", from, to]))["decision"].clone()
+    };
+    assert_eq!(decision(BOB, ALICE), "allow");
+    assert_eq!(decision("sip:smith@example.com", ALICE), "block");
+    assert_eq!(
+        decision("sip:smith@example.com", "sip:carol@example.com"),
+        "allow"
+    );
+    assert!(error(&ctl(&srv, &["authorize-message", BOB, "not-an-aor"])).contains("not a user"));
+}
+
+#[test]
+fn without_authorize_messages_a_message_gets_405() {
+    let srv = start(|_| {});
+    assert_eq!(message(&srv, BOB, ALICE), 405);
+}

@@ -238,6 +238,15 @@ fn handle(
         Request::Cleanup => manage(&mut out, store, core, Manage::Cleanup),
         // On this thread, not the core loop's: the copy takes as long as the tables are
         // large, and only its last step holds writes.
+        Request::AuthorizeMessage { from, to } => {
+            match crate::presence::message_allowed(store, &from, &to, clock.unix_now()) {
+                Ok(allowed) => ok(
+                    &mut out,
+                    &serde_json::json!({ "decision": if allowed { "allow" } else { "block" } }),
+                ),
+                Err(e) => fail(&mut out, &e),
+            }
+        }
         Request::Compact => match store.compact() {
             Ok(done) => ok(&mut out, &done),
             Err(e) => fail(&mut out, &format!("not compacted: {e}")),

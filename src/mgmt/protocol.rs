@@ -76,6 +76,11 @@ pub enum Request {
     Reload,
     /// `ctl compact`: rewrite the database into fresh files while serving.
     Compact,
+    /// `ctl authorize-message FROM TO`: TO's im-rules decision for a MESSAGE from FROM.
+    AuthorizeMessage {
+        from: String,
+        to: String,
+    },
 }
 
 /// The answer to a refresh command.

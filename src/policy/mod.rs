@@ -8,6 +8,7 @@
 //! that match one subject grant.
 
 mod datetime;
+pub mod im;
 pub mod rules;
 
 use minidom::Element;

@@ -20,6 +20,7 @@
 mod expiry;
 mod lists;
 mod manage;
+mod message;
 mod publish;
 mod restore;
 mod state;
@@ -275,6 +276,7 @@ impl Engine {
     ) -> Response {
         match req.method {
             Method::Publish => self.publish(req, now),
+            Method::Message => self.authorize_message(req, identity, now),
             _ => self.subscribe(req, source, identity, now),
         }
     }
@@ -526,6 +528,8 @@ impl Engine {
         Ok(e.min(max))
     }
 }
+
+pub use message::message_allowed;
 
 /// `sip:alice@example.com` → (`alice`, `example.com`), the xcap table's user key.
 pub fn split_aor(uri: &str) -> Option<(&str, &str)> {

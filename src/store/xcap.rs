@@ -13,6 +13,9 @@ pub mod doc_type {
     pub const RESOURCE_LISTS: u8 = 2;
     pub const RLS_SERVICES: u8 = 3;
     pub const PIDF_MANIPULATION: u8 = 4;
+    /// MESSAGE authorization rules (SER's im-rules); presenced's own, a value
+    /// OpenSIPS's usages leave free.
+    pub const IM_RULES: u8 = 10;
 }
 
 /// OpenSIPS `source` integers: where a document came from.

@@ -26,7 +26,7 @@ pub struct Auid {
 
 /// The usages documents can be stored for. Both pres-rules AUIDs (IETF RFC 5025 §9 and
 /// OMA's) carry common-policy rulesets and feed the same authorization.
-pub const AUIDS: [Auid; 5] = [
+pub const AUIDS: [Auid; 6] = [
     Auid {
         name: "pres-rules",
         doc_type: doc_type::PRES_RULES,
@@ -61,6 +61,13 @@ pub const AUIDS: [Auid; 5] = [
         mime: "application/pidf+xml",
         root: "presence",
         ns: pidf::PIDF_NS,
+    },
+    Auid {
+        name: "im-rules",
+        doc_type: doc_type::IM_RULES,
+        mime: "application/auth-policy+xml",
+        root: "ruleset",
+        ns: crate::policy::rules::COMMON_POLICY_NS,
     },
 ];
 
