@@ -446,3 +446,40 @@ fn list_documents_that_break_rfc_4826_get_409_with_the_xcap_error() {
     // joe may rewrite his own document with the same service.
     put_services(&srv, &buddies(&[&user("carol")]));
 }
+
+#[test]
+fn a_list_subscription_survives_a_restart_and_keeps_its_rlmi_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(&dir);
+    cfg.rls = true;
+    cfg.rls_batch_ms = 0;
+    cfg.xcap_listen = "127.0.0.1:0".parse().unwrap();
+    let clock: std::sync::Arc<dyn presenced::clock::Clock> =
+        std::sync::Arc::new(presenced::clock::SystemClock);
+    let srv = TestServer {
+        handle: presenced::daemon::start(cfg.clone(), clock.clone()).unwrap(),
+        dir,
+        clock: None,
+    };
+    put_services(&srv, &buddies(&[&user("bob"), &user("carol")]));
+    let mut joe = Ua::new(srv.udp(), "joe");
+    subscribe_list(&mut joe);
+    assert_eq!(rlmi(&joe.expect_notify()).0, 0);
+    publish(&srv, "bob", "before");
+    assert_eq!(rlmi(&joe.expect_notify()).0, 1);
+
+    let TestServer { handle, dir, .. } = srv;
+    handle.shutdown().unwrap();
+    let srv = TestServer {
+        handle: presenced::daemon::start(cfg, clock).unwrap(),
+        dir,
+        clock: None,
+    };
+    joe.peer.set_server(srv.udp());
+    // Read back from its row: still a list, its NOTIFYs still counting up.
+    publish(&srv, "carol", "after");
+    let (version, full, r) = rlmi(&joe.expect_notify());
+    assert!(!full);
+    assert!(version >= 2, "version {version} after 1");
+    assert!(r[&user("carol")].body.as_deref().unwrap().contains("after"));
+}

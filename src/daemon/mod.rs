@@ -432,6 +432,7 @@ async fn serve(
         Ok(x) => x,
         Err(e) => return Err(failed(&ready, DaemonError::Bind(e))),
     };
+    let mut metrics_task = None;
     let metrics = match config.metrics_listen {
         None => None,
         Some(at) => match smol::net::TcpListener::bind(at).await {
@@ -449,8 +450,9 @@ async fn serve(
                     xcap: xcap.answers.clone(),
                     tables: Arc::default(),
                 };
-                ex.spawn(metrics::serve(listener, sources, ex.clone()))
-                    .detach();
+                // Kept, not detached: it holds the executor and the store, so it is
+                // cancelled when the daemon stops.
+                metrics_task = Some(ex.spawn(metrics::serve(listener, sources, ex.clone())));
                 bound
             }
             Err(e) => {
@@ -617,6 +619,11 @@ async fn serve(
     rl.udp_out.close();
     // Exact NOTIFY counters into the rows, so a clean restart continues without a jump.
     rl.core.settle();
+    // The HTTP servers hold the store: they stop before the database closes.
+    rl.xcap.stop().await;
+    if let Some(t) = metrics_task {
+        t.cancel().await;
+    }
     let store = rl.store.clone();
     match smol::unblock(move || store.flush()).await {
         Ok(()) => {

@@ -30,13 +30,24 @@ pub(super) struct XcapSide {
     pub answers: Arc<crate::metrics::StatusCounts>,
     /// `None` when documents come from the integrated server.
     fetch: Option<Sender<FetchJob>>,
+    /// The integrated server's accept loop. It holds the executor it spawns on (and the
+    /// store): a detached task would keep both, and the database open, after the
+    /// daemon stops, so [`XcapSide::stop`] cancels it.
+    server: Option<smol::Task<()>>,
 }
 
 impl XcapSide {
-    /// Binds the integrated XCAP server when privacy rules, pidf-manipulation or buddy
-    /// lists need it,
-    /// or starts the fetcher (on a thread of its own: its store reads and writes stay
-    /// off the core loop) when documents live on external servers.
+    /// Stops the integrated server (its connections go with the executor).
+    pub async fn stop(&mut self) {
+        if let Some(t) = self.server.take() {
+            t.cancel().await;
+        }
+    }
+
+    /// Binds the integrated XCAP server when privacy rules, pidf-manipulation, buddy
+    /// lists or MESSAGE authorization need documents, or starts the fetcher (on a thread
+    /// of its own: its store reads and writes stay off the core loop) when documents
+    /// live on external servers.
     pub async fn start(
         config: &Config,
         store: &Store,
@@ -51,6 +62,7 @@ impl XcapSide {
                 addr: None,
                 answers: Arc::default(),
                 fetch: None,
+                server: None,
             });
         }
         let (changes_tx, changes_rx) = smol::channel::bounded::<crate::xcap::Notice>(256);
@@ -78,7 +90,7 @@ impl XcapSide {
                     clock,
                 ))),
             };
-            ex.spawn(integrated::serve(
+            let server = ex.spawn(integrated::serve(
                 listener,
                 store.clone(),
                 cfg,
@@ -86,12 +98,12 @@ impl XcapSide {
                 changes_tx,
                 ex.clone(),
                 answers.clone(),
-            ))
-            .detach();
+            ));
             return Ok(XcapSide {
                 addr: Some(addr),
                 answers,
                 fetch: None,
+                server: Some(server),
             });
         }
         let fetcher = fetch::Fetcher::new(
@@ -145,6 +157,7 @@ impl XcapSide {
             addr: None,
             answers,
             fetch: Some(jobs_tx),
+            server: None,
         })
     }
 
