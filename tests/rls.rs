@@ -82,6 +82,15 @@ struct Instance {
 /// anything RFC 4662 §5 does not allow: a missing boundary or RLMI root part, a cid
 /// with no part, a part no cid refers to, a part that is not a PIDF document.
 fn rlmi(req: &Request) -> (u32, bool, HashMap<String, Instance>) {
+    rlmi_of(req, "application/pidf+xml", "presence")
+}
+
+/// [`rlmi`] for a list of another event package: its parts' type and root element.
+fn rlmi_of(
+    req: &Request,
+    part_type: &str,
+    part_root: &str,
+) -> (u32, bool, HashMap<String, Instance>) {
     let ctype = req.headers.get("Content-Type").expect("a Content-Type");
     assert!(ctype.starts_with("multipart/related"), "{ctype}");
     assert!(ctype.contains("type=\"application/rlmi+xml\""), "{ctype}");
@@ -130,9 +139,9 @@ fn rlmi(req: &Request) -> (u32, bool, HashMap<String, Instance>) {
     let mut by_cid: HashMap<String, String> = parts
         .into_iter()
         .map(|(cid, ty, content)| {
-            assert_eq!(ty, "application/pidf+xml");
+            assert_eq!(ty, part_type);
             let doc = presenced::xml::parse(content.as_bytes()).expect("each part parses");
-            assert_eq!(doc.name(), "presence");
+            assert_eq!(doc.name(), part_root);
             (cid, content)
         })
         .collect();
@@ -482,4 +491,68 @@ fn a_list_subscription_survives_a_restart_and_keeps_its_rlmi_version() {
     assert!(!full);
     assert!(version >= 2, "version {version} after 1");
     assert!(r[&user("carol")].body.as_deref().unwrap().contains("after"));
+}
+
+#[test]
+fn a_blf_list_carries_dialog_info_parts_whose_versions_rise() {
+    let srv = start_rls(true);
+    put_services(
+        &srv,
+        &format!(
+            r#"<service uri="{LIST}"><list><rl:entry uri="{}"/><rl:entry uri="{}"/></list><packages><package>dialog</package></packages></service>"#,
+            user("bob"),
+            user("carol")
+        ),
+    );
+    let dialog_publish = |name: &str, state: &str| {
+        let mut ua = Ua::new(srv.udp(), name);
+        let aor = user(name);
+        let doc = format!(
+            r#"<?xml version="1.0"?><dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="0" state="full" entity="{aor}"><dialog id="d1" direction="recipient"><state>{state}</state></dialog></dialog-info>"#
+        );
+        let r = ua.publish_raw(
+            &aor,
+            "dialog",
+            None,
+            Some(600),
+            Some(("application/dialog-info+xml", &doc)),
+            "",
+        );
+        assert_eq!(r.status, 200);
+    };
+    dialog_publish("bob", "confirmed");
+    let mut joe = Ua::new(srv.udp(), "joe");
+    let (r, _) = joe.subscribe(LIST, "dialog", Some(600), "Supported: eventlist\r\n");
+    assert_eq!(r.status, 200);
+    let version_of = |doc: &str| -> u32 {
+        let root = presenced::xml::parse(doc.as_bytes()).unwrap();
+        root.attr("version").unwrap().parse().unwrap()
+    };
+    let (v0, full, r) = rlmi_of(
+        &joe.expect_notify(),
+        "application/dialog-info+xml",
+        "dialog-info",
+    );
+    assert!(full);
+    let bob0 = version_of(r[&user("bob")].body.as_deref().unwrap());
+    assert!(
+        r[&user("bob")]
+            .body
+            .as_deref()
+            .unwrap()
+            .contains("confirmed")
+    );
+
+    dialog_publish("bob", "terminated");
+    let (v1, _, r) = rlmi_of(
+        &joe.expect_notify(),
+        "application/dialog-info+xml",
+        "dialog-info",
+    );
+    let bob1 = version_of(r[&user("bob")].body.as_deref().unwrap());
+    assert!(v1 > v0);
+    assert!(
+        bob1 > bob0,
+        "dialog-info version {bob1} after {bob0}: a BLF client would drop it"
+    );
 }

@@ -79,8 +79,15 @@ impl EventPackage for ListPackage {
         self.inner.max_expires()
     }
 
+    /// The RLMI version, and each resource's own per-watcher stamp (dialog-info's
+    /// `version`, say) with the same number: it rises with every list NOTIFY, so it
+    /// rises for each resource too, with gaps where a NOTIFY left the resource out
+    /// (its documents are full state, so a gap loses nothing).
     fn watcher_body(&self, shared: &[u8], version: u32) -> Option<Vec<u8>> {
-        rlmi::stamp(shared, version)
+        let stamped = rlmi::stamp_parts(shared, &self.boundary, |part| {
+            self.inner.watcher_body(part, version)
+        });
+        rlmi::stamp(stamped.as_deref().unwrap_or(shared), version)
     }
 
     fn as_list(&self) -> Option<&ListPackage> {

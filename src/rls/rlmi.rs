@@ -137,6 +137,52 @@ pub fn body(
     out
 }
 
+/// `body` (as [`body`] wrote it with `boundary`) with every resource part after the
+/// RLMI one replaced by what `restamp` makes of it; `None` when `restamp` changes none.
+pub fn stamp_parts(
+    body: &[u8],
+    boundary: &str,
+    mut restamp: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
+    let delimiter = format!("--{boundary}\r\n");
+    let closing = format!("--{boundary}--\r\n");
+    let sections = split_on(body.strip_suffix(closing.as_bytes())?, delimiter.as_bytes());
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut changed = false;
+    for (i, section) in sections.iter().enumerate() {
+        if i == 0 {
+            // Before the first delimiter: nothing (the preamble is empty).
+            out.extend_from_slice(section);
+            continue;
+        }
+        out.extend_from_slice(delimiter.as_bytes());
+        let head_end = section.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let (head, content) = section.split_at(head_end);
+        let content = content.strip_suffix(b"\r\n")?;
+        out.extend_from_slice(head);
+        match (i > 1).then(|| restamp(content)).flatten() {
+            Some(new) => {
+                changed = true;
+                out.extend_from_slice(&new);
+            }
+            None => out.extend_from_slice(content),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(closing.as_bytes());
+    changed.then_some(out)
+}
+
+fn split_on<'a>(mut bytes: &'a [u8], delimiter: &[u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    while let Some(at) = bytes.windows(delimiter.len()).position(|w| w == delimiter) {
+        out.push(&bytes[..at]);
+        bytes = &bytes[at + delimiter.len()..];
+    }
+    out.push(bytes);
+    out
+}
+
 /// `body` with its RLMI version written in.
 pub fn stamp(body: &[u8], version: u32) -> Option<Vec<u8>> {
     let at = body
@@ -223,5 +269,45 @@ mod tests {
         let b = String::from_utf8(stamp(&b, 3).unwrap()).unwrap();
         assert!(b.contains("<list version=\"3\""), "{b}");
         assert!(b.contains("fullState=\"false\""));
+    }
+
+    #[test]
+    fn each_resource_part_can_be_stamped_and_the_rest_stays_byte_for_byte() {
+        let b = body(
+            "sip:list@x",
+            true,
+            &[
+                Resource {
+                    uri: "sip:a@x",
+                    name: None,
+                    instance: Instance::Active,
+                    body: Some(b"<doc v=\"0\"/>"),
+                },
+                Resource {
+                    uri: "sip:b@x",
+                    name: None,
+                    instance: Instance::Active,
+                    body: Some(b"<doc v=\"0\"/>"),
+                },
+            ],
+            "application/x",
+            "BB",
+        );
+        let stamped = stamp_parts(&b, "BB", |p| {
+            Some(
+                String::from_utf8_lossy(p)
+                    .replace("v=\"0\"", "v=\"9\"")
+                    .into_bytes(),
+            )
+        })
+        .unwrap();
+        let text = String::from_utf8(stamped.clone()).unwrap();
+        assert_eq!(text.matches("<doc v=\"9\"/>").count(), 2, "{text}");
+        assert_eq!(
+            text.replace("v=\"9\"", "v=\"0\""),
+            String::from_utf8(b).unwrap()
+        );
+        assert!(stamp_parts(&stamped, "BB", |_| None).is_none());
+        assert!(stamp_parts(b"garbage", "BB", |_| None).is_none());
     }
 }
