@@ -65,10 +65,11 @@ pub struct Lists {
 
 /// A SIP URI's AOR, or the text as it is.
 pub fn normalize(uri: &str) -> String {
-    match crate::sip::uri::Uri::parse(uri.trim()) {
-        Ok(u) if u.as_sip().is_some() => u.as_sip().map(|s| s.aor()).unwrap_or_default(),
-        _ => uri.trim().to_owned(),
-    }
+    let uri = uri.trim();
+    crate::sip::uri::Uri::parse(uri)
+        .ok()
+        .and_then(|u| u.as_sip().map(|s| s.aor()))
+        .unwrap_or_else(|| uri.to_owned())
 }
 
 impl Lists {
@@ -141,10 +142,6 @@ impl Lists {
 
     pub fn services(&self) -> impl Iterator<Item = &Service> {
         self.services.values()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.services.is_empty()
     }
 }
 

@@ -43,13 +43,12 @@ fn escape_attr(value: &str) -> String {
 }
 
 /// A stable instance id for `uri` within a list: the same across NOTIFYs and
-/// restarts (FNV-1a, not a secret).
+/// restarts (a content hash, not a secret).
 pub fn instance_id(uri: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in uri.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{:012x}", h & 0xffff_ffff_ffff)
+    format!(
+        "{:012x}",
+        crate::xcap::fnv1a(uri.as_bytes()) & 0xffff_ffff_ffff
+    )
 }
 
 /// Content-IDs never repeat within a process's life; the host part keeps them apart

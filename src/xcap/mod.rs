@@ -346,12 +346,14 @@ pub fn taken_services(
 /// A strong entity tag for a document's bytes (content-derived, so an unchanged
 /// document keeps its tag across restarts and fetches).
 pub fn etag_of(doc: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in doc {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}-{:x}", doc.len())
+    format!("{:016x}-{:x}", fnv1a(doc), doc.len())
+}
+
+/// FNV-1a, 64 bits: a stable, content-derived (not secret) hash of `bytes`.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h: u64, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The xcap-caps document (RFC 4825 §12.2) listing what this server serves.
