@@ -26,6 +26,7 @@ use ipnet::IpNet;
 
 pub use crate::auth::Mode as AuthMode;
 use crate::auth::{Delegate, digest::Algorithm};
+use crate::sip::endpoint::TransportKind;
 
 /// Effective configuration of one presenced instance.
 ///
@@ -212,6 +213,65 @@ pub struct Config {
         deserialize_with = "parse::int::<1, MAX_SECS, _, _>"
     )]
     pub tcp_message_timeout: u64,
+    /// PEM file with the certificate chain that `tls:` and `wss:` listeners (and the XCAP
+    /// server, with `xcap_tls`) present. Read again on reload. Default `None`.
+    // OpenSIPS tls_mgm: certificate.
+    #[serde(
+        alias = "certificate",
+        deserialize_with = "parse::optional_path",
+        serialize_with = "print::optional_path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM file with the private key of `tls_certificate`. Default `None`.
+    // OpenSIPS tls_mgm: private_key.
+    #[serde(
+        alias = "private_key",
+        deserialize_with = "parse::optional_path",
+        serialize_with = "print::optional_path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_private_key: Option<PathBuf>,
+    /// PEM file of the certificate authorities that client certificates
+    /// (`tls_verify_client`) and the servers presenced connects to over TLS are checked
+    /// against. Default `None`: the system's store for outgoing connections.
+    // OpenSIPS tls_mgm: ca_list.
+    #[serde(
+        alias = "ca_list",
+        deserialize_with = "parse::optional_path",
+        serialize_with = "print::optional_path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls_ca_list: Option<PathBuf>,
+    /// Ask TLS clients for a certificate and refuse those without one that
+    /// `tls_ca_list` vouches for. Default false.
+    #[serde(deserialize_with = "parse::flag")]
+    pub tls_verify_client: bool,
+    /// Milliseconds a TLS handshake or a WebSocket upgrade may take. Default 5000.
+    // OpenSIPS tls_mgm: handshake_timeout (milliseconds too).
+    #[serde(
+        alias = "handshake_timeout",
+        deserialize_with = "parse::int::<1, MAX_TIMER_MS, _, _>"
+    )]
+    pub tls_handshake_timeout_ms: u64,
+    /// TLS handshakes and WebSocket upgrades in progress at once; one source address
+    /// may hold a quarter of them. More connections are closed at once. Default 64.
+    #[serde(deserialize_with = "parse::int::<1, TOML_INT_MAX, _, _>")]
+    pub tls_max_handshakes: usize,
+    /// Origins a browser may open a `ws:`/`wss:` connection from (`https://host:port`
+    /// as the Origin header gives it). Default empty: any origin, and clients that send
+    /// none.
+    #[serde(deserialize_with = "parse::origins")]
+    pub ws_origins: Vec<String>,
+    /// Seconds between WebSocket pings on an otherwise quiet connection (RFC 6455
+    /// §5.5.2); an unanswered connection is closed at `tcp_idle_timeout`. Default 30.
+    #[serde(deserialize_with = "parse::int::<1, MAX_SECS, _, _>")]
+    pub ws_ping_interval: u64,
+    /// Milliseconds after a connection closes before the subscriptions reachable only
+    /// through it (WebSocket clients; `.invalid` or `;ob` Contacts) end; a client that
+    /// refreshes over a new connection within it keeps its subscription. Default 5000.
+    #[serde(deserialize_with = "parse::int::<0, MAX_TIMER_MS, _, _>")]
+    pub connection_grace_ms: u64,
     /// Requests a second one source address may send (a token bucket with a burst of
     /// twice that); more get 503 with Retry-After. `trusted_proxies` are exempt; 0
     /// disables the limit. Default 500.
@@ -346,6 +406,15 @@ impl Default for Config {
             tcp_idle_timeout: 300,
             max_connections_per_source: 64,
             tcp_message_timeout: 10,
+            tls_certificate: None,
+            tls_private_key: None,
+            tls_ca_list: None,
+            tls_verify_client: false,
+            tls_handshake_timeout_ms: 5000,
+            tls_max_handshakes: 64,
+            ws_origins: Vec::new(),
+            ws_ping_interval: 30,
+            connection_grace_ms: 5000,
             max_requests_per_source: 500,
             timer_t1_ms: 500,
             timer_t2_ms: 4000,
@@ -381,31 +450,60 @@ const MAX_TO_TAG_PREF: usize = 32;
 /// File name used in errors when the text did not come from a file.
 const NO_FILE: &str = "<config>";
 
-/// A socket to listen on, written `udp:HOST:PORT` or `tcp:HOST:PORT` (IPv6 hosts in
-/// brackets, `udp:[::1]:5060`), the same form as the OpenSIPS `listen` parameter.
+/// A socket to listen on, written `udp:HOST:PORT`, `tcp:`, `tls:`, `ws:` or `wss:` (IPv6
+/// hosts in brackets, `udp:[::1]:5060`), the same form as the OpenSIPS `listen` parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListenAddr {
     /// A UDP socket.
     Udp(SocketAddr),
     /// A TCP listening socket.
     Tcp(SocketAddr),
+    /// A TLS listening socket (`tls_certificate`, `tls_private_key`).
+    Tls(SocketAddr),
+    /// A WebSocket listening socket (RFC 7118, plain HTTP upgrade).
+    Ws(SocketAddr),
+    /// A secure WebSocket listening socket (TLS, then the HTTP upgrade).
+    Wss(SocketAddr),
 }
 
 impl ListenAddr {
     /// The IP address and port, whatever the transport.
     pub fn addr(&self) -> SocketAddr {
         match self {
-            ListenAddr::Udp(a) | ListenAddr::Tcp(a) => *a,
+            ListenAddr::Udp(a)
+            | ListenAddr::Tcp(a)
+            | ListenAddr::Tls(a)
+            | ListenAddr::Ws(a)
+            | ListenAddr::Wss(a) => *a,
+        }
+    }
+
+    /// The transport.
+    pub fn kind(&self) -> TransportKind {
+        match self {
+            ListenAddr::Udp(_) => TransportKind::Udp,
+            ListenAddr::Tcp(_) => TransportKind::Tcp,
+            ListenAddr::Tls(_) => TransportKind::Tls,
+            ListenAddr::Ws(_) => TransportKind::Ws,
+            ListenAddr::Wss(_) => TransportKind::Wss,
+        }
+    }
+
+    /// The listener for `kind` at `addr`.
+    pub fn new(kind: TransportKind, addr: SocketAddr) -> ListenAddr {
+        match kind {
+            TransportKind::Udp => ListenAddr::Udp(addr),
+            TransportKind::Tcp => ListenAddr::Tcp(addr),
+            TransportKind::Tls => ListenAddr::Tls(addr),
+            TransportKind::Ws => ListenAddr::Ws(addr),
+            TransportKind::Wss => ListenAddr::Wss(addr),
         }
     }
 }
 
 impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddr::Udp(a) => write!(f, "udp:{a}"),
-            ListenAddr::Tcp(a) => write!(f, "tcp:{a}"),
-        }
+        write!(f, "{}:{}", self.kind().name(), self.addr())
     }
 }
 
@@ -436,17 +534,13 @@ impl FromStr for ListenAddr {
         };
         let (proto, rest) = s
             .split_once(':')
-            .ok_or_else(|| err("expected udp:HOST:PORT or tcp:HOST:PORT"))?;
+            .ok_or_else(|| err("expected udp:HOST:PORT, tcp:, tls:, ws: or wss:"))?;
         let addr: SocketAddr = rest
             .parse()
             .map_err(|_| err("HOST:PORT must be an IP address and a port, IPv6 in brackets"))?;
-        if proto.eq_ignore_ascii_case("udp") {
-            Ok(ListenAddr::Udp(addr))
-        } else if proto.eq_ignore_ascii_case("tcp") {
-            Ok(ListenAddr::Tcp(addr))
-        } else {
-            Err(err("the transport must be udp or tcp"))
-        }
+        let kind = TransportKind::from_name(proto)
+            .ok_or_else(|| err("the transport must be udp, tcp, tls, ws or wss"))?;
+        Ok(ListenAddr::new(kind, addr))
     }
 }
 
@@ -1097,6 +1191,23 @@ impl Config {
                 ),
             ));
         }
+        let secure = self.listen.iter().find(|l| l.kind().is_secure());
+        if let Some(l) = secure
+            && (self.tls_certificate.is_none() || self.tls_private_key.is_none())
+        {
+            return Err(fail(
+                &["listen", "tls_certificate", "tls_private_key"],
+                format!("{l} needs tls_certificate and tls_private_key (PEM files)"),
+            ));
+        }
+        if self.tls_verify_client && self.tls_ca_list.is_none() {
+            return Err(fail(
+                &["tls_verify_client", "tls_ca_list"],
+                "tls_verify_client needs tls_ca_list (the authorities client certificates \
+                 are checked against)"
+                    .to_owned(),
+            ));
+        }
         if self.auth == Some(AuthMode::Trusted) && self.trusted_proxies.is_empty() {
             return Err(fail(
                 &["auth", "trusted_proxies"],
@@ -1325,6 +1436,8 @@ fn unset_means(key: &str) -> &'static str {
         "server_address" => ": Contact carries the local transport address",
         "control_socket" => ": <db>/control.sock",
         "metrics_listen" => ": no metrics endpoint",
+        "tls_certificate" | "tls_private_key" => ": no tls: or wss: listener",
+        "tls_ca_list" => ": the system's certificate store",
         "auth" => ": none, allowed only on loopback listeners",
         "auth_realm" => ": the From URI's domain",
         _ => "",
@@ -1403,6 +1516,24 @@ mod parse {
             let list = string_list(v)?;
             for s in &list {
                 check_xcap_root(s)?;
+            }
+            Ok(list)
+        })
+    }
+
+    pub(super) fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        checked(d, |v| {
+            let list = string_list(v)?;
+            for o in &list {
+                let rest = o
+                    .strip_prefix("https://")
+                    .or_else(|| o.strip_prefix("http://"))
+                    .ok_or_else(|| format!("origin {o:?} must start with https:// or http://"))?;
+                if rest.is_empty() || rest.contains('/') {
+                    return Err(format!(
+                        "origin {o:?} must be scheme://host[:port], without a path"
+                    ));
+                }
             }
             Ok(list)
         })
@@ -1815,6 +1946,15 @@ max_connections = 10
 tcp_idle_timeout = 60
 max_connections_per_source = 8
 tcp_message_timeout = 3
+tls_certificate = "/etc/presenced/cert.pem"
+tls_private_key = "/etc/presenced/key.pem"
+tls_ca_list = "/etc/presenced/ca.pem"
+tls_verify_client = true
+tls_handshake_timeout_ms = 2000
+tls_max_handshakes = 16
+ws_origins = ["https://phone.example.org"]
+ws_ping_interval = 20
+connection_grace_ms = 1000
 max_requests_per_source = 50
 timer_t1_ms = 250
 timer_t2_ms = 2000
@@ -1881,6 +2021,15 @@ metrics_listen = "127.0.0.1:9465"
             tcp_idle_timeout: 60,
             max_connections_per_source: 8,
             tcp_message_timeout: 3,
+            tls_certificate: Some(PathBuf::from("/etc/presenced/cert.pem")),
+            tls_private_key: Some(PathBuf::from("/etc/presenced/key.pem")),
+            tls_ca_list: Some(PathBuf::from("/etc/presenced/ca.pem")),
+            tls_verify_client: true,
+            tls_handshake_timeout_ms: 2000,
+            tls_max_handshakes: 16,
+            ws_origins: vec!["https://phone.example.org".into()],
+            ws_ping_interval: 20,
+            connection_grace_ms: 1000,
             max_requests_per_source: 50,
             timer_t1_ms: 250,
             timer_t2_ms: 2000,
@@ -1926,6 +2075,10 @@ metrics_listen = "127.0.0.1:9465"
             ("T2_timer", "8000"),
             ("waiting_subs_daysno", "10"),
             ("tcp_max_msg_time", "4"),
+            ("certificate", "\"/etc/presenced/cert.pem\""),
+            ("private_key", "\"/etc/presenced/key.pem\""),
+            ("ca_list", "\"/etc/presenced/ca.pem\""),
+            ("handshake_timeout", "1500"),
         ];
         for (alias, value) in cases {
             let key = lookup(alias).unwrap();
@@ -2000,7 +2153,11 @@ metrics_listen = "127.0.0.1:9465"
     fn bad_values_name_key_and_line() {
         let cases: &[(&str, &str, &str)] = &[
             ("listen = [\"udp:localhost:5060\"]", "listen", "localhost"),
-            ("listen = [\"tls:127.0.0.1:5061\"]", "listen", "udp or tcp"),
+            (
+                "listen = [\"sctp:127.0.0.1:5061\"]",
+                "listen",
+                "udp, tcp, tls",
+            ),
             ("listen = []", "listen", "at least one"),
             (
                 "listen = [\"udp:1.2.3.4:5\", \"udp:1.2.3.4:5\"]",
@@ -2560,6 +2717,19 @@ metrics_listen = "127.0.0.1:9465"
                         tcp_idle_timeout: idle,
                         max_connections_per_source: (idle % 100 + 1) as usize,
                         tcp_message_timeout: clean,
+                        tls_certificate: f[8].then(|| PathBuf::from(format!("{db}.crt"))),
+                        tls_private_key: f[8].then(|| PathBuf::from(format!("{db}.key"))),
+                        tls_ca_list: f[9].then(|| PathBuf::from(format!("{db}.ca"))),
+                        tls_verify_client: f[9],
+                        tls_handshake_timeout_ms: t1,
+                        tls_max_handshakes: (idle % 1000 + 1) as usize,
+                        ws_origins: if f[3] {
+                            vec![format!("https://h{clean}.example")]
+                        } else {
+                            Vec::new()
+                        },
+                        ws_ping_interval: clean,
+                        connection_grace_ms: grace,
                         max_requests_per_source: (cache % 10_000) as u32,
                         timer_t1_ms: t1.min(t2),
                         timer_t2_ms: t1.max(t2),

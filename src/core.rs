@@ -25,8 +25,8 @@ use crate::events::package::{EventPackage, Registry};
 use crate::presence::{Action, Engine, EngineConfig};
 use crate::sip::dialog::DialogId;
 use crate::sip::endpoint::{
-    ClientTxId, Endpoint, EndpointConfig, Event, Peer, ServerTxId, Source, Transmit, TransportKind,
-    random_token,
+    ClientTxId, ConnId, Endpoint, EndpointConfig, Event, Peer, ServerTxId, Source, Transmit,
+    TransportKind, random_token,
 };
 use crate::sip::message::{Method, Request, Response};
 use crate::sip::transaction::TimerConfig;
@@ -50,6 +50,9 @@ pub struct CoreConfig {
     pub flush_period: Duration,
     /// How long list subscriptions gather member changes (`rls_batch_ms`).
     pub list_batch: Duration,
+    /// How long after a connection closes the subscriptions bound to it end
+    /// (`connection_grace_ms`).
+    pub connection_grace: Duration,
 }
 
 impl Default for CoreConfig {
@@ -58,6 +61,7 @@ impl Default for CoreConfig {
             sync_always: false,
             flush_period: Duration::from_millis(500),
             list_batch: Duration::from_millis(200),
+            connection_grace: Duration::from_secs(5),
         }
     }
 }
@@ -108,6 +112,8 @@ pub struct Core {
     shed: u64,
     /// When the list changes gathered so far go out (see `Engine::send_list_changes`).
     list_batch_at: Option<Instant>,
+    /// Closed connections whose bound subscriptions end at the given time, oldest first.
+    closed_conns: VecDeque<(Instant, ConnId)>,
 }
 
 impl Core {
@@ -138,6 +144,7 @@ impl Core {
             overloaded: false,
             shed: 0,
             list_batch_at: None,
+            closed_conns: VecDeque::new(),
         }
     }
 
@@ -149,14 +156,6 @@ impl Core {
         addrs: &[(TransportKind, SocketAddr)],
         extra: Vec<Arc<dyn EventPackage>>,
     ) -> Core {
-        let sent_by = |kind| {
-            addrs
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .or(addrs.first())
-                .map(|(_, a)| a.to_string())
-                .unwrap_or_default()
-        };
         let endpoint = Endpoint::new(EndpointConfig {
             timers: TimerConfig {
                 t1: Duration::from_millis(config.timer_t1_ms),
@@ -164,8 +163,15 @@ impl Core {
                 t4: Duration::from_millis(config.timer_t4_ms),
             },
             max_message_size: config.max_message_size,
-            sent_by_udp: sent_by(TransportKind::Udp),
-            sent_by_tcp: sent_by(TransportKind::Tcp),
+            // Each transport's first listener; one without a listener (TCP for an
+            // over-size NOTIFY to a UDP subscriber) uses the first listener's.
+            sent_by: TransportKind::ALL
+                .into_iter()
+                .filter_map(|kind| {
+                    let (_, a) = addrs.iter().find(|(k, _)| *k == kind)?;
+                    Some((kind, a.to_string()))
+                })
+                .collect(),
         });
         let local_hosts = addrs.iter().map(|(_, a)| a.ip().to_string()).collect();
         let mut packages = registry(config);
@@ -196,6 +202,7 @@ impl Core {
             sync_always: config.sync == SyncMode::Always,
             flush_period: Duration::from_millis(config.sync_period_ms.max(1)),
             list_batch: Duration::from_millis(config.rls_batch_ms),
+            connection_grace: Duration::from_millis(config.connection_grace_ms),
         };
         Core::new(endpoint, dispatcher, engine, core).with_auth(auth)
     }
@@ -265,7 +272,23 @@ impl Core {
             self.engine.send_list_changes(unix);
             self.drain_engine(now);
         }
+        while self.paused.is_none()
+            && let Some(&(at, conn)) = self.closed_conns.front()
+            && at <= now
+        {
+            self.closed_conns.pop_front();
+            self.engine.connection_closed(conn, unix);
+            self.drain_engine(now);
+        }
         self.process(now, unix);
+    }
+
+    /// A connection closed: the subscriptions that can only be reached through it end
+    /// after `connection_grace` (unless refreshed over another connection by then).
+    pub fn connection_closed(&mut self, conn: ConnId, now: Instant, unix: u64) {
+        self.closed_conns
+            .push_back((now + self.config.connection_grace, conn));
+        self.handle_timeout(now, unix);
     }
 
     /// The transport could not deliver a client transaction's request.
@@ -296,6 +319,9 @@ impl Core {
             earliest(self.next_flush.unwrap_or(now));
         }
         if let Some(t) = self.list_batch_at {
+            earliest(t);
+        }
+        if let Some(&(t, _)) = self.closed_conns.front() {
             earliest(t);
         }
         at
@@ -654,6 +680,13 @@ pub const RELOADABLE_KEYS: &[&str] = &[
     "max_aggregate_size",
     "watchers_retention_days",
     "clean_period",
+    "connection_grace_ms",
+    // Read again by the daemon on every reload, changed or not (a renewed certificate
+    // keeps its file name).
+    "tls_certificate",
+    "tls_private_key",
+    "tls_ca_list",
+    "tls_verify_client",
 ];
 
 /// What a reload did.
@@ -663,6 +696,10 @@ pub struct Reloaded {
     pub applied: Vec<&'static str>,
     /// Settings that differ from the running server's and take effect at the next start.
     pub restart_needed: Vec<&'static str>,
+    /// What could not be applied, and why (the TLS files could not be read: the
+    /// credentials in use stay).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<String>,
 }
 
 impl Core {
@@ -684,9 +721,11 @@ impl Core {
         // Whether rules are fetched follows `integrated_xcap_server`, a restart setting.
         engine.fetch_rules = !started.integrated_xcap_server;
         self.engine.set_config(engine);
+        self.config.connection_grace = Duration::from_millis(new.connection_grace_ms);
         Reloaded {
             applied,
             restart_needed,
+            failed: Vec::new(),
         }
     }
 }

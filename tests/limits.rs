@@ -203,7 +203,7 @@ fn notify_targets_that_could_never_be_served_are_refused_at_subscribe_time() {
         ("<sip:bob@224.0.0.1:5060>", "multicast"),
         ("<sip:bob@255.255.255.255>", "broadcast"),
         ("<sip:bob@[ff02::1]:5060>", "multicast"),
-        ("<sips:bob@127.0.0.1:5061>", "sips"),
+        ("<sips:bob@127.0.0.1:5061;transport=tcp>", "sips"),
         ("<sip:bob@127.0.0.1:5060;transport=sctp>", "transport"),
     ] {
         let port = ua.peer.port();

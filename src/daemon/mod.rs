@@ -22,15 +22,15 @@ use smol::future::FutureExt;
 pub use command::{Command, CommandError, Manage};
 
 use crate::clock::Clock;
-use crate::config::{Config, ListenAddr};
+use crate::config::Config;
 use crate::core::Core;
 use crate::events::package::EventPackage;
 use crate::mgmt::{self, protocol::Refreshed};
 use crate::sip::endpoint::{Transmit, TransportKind};
 use crate::store::{Store, StoreOptions};
 use crate::transport::{
-    Inbound, InboundQueues, NEW_WORK_QUEUE, SendHandle, Transport, TransportConfig,
-    UNDER_WAY_QUEUE, UdpOut,
+    Inbound, InboundQueues, NEW_WORK_QUEUE, SendHandle, TlsContext, Transport, TransportConfig,
+    UNDER_WAY_QUEUE, UdpOut, tls::TlsSettings,
 };
 use xcap::XcapSide;
 
@@ -354,25 +354,15 @@ async fn serve(
     if let Err(e) = store.prepare_counts() {
         warn!("store: counting subscriptions: {e}");
     }
-    let listen: Vec<(TransportKind, SocketAddr)> = config
-        .listen
-        .iter()
-        .map(|l| match l {
-            ListenAddr::Udp(a) => (TransportKind::Udp, *a),
-            ListenAddr::Tcp(a) => (TransportKind::Tcp, *a),
-        })
-        .collect();
-    let tconf = TransportConfig {
-        max_message_size: config.max_message_size,
-        max_connections: config.max_connections,
-        tcp_idle_timeout: Duration::from_secs(config.tcp_idle_timeout),
-        connect_timeout: Duration::from_secs(5),
-        write_timeout: TCP_WRITE_DEADLINE,
-        max_connections_per_source: config.max_connections_per_source,
-        message_timeout: Duration::from_secs(config.tcp_message_timeout),
-        exempt: config.trusted_proxies.clone(),
+    let listen: Vec<(TransportKind, SocketAddr)> =
+        config.listen.iter().map(|l| (l.kind(), l.addr())).collect();
+    let tconf = TransportConfig::from_config(&config, TCP_WRITE_DEADLINE);
+    let secure = listen.iter().any(|(k, _)| k.is_secure());
+    let tls = match TlsContext::load(&TlsSettings::from_config(&config), secure) {
+        Ok(tls) => tls,
+        Err(e) => return Err(failed(&ready, DaemonError::Config(format!("TLS: {e}")))),
     };
-    let transport = match Transport::bind(&listen, tconf, clock.clone()).await {
+    let transport = match Transport::bind(&listen, tconf, tls.clone(), clock.clone()).await {
         Ok(t) => t,
         Err(e) => return Err(failed(&ready, DaemonError::Bind(e))),
     };
@@ -481,6 +471,7 @@ async fn serve(
         current: config.clone(),
         config: config.clone(),
         figures: crate::metrics::CoreFigures::default(),
+        tls,
     };
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let mut drain_until: Option<Instant> = None;
@@ -566,6 +557,7 @@ async fn serve(
                             rl.core.handle_incoming(&bytes, source, now, unix)
                         }
                         Inbound::SendFailed { tx } => rl.core.transport_error(tx, now, unix),
+                        Inbound::Closed { conn } => rl.core.connection_closed(conn, now, unix),
                     }
                     rl.send_transmits();
                     handled += 1;
@@ -673,6 +665,8 @@ struct RunLoop {
     current: Config,
     /// Histograms and counters only the loop sees, for the metrics endpoint.
     figures: crate::metrics::CoreFigures,
+    /// The TLS credentials listeners present, read again on reload.
+    tls: TlsContext,
 }
 
 impl RunLoop {
@@ -860,7 +854,11 @@ impl RunLoop {
                 json(serde_json::to_value(done))
             }
             Manage::Reload(new) => {
-                let done = self.core.reload(&self.config, &self.current, &new);
+                let mut done = self.core.reload(&self.config, &self.current, &new);
+                if let Err(e) = self.tls.reload(&TlsSettings::from_config(&new)) {
+                    warn!("TLS credentials not reloaded, the old ones stay: {e}");
+                    done.failed.push(format!("tls: {e}"));
+                }
                 info!(
                     "configuration reloaded: applied {:?}; a restart is needed for {:?}",
                     done.applied, done.restart_needed
@@ -877,7 +875,7 @@ impl RunLoop {
             match to.kind {
                 TransportKind::Udp => self.udp_out.push(to.addr, bytes, tx),
                 // Queued on the connection's bounded outbox; never waits.
-                TransportKind::Tcp => self.sender.send_tcp(to, bytes, tx),
+                _ => self.sender.send_stream(to, bytes, tx),
             }
         }
     }

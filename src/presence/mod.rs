@@ -36,7 +36,7 @@ use log::{error, warn};
 use crate::auth::Identity;
 use crate::events::package::{EventPackage, Registry};
 use crate::sip::dialog::DialogId;
-use crate::sip::endpoint::{ClientResult, Peer, Source};
+use crate::sip::endpoint::{ClientResult, ConnId, Peer, Source};
 use crate::sip::message::{Method, Request, Response};
 use crate::store::Store;
 
@@ -311,6 +311,35 @@ impl Engine {
         }
     }
 
+    /// A connection is gone: the subscriptions that could only be reached through it
+    /// end (no final NOTIFY can reach them; their watchers rows say deactivated and
+    /// watcher-info subscribers are told). Those refreshed over another connection since
+    /// are not on it any more and stay. Returns how many ended.
+    pub fn connection_closed(&mut self, conn: ConnId, now: u64) -> usize {
+        let gone: Vec<DialogId> = self
+            .resident
+            .iter()
+            .filter(|(_, sub)| sub.conn() == Some(conn) && sub.connection_bound())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            let Some(sub) = self.resident.remove(id) else {
+                continue;
+            };
+            self.stalled.remove(id);
+            if !sub.is_terminated() {
+                log::info!(
+                    "subscription of {} to {} ({}) ends: its connection closed",
+                    sub.watcher(),
+                    sub.resource(),
+                    sub.event(),
+                );
+                self.forget(&sub, Reason::Deactivated, now);
+            }
+        }
+        gone.len()
+    }
+
     /// Does what is due at `now`: expiries, retries, housekeeping.
     pub fn handle_timeout(&mut self, now: u64) {
         if self.next_expiry.is_some_and(|t| t <= now) {
@@ -494,11 +523,7 @@ impl Engine {
         match &self.config.server_address {
             Some(a) => format!("<{a}>"),
             None => {
-                let transport = match source.peer.kind {
-                    crate::sip::endpoint::TransportKind::Udp => "",
-                    crate::sip::endpoint::TransportKind::Tcp => ";transport=tcp",
-                };
-                format!("<sip:{}{transport}>", source.local)
+                format!("<sip:{}{}>", source.local, source.peer.kind.uri_param())
             }
         }
     }

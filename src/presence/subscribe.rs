@@ -119,8 +119,8 @@ impl Engine {
             .ok()
             .and_then(|c| c.into_iter().next());
         let conn = match source.peer.kind {
-            TransportKind::Tcp => source.peer.conn,
             TransportKind::Udp => None,
+            _ => source.peer.conn,
         };
 
         if let Some(to_tag) = to.tag() {

@@ -287,6 +287,29 @@ impl Subscription {
         self.conn
     }
 
+    /// Whether NOTIFYs can reach the subscriber only over the connection its
+    /// SUBSCRIBE came on: a WebSocket client (RFC 7118 §5), a Contact in `.invalid`
+    /// (what such clients give), or an RFC 5626 flow (`ob`). Such a subscription ends
+    /// when that connection does.
+    pub fn connection_bound(&self) -> bool {
+        if self.peer().is_some_and(|p| p.kind.inbound_only()) {
+            return true;
+        }
+        let target = Uri::parse(&self.row.remote_target).ok();
+        target.as_ref().and_then(|u| u.as_sip()).is_some_and(|sip| {
+            let invalid = match &sip.host {
+                Host::Domain(d) => {
+                    let d = d.trim_end_matches('.');
+                    d.len() >= 8
+                        && d.get(d.len() - 8..)
+                            .is_some_and(|tail| tail.eq_ignore_ascii_case(".invalid"))
+                }
+                _ => false,
+            };
+            invalid || sip.param("ob").is_some()
+        })
+    }
+
     pub fn is_terminated(&self) -> bool {
         matches!(self.status, Status::Terminated(_))
     }
@@ -516,17 +539,32 @@ impl Subscription {
                 Host::V6(a) => IpAddr::V6(*a),
                 Host::Domain(_) => return None,
             };
-            let kind = match sip.param("transport").flatten() {
-                Some(t) if t.eq_ignore_ascii_case("tcp") => TransportKind::Tcp,
-                Some(t) if t.eq_ignore_ascii_case("udp") => TransportKind::Udp,
-                _ => fallback.map(|f| f.0).unwrap_or(TransportKind::Udp),
+            let named = sip
+                .param("transport")
+                .flatten()
+                .and_then(TransportKind::from_name);
+            let kind = match (named, sip.scheme) {
+                (Some(k), _) => k,
+                (None, crate::sip::uri::Scheme::Sips) => TransportKind::Tls,
+                (None, _) => fallback.map(|f| f.0).unwrap_or(TransportKind::Udp),
             };
-            Some((kind, SocketAddr::new(ip, sip.port.unwrap_or(5060))))
+            let port = match kind {
+                TransportKind::Tls | TransportKind::Wss => 5061,
+                _ => 5060,
+            };
+            Some((kind, SocketAddr::new(ip, sip.port.unwrap_or(port))))
         });
-        let (kind, addr) = from_uri.or(fallback)?;
+        // RFC 7118 §5: a WebSocket client is reached only over its own connection; the
+        // address it came from is the one that connection has.
+        let (kind, addr) = match (from_uri, fallback) {
+            (Some((kind, _)), Some((fk, faddr))) if kind.inbound_only() && fk == kind => {
+                (kind, faddr)
+            }
+            (from_uri, fallback) => from_uri.or(fallback)?,
+        };
         let conn = match kind {
-            TransportKind::Tcp => self.conn,
             TransportKind::Udp => None,
+            _ => self.conn,
         };
         Some(Peer { kind, addr, conn })
     }
@@ -540,16 +578,15 @@ pub fn unusable_target(uri: &Uri) -> Option<&'static str> {
     let Some(sip) = uri.as_sip() else {
         return Some("the target is not a SIP URI");
     };
-    if sip.scheme == crate::sip::uri::Scheme::Sips {
-        // RFC 5630 §3.1.3: a sips: target is reached over TLS only, which this server
-        // does not offer.
-        return Some("a sips: target needs TLS, which this server does not offer");
-    }
     if let Some(t) = sip.param("transport") {
-        let known =
-            t.is_some_and(|t| t.eq_ignore_ascii_case("udp") || t.eq_ignore_ascii_case("tcp"));
-        if !known {
-            return Some("the target's transport is not one this server has (udp, tcp)");
+        let Some(kind) = t.and_then(TransportKind::from_name) else {
+            return Some(
+                "the target's transport is not one this server has (udp, tcp, tls, ws, wss)",
+            );
+        };
+        // RFC 5630 §3.1.3: a sips: target is reached over TLS (or WSS) only.
+        if sip.scheme == crate::sip::uri::Scheme::Sips && !kind.is_secure() {
+            return Some("a sips: target must be reached over TLS, not the transport it names");
         }
     }
     let ip = match &sip.host {
@@ -588,12 +625,7 @@ pub(super) enum SubState {
 /// `udp:1.2.3.4:5060` → (Udp, addr).
 fn parse_peer(s: &str) -> Option<(TransportKind, SocketAddr)> {
     let (kind, addr) = s.split_once(':')?;
-    let kind = match kind {
-        "udp" => TransportKind::Udp,
-        "tcp" => TransportKind::Tcp,
-        _ => return None,
-    };
-    Some((kind, addr.parse().ok()?))
+    Some((TransportKind::from_name(kind)?, addr.parse().ok()?))
 }
 
 /// A NOTIFY inside the dialog (RFC 3261 §12.2.1.1; RFC 6665 §4.2.2, §8.2.3).

@@ -32,28 +32,75 @@ use crate::sip::uri::Uri;
 const BRANCH_COOKIE: &str = "z9hG4bK";
 
 /// Transport protocols the endpoint knows about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TransportKind {
     Udp,
     Tcp,
+    /// SIP over TLS over TCP (RFC 3261 §26.2.1).
+    Tls,
+    /// SIP over WebSocket (RFC 7118), one message per frame.
+    Ws,
+    /// SIP over secure WebSocket (RFC 7118).
+    Wss,
 }
 
 impl TransportKind {
+    /// Every transport, in listen order.
+    pub const ALL: [TransportKind; 5] = [
+        TransportKind::Udp,
+        TransportKind::Tcp,
+        TransportKind::Tls,
+        TransportKind::Ws,
+        TransportKind::Wss,
+    ];
+
     pub fn is_reliable(self) -> bool {
-        matches!(self, TransportKind::Tcp)
+        !matches!(self, TransportKind::Udp)
+    }
+    /// Whether messages on this transport are encrypted (TLS, WSS): what a `sips:` URI
+    /// asks for (RFC 5630).
+    pub fn is_secure(self) -> bool {
+        matches!(self, TransportKind::Tls | TransportKind::Wss)
+    }
+    /// Whether a message can only reach a peer through the connection the peer opened:
+    /// a WebSocket client is never connected to (RFC 7118 §5).
+    pub fn inbound_only(self) -> bool {
+        matches!(self, TransportKind::Ws | TransportKind::Wss)
     }
     /// The Via transport token.
     pub fn via_token(self) -> &'static str {
         match self {
             TransportKind::Udp => "UDP",
             TransportKind::Tcp => "TCP",
+            TransportKind::Tls => "TLS",
+            TransportKind::Ws => "WS",
+            TransportKind::Wss => "WSS",
         }
     }
-    /// Lower-case name as used in `udp:HOST:PORT` strings.
+    /// Lower-case name as used in `udp:HOST:PORT` strings and `transport=` parameters.
     pub fn name(self) -> &'static str {
         match self {
             TransportKind::Udp => "udp",
             TransportKind::Tcp => "tcp",
+            TransportKind::Tls => "tls",
+            TransportKind::Ws => "ws",
+            TransportKind::Wss => "wss",
+        }
+    }
+    /// The transport a `transport=` URI parameter or a `udp:` prefix names.
+    pub fn from_name(name: &str) -> Option<TransportKind> {
+        TransportKind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(name))
+    }
+    /// The `;transport=` parameter a URI of ours needs for this transport (none for UDP).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "",
+            TransportKind::Tcp => ";transport=tcp",
+            TransportKind::Tls => ";transport=tls",
+            TransportKind::Ws => ";transport=ws",
+            TransportKind::Wss => ";transport=wss",
         }
     }
 }
@@ -144,9 +191,9 @@ pub struct EndpointConfig {
     pub timers: TimerConfig,
     /// Largest message accepted; bigger requests get 513 when they can be answered.
     pub max_message_size: usize,
-    /// `host:port` this endpoint writes into the Via of requests it sends, per transport.
-    pub sent_by_udp: String,
-    pub sent_by_tcp: String,
+    /// `host:port` this endpoint writes into the Via of requests it sends, per
+    /// transport; a transport missing here uses the first entry.
+    pub sent_by: Vec<(TransportKind, String)>,
 }
 
 impl Default for EndpointConfig {
@@ -154,8 +201,10 @@ impl Default for EndpointConfig {
         EndpointConfig {
             timers: TimerConfig::default(),
             max_message_size: 65535,
-            sent_by_udp: "127.0.0.1:5060".into(),
-            sent_by_tcp: "127.0.0.1:5060".into(),
+            sent_by: vec![
+                (TransportKind::Udp, "127.0.0.1:5060".into()),
+                (TransportKind::Tcp, "127.0.0.1:5060".into()),
+            ],
         }
     }
 }
@@ -660,10 +709,13 @@ impl Endpoint {
             };
         }
         let branch = format!("{BRANCH_COOKIE}{}", random_token(16));
-        let sent_by = match to.kind {
-            TransportKind::Udp => &self.config.sent_by_udp,
-            TransportKind::Tcp => &self.config.sent_by_tcp,
-        };
+        let sent_by = self
+            .config
+            .sent_by
+            .iter()
+            .find(|(k, _)| *k == to.kind)
+            .or(self.config.sent_by.first())
+            .map_or("127.0.0.1", |(_, s)| s.as_str());
         let via = format!(
             "SIP/2.0/{} {};branch={};rport",
             to.kind.via_token(),

@@ -1,12 +1,15 @@
-//! The thin smol I/O shell around the sans-I/O SIP core: UDP sockets, TCP listeners and a
-//! connection table. It turns sockets into `Inbound` messages for the daemon's core loop and sends
-//! what the core asks it to send; it never interprets SIP beyond stream framing.
+//! The thin smol I/O shell around the sans-I/O SIP core: UDP sockets, TCP, TLS and
+//! WebSocket listeners and a connection table. It turns sockets into `Inbound` messages
+//! for the daemon's core loop and sends what the core asks it to send; it never
+//! interprets SIP beyond stream framing.
 
 mod admission;
+mod conn;
 mod limits;
-mod tcp;
+pub mod tls;
 mod udp;
 mod udp_send;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +22,9 @@ use crate::clock::Clock;
 use crate::sip::endpoint::{ClientTxId, ConnId, Peer, Source, TransportKind};
 
 pub use admission::Recent;
+pub use conn::ConnTable;
 pub use limits::{Admit, SourceLimiter};
-pub use tcp::ConnTable;
+pub use tls::TlsContext;
 pub use udp_send::UdpOut;
 
 /// What the transports tell the core loop.
@@ -35,6 +39,8 @@ pub enum Inbound {
     },
     /// A send for a client transaction failed (connect refused, connection reset, ...).
     SendFailed { tx: ClientTxId },
+    /// A connection (TCP, TLS, WebSocket) is gone; nothing more can be sent on it.
+    Closed { conn: ConnId },
 }
 
 /// The two bounded queues from the sockets to the core loop: work under way (responses,
@@ -224,14 +230,45 @@ pub struct TransportConfig {
     pub message_timeout: Duration,
     /// Addresses no per-source limit applies to (`trusted_proxies`).
     pub exempt: Vec<ipnet::IpNet>,
+    /// A TLS handshake or WebSocket upgrade not done by then closes the connection.
+    pub handshake_timeout: Duration,
+    /// Handshakes in progress at once (a quarter of them per source address).
+    pub max_handshakes: usize,
+    /// Origins a WebSocket may be opened from; empty allows any.
+    pub ws_origins: Vec<String>,
+    /// A quiet WebSocket is pinged this often.
+    pub ws_ping_interval: Duration,
+}
+
+impl TransportConfig {
+    /// The limits a configuration sets (`write_timeout` and `connect_timeout` are not
+    /// settings).
+    pub fn from_config(c: &crate::config::Config, write_timeout: Duration) -> TransportConfig {
+        TransportConfig {
+            max_message_size: c.max_message_size,
+            max_connections: c.max_connections,
+            tcp_idle_timeout: Duration::from_secs(c.tcp_idle_timeout),
+            connect_timeout: Duration::from_secs(5),
+            write_timeout,
+            max_connections_per_source: c.max_connections_per_source,
+            message_timeout: Duration::from_secs(c.tcp_message_timeout),
+            exempt: c.trusted_proxies.clone(),
+            handshake_timeout: Duration::from_millis(c.tls_handshake_timeout_ms),
+            max_handshakes: c.tls_max_handshakes,
+            ws_origins: c.ws_origins.clone(),
+            ws_ping_interval: Duration::from_secs(c.ws_ping_interval),
+        }
+    }
 }
 
 /// The bound sockets and the connection table.
 pub struct Transport {
     udp: Vec<Arc<smol::net::UdpSocket>>,
-    tcp_listeners: Vec<smol::net::TcpListener>,
+    /// TCP, TLS, WS and WSS listeners.
+    listeners: Vec<(TransportKind, smol::net::TcpListener)>,
     conns: Arc<ConnTable>,
     config: TransportConfig,
+    tls: TlsContext,
     clock: Arc<dyn Clock>,
 }
 
@@ -239,7 +276,7 @@ pub struct Transport {
 /// through [`UdpOut`].
 #[derive(Clone)]
 pub struct SendHandle {
-    ctx: tcp::ConnContext,
+    ctx: conn::ConnContext,
 }
 
 /// Socket buffer we ask the kernel for on each UDP socket. The default (~200 KiB) holds
@@ -266,19 +303,21 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<smol::net::UdpSocket> {
 
 impl Transport {
     /// Binds every listen address. Fails with the address that could not be bound.
+    /// `tls` holds the credentials `tls:` and `wss:` listeners present.
     pub async fn bind(
         listen: &[(TransportKind, SocketAddr)],
         config: TransportConfig,
+        tls: TlsContext,
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<Transport> {
         let mut udp = Vec::new();
-        let mut tcp_listeners = Vec::new();
+        let mut listeners = Vec::new();
         for (kind, addr) in listen {
             let bound = match kind {
                 TransportKind::Udp => bind_udp(*addr).map(|s| udp.push(Arc::new(s))),
-                TransportKind::Tcp => smol::net::TcpListener::bind(addr)
+                _ => smol::net::TcpListener::bind(addr)
                     .await
-                    .map(|l| tcp_listeners.push(l)),
+                    .map(|l| listeners.push((*kind, l))),
             };
             bound.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot bind {}:{addr}: {e}", kind.name()))
@@ -286,13 +325,14 @@ impl Transport {
         }
         Ok(Transport {
             udp,
-            tcp_listeners,
+            listeners,
             conns: Arc::new(ConnTable::with_limits(
                 config.max_connections,
                 config.max_connections_per_source,
                 config.exempt.clone(),
             )),
             config,
+            tls,
             clock,
         })
     }
@@ -305,9 +345,9 @@ impl Transport {
                 out.push((TransportKind::Udp, a));
             }
         }
-        for l in &self.tcp_listeners {
+        for (kind, l) in &self.listeners {
             if let Ok(a) = l.local_addr() {
-                out.push((TransportKind::Tcp, a));
+                out.push((*kind, a));
             }
         }
         out
@@ -332,19 +372,25 @@ impl Transport {
             ))
             .detach();
         }
-        let ctx = tcp::ConnContext {
+        let ctx = conn::ConnContext {
             conns: self.conns.clone(),
             queues,
             config: self.config.clone(),
             clock: self.clock.clone(),
             stop,
             ex: ex.clone(),
+            tls: self.tls.clone(),
+            handshakes: tls::HandshakeSlots::new(self.config.max_handshakes),
+            upgrade: ws::Upgrade {
+                origins: self.config.ws_origins.clone(),
+            },
         };
-        for listener in self.tcp_listeners {
-            ex.spawn(tcp::accept_loop(listener, ctx.clone())).detach();
+        for (kind, listener) in self.listeners {
+            ex.spawn(conn::accept_loop(listener, kind, ctx.clone()))
+                .detach();
         }
         info!(
-            "transport started: {} udp socket(s), tcp connection cap {}",
+            "transport started: {} udp socket(s), connection cap {}",
             self.udp.len(),
             self.config.max_connections
         );
@@ -353,11 +399,12 @@ impl Transport {
 }
 
 impl SendHandle {
-    /// Queues `bytes` for `to` over TCP (its connection, or a new one). A message that
-    /// cannot be queued or delivered is reported as `Inbound::SendFailed` when `tx` is
-    /// given; this call never waits.
-    pub fn send_tcp(&self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
-        if let Err(Some(tx)) = tcp::send(&self.ctx, to, bytes, tx)
+    /// Queues `bytes` for `to` over its connection-oriented transport (its connection,
+    /// or a new one where the transport allows). A message that cannot be queued or
+    /// delivered is reported as `Inbound::SendFailed` when `tx` is given; this call
+    /// never waits.
+    pub fn send_stream(&self, to: Peer, bytes: Vec<u8>, tx: Option<ClientTxId>) {
+        if let Err(Some(tx)) = conn::send(&self.ctx, to, bytes, tx)
             && !self.ctx.queues.send_failed(tx)
         {
             debug!("send failure of {tx:?} not reported: the core loop is busy");
@@ -366,10 +413,15 @@ impl SendHandle {
 }
 
 /// Source for a message read from `conn`.
-pub(crate) fn stream_source(peer: SocketAddr, local: SocketAddr, conn: ConnId) -> Source {
+pub(crate) fn stream_source(
+    kind: TransportKind,
+    peer: SocketAddr,
+    local: SocketAddr,
+    conn: ConnId,
+) -> Source {
     Source {
         peer: Peer {
-            kind: TransportKind::Tcp,
+            kind,
             addr: peer,
             conn: Some(conn),
         },
