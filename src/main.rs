@@ -390,8 +390,8 @@ struct RunArgs {
     /// database directory (default: presenced.db in the working directory)
     #[argh(option)]
     db: Option<PathBuf>,
-    /// listen address, e.g. udp:127.0.0.1:5060 or tcp:[::1]:5060 (repeatable; replaces
-    /// the configured list)
+    /// listen address, e.g. udp:127.0.0.1:5060, tcp:[::1]:5060, tls:0.0.0.0:5061 or
+    /// wss:0.0.0.0:8443 (repeatable; replaces the configured list)
     #[argh(option)]
     listen: Vec<ListenAddr>,
 }
