@@ -146,8 +146,24 @@ xcap = [
     'GET /xcap-root/xcap-caps/global/index HTTP/1.1\r\nHost: x\r\n\r\n',
 ]
 
+def ws_frame(payload, opcode=1, key=b'\x11\x22\x33\x44'):
+    """A masked client frame (RFC 6455 §5.2) carrying payload."""
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, 'big')
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, 'big')
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+WS_SUBSCRIBE = request('SUBSCRIBE', ALICE, 3, 5070, ['Event: presence', 'Expires: 60'])
+
 seeds = {
-    'parse': [request('SUBSCRIBE', ALICE, 1, 5070, ['Event: presence', 'Expires: 60']),
+    'parse': [ws_frame(WS_SUBSCRIBE) + ws_frame(b'ping', opcode=9) + ws_frame(WS_SUBSCRIBE, opcode=2),
+              request('SUBSCRIBE', ALICE, 1, 5070, ['Event: presence', 'Expires: 60']),
               request('PUBLISH', ALICE, 2, 5070, [
                   'Authorization: Digest username="alice", realm="example.com", nonce="abc", '
                   'uri="sip:alice@example.com", response="6629fae49393a05397450978507c4ef1", '

@@ -30,6 +30,6 @@ pub mod sip;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
-mod transport;
+pub mod transport;
 pub mod xcap;
 pub mod xml;

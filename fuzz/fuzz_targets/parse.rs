@@ -1,7 +1,9 @@
 //! Fuzzes the network edge: datagram parsing, request checks, serialization and the
 //! stream framer must never panic, and serialization must be a fixed point. Credentials
 //! and challenges (Authorization, Proxy-Authorization, WWW-Authenticate) are parsed and
-//! read as digest credentials too.
+//! read as digest credentials too. The same bytes are also read as a WebSocket client's
+//! frames (RFC 6455, with the listeners' limits), and each SIP message they carry is
+//! parsed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,6 +11,7 @@ use presenced::auth::digest::Credentials;
 use presenced::sip::framing::{Frame, StreamFramer};
 use presenced::sip::header::AuthValue;
 use presenced::sip::message::{Message, Request};
+use presenced::transport::ws::{self, Received};
 
 fuzz_target!(|data: &[u8]| {
     match Message::parse(data) {
@@ -45,6 +48,18 @@ fuzz_target!(|data: &[u8]| {
             if let Frame::Message(m) = frame {
                 let _ = Message::parse(&m);
             }
+        }
+    }
+
+    // As WebSocket frames: one SIP message per data frame (RFC 7118 §5).
+    let (messages, _) = ws::decode(data, 8 * 1024);
+    for m in messages {
+        if let Received::Sip(bytes) = m {
+            assert!(
+                bytes.len() <= 8 * 1024,
+                "a message past the limit got through"
+            );
+            let _ = Message::parse(&bytes);
         }
     }
 });

@@ -130,6 +130,59 @@ pub fn frame(bytes: Vec<u8>) -> Message {
     }
 }
 
+/// Reads `bytes` as what a client sent on an upgraded connection (masked frames,
+/// fragments, control frames), with the limits the listeners apply, the way the
+/// connection's reader does but without I/O: every message up to the first error or the
+/// end of the input, and the error if there was one. The fuzz target and the tests use it
+/// to put hostile framing through the same library settings.
+pub fn decode(bytes: &[u8], max_message_size: usize) -> (Vec<Received>, Option<String>) {
+    use async_tungstenite::tungstenite::protocol::{Role, WebSocket};
+    /// The client's bytes to read; what we would answer (pongs, close) is dropped.
+    struct Wire<'a>(std::io::Cursor<&'a [u8]>);
+    impl std::io::Read for Wire<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            if n == 0 && !buf.is_empty() {
+                // The end of what arrived so far, not a close.
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        }
+    }
+    impl std::io::Write for Wire<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut socket = WebSocket::from_raw_socket(
+        Wire(std::io::Cursor::new(bytes)),
+        Role::Server,
+        Some(config(max_message_size)),
+    );
+    let mut out = Vec::new();
+    loop {
+        match socket.read() {
+            Ok(m) => {
+                let r = received(m);
+                let close = r == Received::Close;
+                out.push(r);
+                if close {
+                    return (out, None);
+                }
+            }
+            Err(async_tungstenite::tungstenite::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                return (out, None);
+            }
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +222,53 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.status(), StatusCode::FORBIDDEN);
         assert!(only.check(&request(Some("sip"), None)).is_err());
+    }
+
+    /// A client frame: FIN, `opcode`, masked with `key` (RFC 6455 §5.2, §5.3).
+    fn masked(opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&key);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        f
+    }
+
+    #[test]
+    fn decoding_follows_the_frames_and_stops_at_the_first_bad_one() {
+        let sip = b"OPTIONS sip:x SIP/2.0\r\n\r\n";
+        let mut wire = masked(0x1, sip, [1, 2, 3, 4]);
+        wire.extend(masked(0x9, b"hi", [9, 9, 9, 9]));
+        wire.extend(masked(0x2, sip, [0, 0, 0, 0]));
+        let (got, err) = decode(&wire, 1024);
+        assert_eq!(
+            got,
+            vec![
+                Received::Sip(sip.to_vec()),
+                Received::Control,
+                Received::Sip(sip.to_vec())
+            ]
+        );
+        assert_eq!(err, None);
+        // An unmasked client frame is a protocol error (RFC 6455 §5.1).
+        let mut bad = masked(0x1, sip, [1, 2, 3, 4]);
+        bad.extend([0x81, 0x02, b'h', b'i']);
+        let (got, err) = decode(&bad, 1024);
+        assert_eq!(got.len(), 1);
+        assert!(err.is_some());
+        // Past the message limit: refused before it is buffered whole.
+        let (got, err) = decode(&masked(0x1, &[b'a'; 300], [1, 1, 1, 1]), 256);
+        assert!(got.is_empty());
+        let err = err.unwrap_or_default();
+        assert!(err.contains("too long") || err.contains("size"), "{err}");
+        // A frame cut short waits for the rest.
+        let whole = masked(0x1, sip, [5, 6, 7, 8]);
+        assert_eq!(decode(&whole[..whole.len() - 3], 1024), (vec![], None));
     }
 
     #[test]
