@@ -130,6 +130,10 @@ pub struct Config {
     /// loopback only until the XCAP server authenticates its clients.
     #[serde(deserialize_with = "parse::socket_addr")]
     pub xcap_listen: SocketAddr,
+    /// Serve XCAP over HTTPS (RFC 4825 §6), with `tls_certificate` and
+    /// `tls_private_key`. Default false.
+    #[serde(deserialize_with = "parse::flag")]
+    pub xcap_tls: bool,
     /// Largest XCAP document accepted or fetched, in bytes. Default 65536.
     #[serde(deserialize_with = "parse::int::<256, MAX_MESSAGE_SIZE, _, _>")]
     pub xcap_max_document_size: usize,
@@ -388,6 +392,7 @@ impl Default for Config {
             integrated_xcap_server: true,
             xcap_server: Vec::new(),
             xcap_listen: SocketAddr::from(([127, 0, 0, 1], 5080)),
+            xcap_tls: false,
             xcap_max_document_size: 65536,
             periodical_query: true,
             query_period: 100,
@@ -1200,6 +1205,12 @@ impl Config {
                 format!("{l} needs tls_certificate and tls_private_key (PEM files)"),
             ));
         }
+        if self.xcap_tls && (self.tls_certificate.is_none() || self.tls_private_key.is_none()) {
+            return Err(fail(
+                &["xcap_tls", "tls_certificate", "tls_private_key"],
+                "xcap_tls needs tls_certificate and tls_private_key (PEM files)".to_owned(),
+            ));
+        }
         if self.tls_verify_client && self.tls_ca_list.is_none() {
             return Err(fail(
                 &["tls_verify_client", "tls_ca_list"],
@@ -1928,6 +1939,7 @@ authorize_messages = true
 integrated_xcap_server = false
 xcap_server = ["xcap.example.org"]
 xcap_listen = "[::1]:8080"
+xcap_tls = true
 xcap_max_document_size = 4096
 periodical_query = false
 query_period = 30
@@ -2000,6 +2012,7 @@ metrics_listen = "127.0.0.1:9465"
             integrated_xcap_server: false,
             xcap_server: vec!["xcap.example.org".into()],
             xcap_listen: "[::1]:8080".parse().unwrap(),
+            xcap_tls: true,
             xcap_max_document_size: 4096,
             periodical_query: false,
             query_period: 30,
@@ -2688,6 +2701,7 @@ metrics_listen = "127.0.0.1:9465"
                         integrated_xcap_server: true,
                         xcap_server: if f[6] { vec![dom] } else { Vec::new() },
                         xcap_listen: SocketAddr::from(([127, 0, 0, 1], (clean % 65_536) as u16)),
+                        xcap_tls: f[8],
                         xcap_max_document_size: 256 + (cache % 65_536) as usize,
                         periodical_query: always,
                         query_period: clean,

@@ -777,3 +777,52 @@ fn a_handshake_flood_from_one_source_does_not_keep_others_out() {
     assert!(started.elapsed() < WAIT);
     drop(flood);
 }
+
+/// The XCAP server over HTTPS (`xcap_tls`), with the SIP listeners' certificate: a
+/// document written and read back over TLS; plain HTTP gets no answer.
+#[test]
+fn xcap_is_served_over_https_with_the_same_certificate() {
+    let s = start_secure(|c, _| {
+        c.force_active = false;
+        c.xcap_tls = true;
+        c.xcap_listen = "127.0.0.1:0".parse().unwrap();
+    });
+    let xcap = s.server.handle.xcap_addr().expect("XCAP server bound");
+    let exchange = |request: &str| -> String {
+        let mut tls = tls_connect(xcap, &s.cert.der).expect("TLS to the XCAP server");
+        tls.write_all(request.as_bytes()).unwrap();
+        tls.flush().unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).to_string()
+    };
+    let doc = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+               <cr:ruleset xmlns=\"urn:ietf:params:xml:ns:pres-rules\" \
+               xmlns:cr=\"urn:ietf:params:xml:ns:common-policy\"/>";
+    let path = "/xcap-root/pres-rules/users/sip:frank@example.com/index";
+    let put = exchange(&format!(
+        "PUT {path} HTTP/1.1\r\nHost: {xcap}\r\nConnection: close\r\n\
+         Content-Type: application/auth-policy+xml\r\nContent-Length: {}\r\n\r\n{doc}",
+        doc.len()
+    ));
+    assert!(put.starts_with("HTTP/1.1 201"), "{put}");
+    let get = exchange(&format!(
+        "GET {path} HTTP/1.1\r\nHost: {xcap}\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(
+        get.starts_with("HTTP/1.1 200") && get.contains("ruleset"),
+        "{get}"
+    );
+
+    let mut plain = TcpStream::connect(xcap).unwrap();
+    plain.set_read_timeout(Some(WAIT)).unwrap();
+    plain
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {xcap}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("ruleset"),
+        "no document over plain HTTP"
+    );
+}

@@ -357,7 +357,8 @@ async fn serve(
     let listen: Vec<(TransportKind, SocketAddr)> =
         config.listen.iter().map(|l| (l.kind(), l.addr())).collect();
     let tconf = TransportConfig::from_config(&config, TCP_WRITE_DEADLINE);
-    let secure = listen.iter().any(|(k, _)| k.is_secure());
+    let secure =
+        listen.iter().any(|(k, _)| k.is_secure()) || (config.xcap_tls && config.runs_xcap_server());
     let tls = match TlsContext::load(&TlsSettings::from_config(&config), secure) {
         Ok(tls) => tls,
         Err(e) => return Err(failed(&ready, DaemonError::Config(format!("TLS: {e}")))),
@@ -417,7 +418,15 @@ async fn serve(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let xcap = match XcapSide::start(&config, &store, &ex, commands_tx.clone(), clock.clone()).await
+    let xcap = match XcapSide::start(
+        &config,
+        &store,
+        &ex,
+        commands_tx.clone(),
+        clock.clone(),
+        &tls,
+    )
+    .await
     {
         Ok(x) => x,
         Err(e) => return Err(failed(&ready, DaemonError::Bind(e))),

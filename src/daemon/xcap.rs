@@ -54,6 +54,7 @@ impl XcapSide {
         ex: &Arc<smol::Executor<'static>>,
         commands: Sender<Command>,
         clock: Arc<dyn crate::clock::Clock>,
+        tls: &crate::transport::TlsContext,
     ) -> std::io::Result<XcapSide> {
         use crate::xcap::{fetch, integrated};
         let wanted = config.wants_documents();
@@ -98,6 +99,7 @@ impl XcapSide {
                 changes_tx,
                 ex.clone(),
                 answers.clone(),
+                config.xcap_tls.then(|| tls.clone()),
             ));
             return Ok(XcapSide {
                 addr: Some(addr),

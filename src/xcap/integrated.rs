@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures_lite::{AsyncWriteExt, FutureExt};
 use log::{debug, info, warn};
 use smol::channel::Sender;
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpListener;
 
 use super::http::{self, ReadError, Request};
 use super::{Changed, DocError, Notice, Precondition, XcapPath};
@@ -293,6 +293,7 @@ pub fn handle(store: &Store, cfg: &ServerConfig, req: &Request) -> (Reply, Optio
 }
 
 /// Accepts connections for ever; each is served on its own task.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     store: Store,
@@ -301,26 +302,48 @@ pub async fn serve(
     changes: Sender<Notice>,
     ex: Arc<smol::Executor<'static>>,
     answers: Arc<crate::metrics::StatusCounts>,
+    tls: Option<crate::transport::TlsContext>,
 ) {
     if let Ok(a) = listener.local_addr() {
-        info!("XCAP server listening on http://{a}{ROOT}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        info!("XCAP server listening on {scheme}://{a}{ROOT}");
     }
     http::accept_each(listener, "xcap", ex, move |stream| {
         let (store, cfg, changes) = (store.clone(), cfg.clone(), changes.clone());
         let (gate, answers) = (gate.clone(), answers.clone());
-        async move { connection(stream, store, cfg, gate, changes, &answers).await }
+        // The credentials in use when the connection arrives (reloads swap them).
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
+        async move {
+            let Some(acceptor) = acceptor else {
+                return connection(stream, store, cfg, gate, changes, &answers).await;
+            };
+            let acceptor = acceptor.ok_or(ReadError::Closed)?;
+            let handshake =
+                async { acceptor.accept(stream).await.map_err(ReadError::Io) }.or(async {
+                    smol::Timer::after(HANDSHAKE).await;
+                    Err(ReadError::Closed)
+                });
+            let stream = handshake.await?;
+            connection(stream, store, cfg, gate, changes, &answers).await
+        }
     })
     .await;
 }
 
-async fn connection(
-    mut stream: TcpStream,
+/// A TLS handshake not done by then closes the connection.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+async fn connection<S>(
+    mut stream: S,
     store: Store,
     cfg: ServerConfig,
     gate: Option<Arc<Gate>>,
     changes: Sender<Notice>,
     answers: &crate::metrics::StatusCounts,
-) -> Result<(), ReadError> {
+) -> Result<(), ReadError>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
     let mut buf = Vec::new();
     loop {
         let read = http::read_request(&mut stream, &mut buf, MAX_HEAD, cfg.max_document_size);
@@ -336,6 +359,7 @@ async fn connection(
                 answers.record(status);
                 let wire = http::response_bytes(status, &[("Connection", "close".into())], b"");
                 let _ = stream.write_all(&wire).await;
+                let _ = stream.flush().await;
                 drain(&mut stream).await;
                 return Err(e);
             }
@@ -374,14 +398,17 @@ async fn connection(
         }
         let wire = http::response_bytes(reply.status, &headers, &reply.body);
         stream.write_all(&wire).await.map_err(ReadError::Io)?;
+        // TLS holds what was written until a flush.
+        stream.flush().await.map_err(ReadError::Io)?;
         if !keep {
+            let _ = stream.close().await;
             return Ok(());
         }
     }
 }
 
 /// Reads and drops what the client still sends, for a bounded time and amount.
-async fn drain(stream: &mut TcpStream) {
+async fn drain<S: futures_lite::AsyncRead + Unpin>(stream: &mut S) {
     use futures_lite::AsyncReadExt;
     let mut left = DRAIN_LIMIT;
     let mut chunk = [0u8; 8192];

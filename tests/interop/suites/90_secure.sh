@@ -7,6 +7,7 @@
 SEC_PORT=$(free_port)
 TLS_PORT=$(free_port)
 WSS_PORT=$(free_port)
+XCAPS_PORT=$(free_port)
 SEC=$WORK/secure
 mkdir -p "$SEC"
 if ! openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
@@ -14,15 +15,32 @@ if ! openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
         -keyout "$SEC/tls.key" -out "$SEC/tls.crt" >"$SEC/openssl.log" 2>&1; then
     fail "secure: test certificate" "$SEC/openssl.log"
 fi
+# pidf_manipulation runs the built-in XCAP server (force_active stays on, so watchers
+# need no rules); xcap_tls serves it over HTTPS with the same certificate.
 cat >"$SEC/presenced.toml" <<TOML
 tls_certificate = "$SEC/tls.crt"
 tls_private_key = "$SEC/tls.key"
 connection_grace_ms = 500
+pidf_manipulation = true
+xcap_listen = "127.0.0.1:$XCAPS_PORT"
+xcap_tls = true
 TOML
 
 if start_presenced secure "$SEC_PORT" --config "$SEC/presenced.toml" \
         --listen "tls:127.0.0.1:$TLS_PORT" --listen "wss:127.0.0.1:$WSS_PORT" >/dev/null; then
     pass "secure: presenced with tls: and wss: listeners"
+
+    # XCAP over HTTPS with curl, the certificate checked against the test CA.
+    XS="https://127.0.0.1:$XCAPS_PORT/xcap-root"
+    xcurl secure-xcap-https-caps 200 --cacert "$SEC/tls.crt" "$XS/xcap-caps/global/index"
+    xcurl secure-xcap-https-put 201 --cacert "$SEC/tls.crt" -X PUT \
+        -H 'Content-Type: application/pidf+xml' --data-binary @- \
+        "$XS/pidf-manipulation/users/sip:xcapuser@example.com/index" <<'PIDF'
+<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:xcapuser@example.com"><tuple id="hard"><status><basic>closed</basic></status></tuple></presence>
+PIDF
+    xcurl secure-xcap-https-get 200 --cacert "$SEC/tls.crt" \
+        "$XS/pidf-manipulation/users/sip:xcapuser@example.com/index"
 
     # pjsua2 over TLS: the same steps as over UDP and TCP (40_pjsua2.sh).
     PJ_PY=${INTEROP_PYTHON:-$ROOT/target/interop-venv/bin/python}
