@@ -353,6 +353,14 @@ impl Secure {
 }
 
 fn start_secure(tweak: impl FnOnce(&mut presenced::config::Config, &Cert)) -> Secure {
+    start_secure_on(None, tweak)
+}
+
+/// As [`start_secure`], on a manual clock when one is given.
+fn start_secure_on(
+    manual: Option<Arc<presenced::clock::ManualClock>>,
+    tweak: impl FnOnce(&mut presenced::config::Config, &Cert),
+) -> Secure {
     let certs = tempfile::tempdir().unwrap();
     let cert = make_cert(certs.path(), "server");
     let dir = tempfile::tempdir().unwrap();
@@ -368,13 +376,16 @@ fn start_secure(tweak: impl FnOnce(&mut presenced::config::Config, &Cert)) -> Se
     config.tls_certificate = Some(cert.cert.clone());
     config.tls_private_key = Some(cert.key.clone());
     tweak(&mut config, &cert);
-    let handle = presenced::daemon::start(config.clone(), Arc::new(presenced::clock::SystemClock))
-        .expect("daemon starts");
+    let clock: Arc<dyn presenced::clock::Clock> = match &manual {
+        Some(m) => Arc::new(m.clone()),
+        None => Arc::new(presenced::clock::SystemClock),
+    };
+    let handle = presenced::daemon::start(config.clone(), clock).expect("daemon starts");
     Secure {
         server: common::TestServer {
             handle,
             dir,
-            clock: None,
+            clock: manual,
         },
         cert,
         config,
@@ -825,4 +836,121 @@ fn xcap_is_served_over_https_with_the_same_certificate() {
         !String::from_utf8_lossy(&answer).contains("ruleset"),
         "no document over plain HTTP"
     );
+}
+
+/// A quiet WebSocket is pinged every `ws_ping_interval`; a client that answers (its
+/// library pongs as it reads) outlives `tcp_idle_timeout`, one that answers nothing is
+/// closed at it. On a manual clock: nothing here waits for real time to pass.
+#[test]
+fn websocket_pings_keep_an_answering_client_and_drop_a_silent_one() {
+    let clock = presenced::clock::ManualClock::new();
+    let s = start_secure_on(Some(clock.clone()), |c, _| {
+        c.ws_ping_interval = 1;
+        c.tcp_idle_timeout = 3;
+    });
+    let ws = s.addr(TransportKind::Ws);
+    let mut answering = Peer::connect(TransportKind::Ws, ws, &s.cert.der);
+    let silent = TcpStream::connect(ws).unwrap();
+    silent.set_read_timeout(Some(WAIT)).unwrap();
+    let (mut silent, _) = tungstenite::client(ws_request(ws, "ws", None), silent).unwrap();
+    let mut pinged = 0;
+    for _ in 0..6 {
+        s.server.advance(Duration::from_millis(1000));
+        // The ping arrives; reading it makes the client's library answer with a pong.
+        match &mut answering.io {
+            Io::Ws(w) => {
+                if let Ok(WsMessage::Ping(_)) = w.read() {
+                    pinged += 1;
+                }
+                let _ = w.flush();
+            }
+            _ => unreachable!(),
+        }
+    }
+    assert!(pinged >= 3, "pinged {pinged} times");
+    answering.send(&common::options("WS", answering.port(), "alive"));
+    assert_eq!(
+        answering.recv_response().status,
+        200,
+        "the answering client outlived the idle timeout"
+    );
+    // The silent one was closed at the idle timeout: what it reads ends in a close.
+    let ended = loop {
+        match silent.read() {
+            Ok(WsMessage::Close(_)) | Err(_) => break true,
+            Ok(_) => continue,
+        }
+    };
+    assert!(ended);
+}
+
+/// With `tls_verify_client`, a client must show a certificate `tls_ca_list` vouches for.
+#[test]
+fn client_certificates_are_required_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client = rcgen::CertificateParams::new(vec!["phone.example.org".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap();
+
+    let s = start_secure(move |c, _| {
+        c.tls_verify_client = true;
+        c.tls_ca_list = Some(ca_file);
+    });
+    let tls = s.addr(TransportKind::Tls);
+    // Without a certificate: the handshake fails (or the first read does, in TLS 1.3).
+    let refused = match tls_connect(tls, &s.cert.der) {
+        Err(_) => true,
+        Ok(mut t) => {
+            let _ = t.write_all(common::options("TLS", 1, "nocert").as_bytes());
+            let _ = t.flush();
+            let mut buf = [0u8; 512];
+            !matches!(t.read(&mut buf), Ok(n) if n > 0)
+        }
+    };
+    assert!(refused, "a client without a certificate is refused");
+
+    // With one the CA signed: served.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(s.cert.der.clone()).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![client.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(client_key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let tcp = TcpStream::connect(tls).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::IpAddress(tls.ip().into()))
+            .unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    let port = stream.sock.local_addr().unwrap().port();
+    stream
+        .write_all(common::options("TLS", port, "withcert").as_bytes())
+        .unwrap();
+    let mut framer = StreamFramer::new(1 << 16);
+    let mut buf = vec![0u8; 4096];
+    let answer = loop {
+        if let Ok(Some(Frame::Message(m))) = framer.next_frame() {
+            break m;
+        }
+        let n = stream.read(&mut buf).expect("an answer");
+        assert!(n > 0, "closed");
+        framer.push(&buf[..n]);
+    };
+    assert!(answer.starts_with(b"SIP/2.0 200"));
 }
