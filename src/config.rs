@@ -114,6 +114,16 @@ pub struct Config {
     /// (OpenSIPS rls `waitn_time`, in ms). Default 200; 0 sends each loop step's.
     #[serde(deserialize_with = "parse::int::<0, 60_000, _, _>")]
     pub rls_batch_ms: u64,
+    /// Where list members outside `domains` are subscribed to (back-end dialogs):
+    /// `sip:IP:PORT[;transport=tcp]`. Default `None`: the member URI's own host, when
+    /// it is an address.
+    // OpenSIPS rls: presence_server.
+    #[serde(
+        alias = "presence_server",
+        deserialize_with = "parse::backend_server",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rls_backend_server: Option<String>,
     /// Answer MESSAGE requests: 403 when the recipient's im-rules block the sender,
     /// else 480 (presenced delivers no messages). Default false (MESSAGE gets 405).
     #[serde(deserialize_with = "parse::flag")]
@@ -388,6 +398,7 @@ impl Default for Config {
             mwi_owner_only: true,
             rls: false,
             rls_batch_ms: 200,
+            rls_backend_server: None,
             authorize_messages: false,
             integrated_xcap_server: true,
             xcap_server: Vec::new(),
@@ -1449,6 +1460,7 @@ fn unset_means(key: &str) -> &'static str {
         "metrics_listen" => ": no metrics endpoint",
         "tls_certificate" | "tls_private_key" => ": no tls: or wss: listener",
         "tls_ca_list" => ": the system's certificate store",
+        "rls_backend_server" => ": a remote list member's own host, when it is an address",
         "auth" => ": none, allowed only on loopback listeners",
         "auth_realm" => ": the From URI's domain",
         _ => "",
@@ -1529,6 +1541,16 @@ mod parse {
                 check_xcap_root(s)?;
             }
             Ok(list)
+        })
+    }
+
+    pub(super) fn backend_server<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<String>, D::Error> {
+        checked_option(d, |v| {
+            let s = string(v)?;
+            crate::rls::backend::parse_server(s)?;
+            Ok(s.to_owned())
         })
     }
 
@@ -1935,6 +1957,7 @@ pidf_manipulation = true
 mwi_owner_only = false
 rls = true
 rls_batch_ms = 50
+rls_backend_server = "sip:10.0.0.2:5060;transport=tcp"
 authorize_messages = true
 integrated_xcap_server = false
 xcap_server = ["xcap.example.org"]
@@ -2008,6 +2031,7 @@ metrics_listen = "127.0.0.1:9465"
             mwi_owner_only: false,
             rls: true,
             rls_batch_ms: 50,
+            rls_backend_server: Some("sip:10.0.0.2:5060;transport=tcp".into()),
             authorize_messages: true,
             integrated_xcap_server: false,
             xcap_server: vec!["xcap.example.org".into()],
@@ -2092,6 +2116,7 @@ metrics_listen = "127.0.0.1:9465"
             ("private_key", "\"/etc/presenced/key.pem\""),
             ("ca_list", "\"/etc/presenced/ca.pem\""),
             ("handshake_timeout", "1500"),
+            ("presence_server", "\"sip:127.0.0.1:5070\""),
         ];
         for (alias, value) in cases {
             let key = lookup(alias).unwrap();
@@ -2697,6 +2722,8 @@ metrics_listen = "127.0.0.1:9465"
                         mwi_owner_only: f[7],
                         rls: f[9],
                         rls_batch_ms: clean % 60_001,
+                        rls_backend_server: f[2]
+                            .then(|| format!("sip:10.0.0.{}:5060", clean % 256)),
                         authorize_messages: always,
                         integrated_xcap_server: true,
                         xcap_server: if f[6] { vec![dom] } else { Vec::new() },

@@ -191,13 +191,39 @@ impl Core {
         if config.authorize_messages {
             methods.push(Method::Message);
         }
+        // Back-end dialogs of lists: their NOTIFYs come to us.
+        let backends = config.rls && !config.domains.is_empty();
+        if backends {
+            methods.push(Method::Notify);
+        }
         let dispatcher = Dispatcher::new(&config.domains, local_hosts).with_engine(
             methods,
             packages.allow_events(),
             packages.publish_types(),
         );
         let auth = authenticator(config, &store);
-        let engine = Engine::new(store, packages, engine_config(config));
+        let mut engine = Engine::new(store, packages, engine_config(config));
+        if backends {
+            let (kind, local) = addrs
+                .iter()
+                .find(|(k, _)| *k == TransportKind::Udp)
+                .or(addrs.first())
+                .copied()
+                .unwrap_or((TransportKind::Udp, SocketAddr::from(([127, 0, 0, 1], 5060))));
+            let contact = match &config.server_address {
+                Some(a) => format!("<{a}>"),
+                None => format!("<sip:rls@{local}{}>", kind.uri_param()),
+            };
+            engine.set_backends(crate::rls::backend::BackendConfig {
+                server: config
+                    .rls_backend_server
+                    .as_deref()
+                    .and_then(|s| crate::rls::backend::parse_server(s).ok()),
+                contact,
+                expires: config.max_expires.min(3600),
+                domains: config.domains.clone(),
+            });
+        }
         let core = CoreConfig {
             sync_always: config.sync == SyncMode::Always,
             flush_period: Duration::from_millis(config.sync_period_ms.max(1)),
@@ -523,6 +549,13 @@ impl Core {
         now: Instant,
         unix: u64,
     ) {
+        // A NOTIFY can only be for one of our back-end dialogs: the dialog (Call-ID and
+        // our unguessable tag) is what admits it, as for any UAC (RFC 6665 §4.1.3).
+        if request.method == Method::Notify {
+            let response = self.engine.backend_notify(&request, unix);
+            self.answer(id, response, false, now);
+            return self.drain_engine(now);
+        }
         let identity = match self.auth.check(&request, &source, &self.store, unix) {
             Verdict::Pass(identity) => identity,
             Verdict::Refuse(r) => return self.answer(id, r, false, now),

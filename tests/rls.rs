@@ -13,6 +13,8 @@ use presenced::sip::message::Request;
 
 const JOE: &str = "sip:joe@example.com";
 const LIST: &str = "sip:joe-buddies@example.com";
+/// A second list of joe's (the back-end test).
+const LIST2: &str = "sip:joe-work@example.com";
 const SERVICES_PATH: &str = "/xcap-root/rls-services/users/sip:joe@example.com/index";
 const LISTS_PATH: &str = "/xcap-root/resource-lists/users/sip:joe@example.com/index";
 
@@ -133,7 +135,11 @@ fn rlmi_of(
     let list = presenced::xml::parse(root.as_bytes()).expect("RLMI is well-formed");
     assert_eq!(list.name(), "list");
     assert_eq!(list.ns(), "urn:ietf:params:xml:ns:rlmi");
-    assert_eq!(list.attr("uri"), Some(LIST));
+    assert!(
+        [Some(LIST), Some(LIST2)].contains(&list.attr("uri")),
+        "{:?}",
+        list.attr("uri")
+    );
     let version = list.attr("version").unwrap().parse().unwrap();
     let full = list.attr("fullState") == Some("true");
     let mut by_cid: HashMap<String, String> = parts
@@ -555,4 +561,120 @@ fn a_blf_list_carries_dialog_info_parts_whose_versions_rise() {
         bob1 > bob0,
         "dialog-info version {bob1} after {bob0}: a BLF client would drop it"
     );
+}
+
+/// A member served by a second presenced is watched through one back-end SUBSCRIBE
+/// dialog of the list server's (From the list's owner), shared by both of the owner's
+/// lists that name it; its NOTIFYs reach both list subscriptions, before and after the
+/// second server restarts.
+#[test]
+fn a_remote_member_is_watched_through_one_back_end_dialog_across_its_servers_restart() {
+    let bob = "sip:bob@remote.example";
+    let remote_dir = tempfile::tempdir().unwrap();
+    let mut remote_cfg = test_config(&remote_dir);
+    remote_cfg.listen = vec![presenced::config::ListenAddr::Udp(
+        "127.0.0.1:0".parse().unwrap(),
+    )];
+    remote_cfg.domains = vec!["remote.example".into()];
+    let clock: std::sync::Arc<dyn presenced::clock::Clock> =
+        std::sync::Arc::new(presenced::clock::SystemClock);
+    let remote = presenced::daemon::start(remote_cfg.clone(), clock.clone()).unwrap();
+    let remote_addr = remote
+        .addr(presenced::sip::endpoint::TransportKind::Udp)
+        .unwrap();
+    let publish_bob = |at: std::net::SocketAddr, note: &str| {
+        let mut ua = Ua::new(at, "bob");
+        ua.aor = bob.to_owned();
+        let body = pidf(bob, "t-bob", "open", note);
+        assert_eq!(ua.publish(bob, None, Some(600), Some(&body)).status, 200);
+    };
+    publish_bob(remote_addr, "on the other server");
+
+    let srv = start_rls_with(true, |c| {
+        c.domains = vec!["example.com".into()];
+        c.rls_backend_server = Some(format!("sip:{remote_addr}"));
+    });
+    let entries = format!(
+        r#"<rl:entry uri="{bob}"/><rl:entry uri="{}"/>"#,
+        user("carol")
+    );
+    put_services(
+        &srv,
+        &format!(
+            r#"<service uri="{LIST}"><list>{entries}</list><packages><package>presence</package></packages></service><service uri="{LIST2}"><list>{entries}</list><packages><package>presence</package></packages></service>"#
+        ),
+    );
+    let mut joe = Ua::new(srv.udp(), "joe");
+    subscribe_list(&mut joe);
+    let (_, full, first) = rlmi(&joe.expect_notify());
+    assert!(full);
+    // Until the other server answers, bob is pending; then his state arrives.
+    let bob_state = if first[bob].state == "active" {
+        first
+    } else {
+        assert_eq!(first[bob].state, "pending");
+        rlmi(&joe.expect_notify()).2
+    };
+    assert_eq!(bob_state[bob].state, "active");
+    assert!(
+        bob_state[bob]
+            .body
+            .as_deref()
+            .unwrap()
+            .contains("on the other server"),
+        "{bob_state:?}"
+    );
+
+    // The second list: bob's state at once, from the same back-end dialog.
+    let (r, _) = joe.subscribe(LIST2, "presence", Some(600), "Supported: eventlist\r\n");
+    assert_eq!(r.status, 200);
+    let (_, _, second) = rlmi(&joe.expect_notify());
+    assert!(
+        second[bob]
+            .body
+            .as_deref()
+            .unwrap()
+            .contains("on the other server")
+    );
+    srv.quiesce();
+    let remote_status = remote.status().unwrap();
+    assert_eq!(
+        remote_status["subscribes"], 1,
+        "one back-end SUBSCRIBE for two lists: {remote_status}"
+    );
+    assert_eq!(srv.handle.status().unwrap()["backend_dialogs"], 1);
+
+    // A change at the other server reaches both lists.
+    publish_bob(remote_addr, "changed over there");
+    for _ in 0..2 {
+        let (_, full, r) = rlmi(&joe.expect_notify());
+        assert!(!full);
+        assert!(
+            r[bob]
+                .body
+                .as_deref()
+                .unwrap()
+                .contains("changed over there"),
+            "{r:?}"
+        );
+    }
+
+    // The other server restarts (on the same address, its database kept): the
+    // back-end dialog carries on.
+    remote.shutdown().unwrap();
+    remote_cfg.listen = vec![presenced::config::ListenAddr::Udp(remote_addr)];
+    let remote = presenced::daemon::start(remote_cfg, clock).unwrap();
+    publish_bob(remote_addr, "after its restart");
+    for _ in 0..2 {
+        let (_, _, r) = rlmi(&joe.expect_notify());
+        assert!(
+            r[bob]
+                .body
+                .as_deref()
+                .unwrap()
+                .contains("after its restart"),
+            "{r:?}"
+        );
+    }
+    drop(remote);
 }

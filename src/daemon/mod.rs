@@ -792,6 +792,7 @@ impl RunLoop {
                     "notify_failures": s.notify_failures,
                     "aggregations": s.aggregations,
                     "resident_subscriptions": self.core.engine().resident_subscriptions(),
+                    "backend_dialogs": self.core.engine().backend_dialogs(),
                     "transactions_in_flight": self.core.in_flight(),
                 }));
             }

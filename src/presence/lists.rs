@@ -22,6 +22,7 @@ use super::subscription::{Body, Reason, Status};
 use crate::auth::{Identity, identity_key};
 use crate::events::package::{EventPackage, Handling, Registry};
 use crate::rls::ListPackage;
+use crate::rls::backend::{BackendConfig, Backends, Key, Remote};
 use crate::rls::lists::{Lists, Member};
 use crate::rls::rlmi::{self, Instance, Resource};
 use crate::sip::message::{Request, Response};
@@ -157,7 +158,8 @@ impl Engine {
         Change::fixed(body)
     }
 
-    /// Each member's instance state and body for `owner`.
+    /// Each member's instance state and body for `owner`: a local one's as its rules
+    /// let the owner see it, a remote one's as its back-end dialog last heard.
     fn member_states(
         &mut self,
         members: &[&Member],
@@ -165,14 +167,129 @@ impl Engine {
         package: &dyn EventPackage,
         now: u64,
     ) -> Vec<MemberState> {
-        members
+        let states: Vec<MemberState> = members
             .iter()
             .map(|m| {
+                if self.backends.is_remote(&m.uri) {
+                    let (remote, body) = self.backends.state(
+                        &m.uri,
+                        package.name(),
+                        &Registry::event_key(package),
+                        package.notify_type(),
+                        owner,
+                        now,
+                    );
+                    let instance = match remote {
+                        Remote::Active => Instance::Active,
+                        Remote::Waiting | Remote::Pending => Instance::Pending,
+                        Remote::Terminated(why) => Instance::Terminated(why),
+                    };
+                    let body = body.filter(|_| instance == Instance::Active);
+                    return ((*m).clone(), instance, body);
+                }
                 let mut change = self.change(&m.uri, package, now);
                 let (instance, body) = member_state(&mut change, owner, &m.uri, now);
                 ((*m).clone(), instance, body)
             })
-            .collect()
+            .collect();
+        self.send_backend_requests();
+        states
+    }
+
+    /// Where back-end dialogs go and what they say about us (Contact, domains).
+    pub fn set_backends(&mut self, config: BackendConfig) {
+        self.backends = Backends::new(config);
+    }
+
+    /// Back-end dialogs (for status and tests).
+    pub fn backend_dialogs(&self) -> usize {
+        self.backends.len()
+    }
+
+    /// Hands the back-end SUBSCRIBEs waiting to the output path.
+    fn send_backend_requests(&mut self) {
+        while let Some(out) = self.backends.poll_outgoing() {
+            self.actions.push_back(super::Action::Notify {
+                dialog: Some(out.dialog),
+                request: out.request,
+                to: out.to,
+                after_write: 0,
+            });
+        }
+    }
+
+    /// A NOTIFY in one of our back-end dialogs; what it changed goes to the lists
+    /// naming its resource in their next batch.
+    pub fn backend_notify(&mut self, req: &Request, now: u64) -> Response {
+        let (response, changed) = self.backends.on_notify(req, now);
+        if let Some(key) = changed {
+            self.backend_changed(&key);
+        }
+        self.send_backend_requests();
+        response
+    }
+
+    pub(super) fn backend_result(
+        &mut self,
+        dialog: &crate::sip::dialog::DialogId,
+        result: &crate::sip::endpoint::ClientResult,
+        now: u64,
+    ) {
+        if let Some(key) = self.backends.on_result(dialog, result, now) {
+            self.backend_changed(&key);
+        }
+        self.send_backend_requests();
+    }
+
+    fn backend_changed(&mut self, key: &Key) {
+        let (resource, event, _) = key;
+        let Some(package) = self.packages.by_key(event).cloned() else {
+            return;
+        };
+        let services = self.lists_naming(resource, package.as_ref());
+        self.note_list_change(&services, resource, package.as_ref());
+    }
+
+    /// The back-end dialogs some live list subscription still needs.
+    fn backends_needed(&mut self, now: u64) -> HashSet<Key> {
+        let lists = self.lists();
+        let mut needed = HashSet::new();
+        for key in self.backends.states().into_keys() {
+            let (resource, event, owner) = &key;
+            let Some(package) = self.packages.by_key(event).cloned() else {
+                continue;
+            };
+            let wanted = lists.services_of(resource).iter().any(|uri| {
+                lists.service(uri).is_some_and(|s| {
+                    identity_key(&s.owner) == identity_key(owner)
+                        && s.offers(package.name())
+                        && !self.list_rows(uri, owner, package.as_ref(), now).is_empty()
+                })
+            });
+            if wanted {
+                needed.insert(key);
+            }
+        }
+        needed
+    }
+
+    /// Refreshes or retries the back-end dialogs that are due, ending those no list
+    /// needs any more.
+    pub(super) fn backends_due(&mut self, now: u64) {
+        let needed = self.backends_needed(now);
+        self.backends.handle_timeout(now, |k| needed.contains(k));
+        self.send_backend_requests();
+    }
+
+    /// Ends at once the back-end dialogs no list needs (a list edited, a list
+    /// subscription ended).
+    pub(super) fn prune_backends(&mut self, now: u64) {
+        if self.backends.is_empty() {
+            return;
+        }
+        let needed = self.backends_needed(now);
+        self.backends.prune(now, |k| needed.contains(k));
+        self.send_backend_requests();
     }
 
     fn list_body(
@@ -385,6 +502,7 @@ impl Engine {
                 self.send_to_lists(rows, Body::Delta(body), now);
             }
         }
+        self.prune_backends(now);
     }
 }
 

@@ -113,8 +113,9 @@ impl Default for EngineConfig {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Action {
-    /// Send `request` as a client transaction; its outcome goes back through
-    /// [`Engine::handle_notify_result`] with `dialog` (`None`: a fetch's lone NOTIFY).
+    /// Send `request` (a NOTIFY, or a back-end SUBSCRIBE of a list) as a client
+    /// transaction; its outcome goes back through [`Engine::handle_notify_result`] with
+    /// `dialog` (`None`: a fetch's lone NOTIFY).
     Notify {
         dialog: Option<DialogId>,
         request: Request,
@@ -168,6 +169,8 @@ pub struct Engine {
     sources: HashMap<String, HashMap<String, state::Cached>>,
     sources_cached: usize,
     lists: lists::ListState,
+    /// Back-end dialogs for list members served elsewhere.
+    backends: crate::rls::backend::Backends,
     stats: EngineStats,
 }
 
@@ -195,6 +198,7 @@ impl Engine {
             sources: HashMap::new(),
             sources_cached: 0,
             lists: lists::ListState::default(),
+            backends: crate::rls::backend::Backends::default(),
             stats: EngineStats::default(),
         }
     }
@@ -240,6 +244,7 @@ impl Engine {
             Some(self.next_housekeeping),
             idle,
             self.retry_at,
+            self.backends.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -277,12 +282,16 @@ impl Engine {
         match req.method {
             Method::Publish => self.publish(req, now),
             Method::Message => self.authorize_message(req, identity, now),
+            Method::Notify => self.backend_notify(req, now),
             _ => self.subscribe(req, source, identity, now),
         }
     }
 
-    /// A NOTIFY's client transaction ended.
+    /// A NOTIFY's (or a back-end SUBSCRIBE's) client transaction ended.
     pub fn handle_notify_result(&mut self, dialog: &DialogId, result: &ClientResult, now: u64) {
+        if self.backends.owns(dialog) {
+            return self.backend_result(dialog, result, now);
+        }
         if !matches!(result, ClientResult::Response(r) if (200..300).contains(&r.status)) {
             self.stats.notify_failures += 1;
             log::debug!("NOTIFY in dialog {} ended with {result:?}", dialog.call_id);
@@ -360,6 +369,9 @@ impl Engine {
         if self.next_housekeeping <= now {
             self.housekeeping(now);
             self.next_housekeeping = now + self.config.clean_period.max(1);
+        }
+        if self.backends.poll_timeout().is_some_and(|t| t <= now) {
+            self.backends_due(now);
         }
     }
 
@@ -490,6 +502,9 @@ impl Engine {
             Status::Terminated(reason)
         };
         self.set_watcher_status(sub, status, reason, now);
+        if sub.package().as_list().is_some() {
+            self.prune_backends(now);
+        }
     }
 
     /// Subscriptions left idle since the last check leave memory, their exact counters

@@ -1,9 +1,10 @@
-//! Resource list server (RFC 4662) parts that know nothing of dialogs: the lists a
-//! service URI stands for ([`lists`], from XCAP rls-services and resource-lists
-//! documents, RFC 4826), the list NOTIFY body ([`rlmi`]), and [`ListPackage`], the
-//! event package a list subscription runs under. The engine (`presence::lists`) ties
-//! them to subscriptions.
+//! Resource list server (RFC 4662) parts: the lists a service URI stands for
+//! ([`lists`], from XCAP rls-services and resource-lists documents, RFC 4826), the list
+//! NOTIFY body ([`rlmi`]), [`ListPackage`], the event package a list subscription runs
+//! under, and the back-end dialogs that watch members served elsewhere ([`backend`]).
+//! The engine (`presence::lists`) ties them to subscriptions.
 
+pub mod backend;
 pub mod lists;
 pub mod rlmi;
 
