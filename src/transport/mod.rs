@@ -301,6 +301,26 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<smol::net::UdpSocket> {
     Ok(smol::net::UdpSocket::from(smol::Async::new(sock)?))
 }
 
+/// Connections the kernel queues for a stream listener before we accept them. std's
+/// 128 overflows under a connection flood, and a queue overflow drops the next SYN
+/// whoever sent it, costing an innocent client a 1 s SYN retransmission (seen in
+/// benches/tls_flood.py); the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn bind_stream(addr: SocketAddr) -> std::io::Result<smol::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // As std does for a listener: a restart rebinds at once over TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    let listener: std::net::TcpListener = socket.into();
+    Ok(smol::net::TcpListener::from(smol::Async::new(listener)?))
+}
+
 impl Transport {
     /// Binds every listen address. Fails with the address that could not be bound.
     /// `tls` holds the credentials `tls:` and `wss:` listeners present.
@@ -315,9 +335,7 @@ impl Transport {
         for (kind, addr) in listen {
             let bound = match kind {
                 TransportKind::Udp => bind_udp(*addr).map(|s| udp.push(Arc::new(s))),
-                _ => smol::net::TcpListener::bind(addr)
-                    .await
-                    .map(|l| listeners.push((*kind, l))),
+                _ => bind_stream(*addr).map(|l| listeners.push((*kind, l))),
             };
             bound.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot bind {}:{addr}: {e}", kind.name()))
