@@ -124,6 +124,11 @@ pub struct Config {
         skip_serializing_if = "Option::is_none"
     )]
     pub rls_backend_server: Option<String>,
+    /// Accept request-contained lists (RFC 5367): a SUBSCRIBE whose body is a
+    /// resource-lists document subscribes to an ad-hoc list of those resources.
+    /// Default false.
+    #[serde(deserialize_with = "parse::flag")]
+    pub rls_request_lists: bool,
     /// Answer MESSAGE requests: 403 when the recipient's im-rules block the sender,
     /// else 480 (presenced delivers no messages). Default false (MESSAGE gets 405).
     #[serde(deserialize_with = "parse::flag")]
@@ -399,6 +404,7 @@ impl Default for Config {
             rls: false,
             rls_batch_ms: 200,
             rls_backend_server: None,
+            rls_request_lists: false,
             authorize_messages: false,
             integrated_xcap_server: true,
             xcap_server: Vec::new(),
@@ -1958,6 +1964,7 @@ mwi_owner_only = false
 rls = true
 rls_batch_ms = 50
 rls_backend_server = "sip:10.0.0.2:5060;transport=tcp"
+rls_request_lists = true
 authorize_messages = true
 integrated_xcap_server = false
 xcap_server = ["xcap.example.org"]
@@ -2032,6 +2039,7 @@ metrics_listen = "127.0.0.1:9465"
             rls: true,
             rls_batch_ms: 50,
             rls_backend_server: Some("sip:10.0.0.2:5060;transport=tcp".into()),
+            rls_request_lists: true,
             authorize_messages: true,
             integrated_xcap_server: false,
             xcap_server: vec!["xcap.example.org".into()],
@@ -2724,6 +2732,7 @@ metrics_listen = "127.0.0.1:9465"
                         rls_batch_ms: clean % 60_001,
                         rls_backend_server: f[2]
                             .then(|| format!("sip:10.0.0.{}:5060", clean % 256)),
+                        rls_request_lists: f[3],
                         authorize_messages: always,
                         integrated_xcap_server: true,
                         xcap_server: if f[6] { vec![dom] } else { Vec::new() },

@@ -196,11 +196,14 @@ impl Core {
         if backends {
             methods.push(Method::Notify);
         }
-        let dispatcher = Dispatcher::new(&config.domains, local_hosts).with_engine(
+        let mut dispatcher = Dispatcher::new(&config.domains, local_hosts).with_engine(
             methods,
             packages.allow_events(),
             packages.publish_types(),
         );
+        if config.rls && config.rls_request_lists {
+            dispatcher = dispatcher.with_supported(crate::dispatch::RECIPIENT_LIST_SUBSCRIBE);
+        }
         let auth = authenticator(config, &store);
         let mut engine = Engine::new(store, packages, engine_config(config));
         if backends {
@@ -782,6 +785,7 @@ fn engine_config(c: &Config) -> EngineConfig {
         max_aggregate_size: c.max_aggregate_size,
         fetch_rules: !c.integrated_xcap_server,
         rls: c.rls,
+        request_lists: c.rls && c.rls_request_lists,
         watchers_retention: (c.watchers_retention_days > 0)
             .then(|| c.watchers_retention_days.saturating_mul(86_400)),
         clean_period: c.clean_period.max(1),

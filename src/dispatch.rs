@@ -5,8 +5,9 @@
 use crate::sip::message::{Method, Request, Response};
 use crate::sip::uri::Uri;
 
-/// Option tags we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
-const SUPPORTED: &[&str] = &[];
+/// The option tag of request-contained list subscriptions (RFC 5367 §6), implemented
+/// when `rls_request_lists` is on.
+pub const RECIPIENT_LIST_SUBSCRIBE: &str = "recipient-list-subscribe";
 
 /// Where a request goes after the common checks.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub struct Dispatcher {
     allow_events: Vec<String>,
     /// Body types for Accept.
     accept: Vec<String>,
+    /// Option tags we implement (RFC 3261 §8.2.2.3: anything else in Require gets 420).
+    supported: Vec<&'static str>,
 }
 
 impl Dispatcher {
@@ -43,7 +46,14 @@ impl Dispatcher {
             engine_methods: Vec::new(),
             allow_events: Vec::new(),
             accept: Vec::new(),
+            supported: Vec::new(),
         }
+    }
+
+    /// Declares an option tag implemented (accepted in Require, listed in Supported).
+    pub fn with_supported(mut self, tag: &'static str) -> Self {
+        self.supported.push(tag);
+        self
     }
 
     /// Declares what the engine serves, for routing and for Allow/Allow-Events/Accept.
@@ -79,7 +89,7 @@ impl Dispatcher {
             .headers
             .require()
             .into_iter()
-            .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .filter(|t| !self.supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
             .collect();
         if !unsupported.is_empty() && req.method != Method::Cancel {
             let mut r = reply(420, None);
@@ -140,7 +150,7 @@ impl Dispatcher {
         if !self.allow_events.is_empty() {
             r.headers.push("Allow-Events", self.allow_events());
         }
-        r.headers.push("Supported", SUPPORTED.join(", "));
+        r.headers.push("Supported", self.supported.join(", "));
         r
     }
 }

@@ -678,3 +678,105 @@ fn a_remote_member_is_watched_through_one_back_end_dialog_across_its_servers_res
     }
     drop(remote);
 }
+
+/// RFC 5367: a SUBSCRIBE carrying its own resource-lists body subscribes to an ad-hoc
+/// list of those resources; unsubscribing removes the list.
+#[test]
+fn a_subscribe_carrying_its_own_list_gets_that_list() {
+    let srv = start_rls_with(true, |c| c.rls_request_lists = true);
+    publish(&srv, "bob", "carried");
+    let body = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list><entry uri="{}"/><entry uri="{}"/></list></resource-lists>"#,
+        user("bob"),
+        user("carol")
+    );
+    let mut joe = Ua::new(srv.udp(), "joe");
+    let headers = |body: &str| {
+        format!(
+            "Supported: eventlist\r\nRequire: recipient-list-subscribe\r\n\
+             Content-Type: application/resource-lists+xml\r\n\
+             Content-Disposition: recipient-list\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let send = |joe: &mut Ua, call: &str, to_tag: &str, expires: u32, extra: &str| {
+        let port = joe.peer.port();
+        let tag = if to_tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={to_tag}")
+        };
+        let cseq = if to_tag.is_empty() { 1 } else { 2 };
+        // The request's own Content-Length comes with `extra` when it carries a body.
+        let tail = if extra.is_empty() {
+            "Content-Length: 0\r\n\r\n".to_owned()
+        } else {
+            extra.to_owned()
+        };
+        joe.peer.send(&format!(
+            "SUBSCRIBE sip:rls@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call}{cseq};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:joe@example.com>;tag=jt\r\nTo: <sip:rls@example.com>{tag}\r\n\
+             Call-ID: {call}\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:joe@127.0.0.1:{port}>\r\n\
+             Event: presence\r\nExpires: {expires}\r\n{tail}"
+        ));
+        joe.expect_response()
+    };
+    let ok = send(&mut joe, "carried1", "", 600, &headers(&body));
+    assert_eq!(ok.status, 200, "{:?}", ok.reason);
+    let n = joe.expect_notify();
+    let ctype = n.headers.get("Content-Type").unwrap();
+    assert!(ctype.contains("application/rlmi+xml"), "{ctype}");
+    let text = String::from_utf8_lossy(&n.body).to_string();
+    assert!(text.contains("fullState=\"true\""), "{text}");
+    assert!(
+        text.contains(&user("bob")) && text.contains(&user("carol")),
+        "{text}"
+    );
+    assert!(text.contains("carried"), "bob's state is in it: {text}");
+    // The list is kept as a document of joe's, named after its URI.
+    let service = text
+        .split("uri=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert!(service.starts_with("sip:adhoc-"), "{service}");
+    let name = service
+        .trim_start_matches("sip:")
+        .split('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let doc_path = format!("/xcap-root/rls-services/users/sip:joe@example.com/{name}");
+    let xcap = srv.handle.xcap_addr().unwrap();
+    assert_eq!(http(xcap, "GET", &doc_path, &[], "").0, 200);
+
+    // A change of a member: a partial NOTIFY of the ad-hoc list.
+    publish(&srv, "carol", "also carried");
+    let partial = String::from_utf8_lossy(&joe.expect_notify().body).to_string();
+    assert!(
+        partial.contains("also carried") && partial.contains("fullState=\"false\""),
+        "{partial}"
+    );
+
+    // Unsubscribing ends it, and the list is gone with it.
+    let tag = ok.headers.to().unwrap().tag().unwrap().to_string();
+    assert_eq!(send(&mut joe, "carried1", &tag, 0, "").status, 200);
+    joe.expect_notify();
+    srv.quiesce();
+    assert_eq!(
+        http(xcap, "GET", &doc_path, &[], "").0,
+        404,
+        "the ad-hoc list is gone"
+    );
+
+    // Without the option tag's support: 420; when the server does not serve them: 403.
+    let off = start_rls(true);
+    let mut joe = Ua::new(off.udp(), "joe");
+    let r = send(&mut joe, "carried2", "", 600, &headers(&body));
+    assert_eq!(r.status, 420);
+    assert_eq!(
+        r.headers.get("Unsupported"),
+        Some("recipient-list-subscribe")
+    );
+}

@@ -21,10 +21,11 @@ use super::state::Change;
 use super::subscription::{Body, Reason, Status};
 use crate::auth::{Identity, identity_key};
 use crate::events::package::{EventPackage, Handling, Registry};
-use crate::rls::ListPackage;
 use crate::rls::backend::{BackendConfig, Backends, Key, Remote};
 use crate::rls::lists::{Lists, Member};
 use crate::rls::rlmi::{self, Instance, Resource};
+use crate::rls::{ListPackage, adhoc};
+use crate::sip::endpoint::random_token;
 use crate::sip::message::{Request, Response};
 use crate::store::SubscriptionRow;
 use crate::store::xcap::doc_type;
@@ -126,6 +127,80 @@ impl Engine {
             return Err(r);
         }
         Ok(Some(self.list_package(package)))
+    }
+
+    /// A new SUBSCRIBE that carries its own list (RFC 5367 §4): stores it as an
+    /// ad-hoc service of the subscriber's and returns its URI, the subscription's
+    /// resource from here on. `Ok(None)` for any other SUBSCRIBE; 415 or 400 for a
+    /// carried list that cannot be read, 403 when request-contained lists are off.
+    pub(super) fn request_list(
+        &mut self,
+        req: &Request,
+        identity: &Identity,
+        package: &Arc<dyn EventPackage>,
+    ) -> Result<Option<String>, Response> {
+        let entries = match adhoc::carried(req) {
+            Ok(None) => return Ok(None),
+            Ok(Some(entries)) => entries,
+            Err(adhoc::Refused::Type) => {
+                let mut r = Response::for_request(req, 415, None);
+                r.headers.push("Accept", adhoc::RESOURCE_LISTS_TYPE);
+                return Err(r);
+            }
+            Err(adhoc::Refused::Invalid(why)) => {
+                let why = format!("Bad Request - the carried list: {why}");
+                return Err(Response::for_request(req, 400, Some(&why)));
+            }
+        };
+        if !self.config.request_lists || package.watches().is_some() {
+            return Err(Response::for_request(
+                req,
+                403,
+                Some("Forbidden - request-contained lists are not served"),
+            ));
+        }
+        let Some((user, domain)) = identity
+            .aor
+            .strip_prefix("sip:")
+            .and_then(|a| a.split_once('@'))
+        else {
+            return Err(Response::for_request(req, 400, None));
+        };
+        let uri = format!("sip:{}{}@{domain}", adhoc::PREFIX, random_token(12));
+        let x = crate::store::Xcap {
+            username: user.to_owned(),
+            domain: domain.to_owned(),
+            doc_type: doc_type::RLS_SERVICES,
+            doc_uri: adhoc::doc_uri(&identity.aor, &uri),
+            etag: random_token(16),
+            doc: adhoc::document(&uri, &entries, package.name()),
+            source: crate::store::xcap::source::INTEGRATED,
+            port: 0,
+        };
+        if let Err(e) = self.store.put_xcap(&x) {
+            warn!("store: {e}");
+            return Err(Response::for_request(req, 500, None));
+        }
+        Ok(Some(uri))
+    }
+
+    /// Deletes the document behind `service` when it is a request-contained list
+    /// (its subscription ended); nothing for any other service.
+    pub(super) fn drop_request_list(&mut self, service: &str, owner: &str) {
+        if !adhoc::is_adhoc(service) {
+            return;
+        }
+        let Some((user, domain)) = owner.strip_prefix("sip:").and_then(|a| a.split_once('@'))
+        else {
+            return;
+        };
+        let doc_uri = adhoc::doc_uri(owner, service);
+        if let Err(e) = self
+            .store
+            .delete_xcap(user, domain, doc_type::RLS_SERVICES, &doc_uri)
+        {
+            warn!("store: {e}");
+        }
     }
 
     /// The package a stored row runs under: its event's, or that event's list package

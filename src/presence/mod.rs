@@ -75,6 +75,8 @@ pub struct EngineConfig {
     pub fetch_rules: bool,
     /// Serve list subscriptions (RFC 4662) to the services of rls-services documents.
     pub rls: bool,
+    /// Accept request-contained lists (RFC 5367).
+    pub request_lists: bool,
     /// Seconds that pending, waiting and terminated watchers rows are kept; `None`
     /// keeps them for ever.
     pub watchers_retention: Option<u64>,
@@ -102,6 +104,7 @@ impl Default for EngineConfig {
             max_aggregate_size: 60_000,
             fetch_rules: false,
             rls: false,
+            request_lists: false,
             watchers_retention: Some(3 * 86_400),
             clean_period: 100,
         }
@@ -503,6 +506,7 @@ impl Engine {
         };
         self.set_watcher_status(sub, status, reason, now);
         if sub.package().as_list().is_some() {
+            self.drop_request_list(sub.resource(), sub.watcher());
             self.prune_backends(now);
         }
     }

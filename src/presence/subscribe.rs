@@ -70,11 +70,28 @@ impl Engine {
             .ok()
             .and_then(|t| t.tag().map(drop))
             .is_some();
-        let package = match req.uri.as_sip().map(|u| u.aor()) {
+        // RFC 5367: a SUBSCRIBE carrying its own list subscribes to that list, kept as
+        // an ad-hoc service of the subscriber's.
+        let request_list = match in_dialog {
+            true => None,
+            false => match self.request_list(req, identity, &package) {
+                Ok(uri) => uri,
+                Err(r) => return r,
+            },
+        };
+        let requested = request_list
+            .clone()
+            .or_else(|| req.uri.as_sip().map(|u| u.aor()));
+        let package = match requested {
             Some(resource) if !in_dialog => {
                 match self.list_subscription(req, &resource, identity, &package) {
                     Ok(list) => list.unwrap_or(package),
-                    Err(r) => return r,
+                    Err(r) => {
+                        if let Some(uri) = &request_list {
+                            self.drop_request_list(uri, &identity.aor);
+                        }
+                        return r;
+                    }
                 }
             }
             _ => package,
@@ -141,7 +158,7 @@ impl Engine {
             return self.refresh(req, refresh, now);
         }
 
-        let Some(resource) = req.uri.as_sip().map(|u| u.aor()) else {
+        let Some(resource) = request_list.or_else(|| req.uri.as_sip().map(|u| u.aor())) else {
             return reply(400, Some("Bad Request - Request-URI is not a SIP URI"));
         };
         let Some(contact) = contact else {
@@ -242,6 +259,9 @@ impl Engine {
                     after_write: 0,
                 });
             }
+            // A fetch of a request-contained list leaves no list behind either.
+            let (resource, watcher) = (sub.resource().to_owned(), sub.watcher().to_owned());
+            self.drop_request_list(&resource, &watcher);
             return r;
         }
         // Every dialog has a watchers row (written after it, re-derived by repair), so a

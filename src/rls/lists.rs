@@ -18,7 +18,7 @@ use crate::store::Xcap;
 use crate::store::xcap::doc_type;
 
 const RLS_NS: &str = "urn:ietf:params:xml:ns:rls-services";
-const RL_NS: &str = "urn:ietf:params:xml:ns:resource-lists";
+pub const RL_NS: &str = "urn:ietf:params:xml:ns:resource-lists";
 
 /// How many lists deep a service may reach (a list, its nested or referenced lists...).
 pub const MAX_DEPTH: usize = 8;

@@ -1,9 +1,11 @@
 //! Resource list server (RFC 4662) parts: the lists a service URI stands for
 //! ([`lists`], from XCAP rls-services and resource-lists documents, RFC 4826), the list
 //! NOTIFY body ([`rlmi`]), [`ListPackage`], the event package a list subscription runs
-//! under, and the back-end dialogs that watch members served elsewhere ([`backend`]).
+//! under, the back-end dialogs that watch members served elsewhere ([`backend`]), and
+//! request-contained lists ([`adhoc`], RFC 5367).
 //! The engine (`presence::lists`) ties them to subscriptions.
 
+pub mod adhoc;
 pub mod backend;
 pub mod lists;
 pub mod rlmi;
