@@ -2,6 +2,7 @@
 # over XCAP with curl, a SIPp list watcher subscribes with Supported: eventlist and logs
 # every NOTIFY, two members publish with SIPp, and rlmi_check.py takes the NOTIFYs apart
 # (RLMI parsed, versions, fullState, Content-IDs against the parts, each part a PIDF).
+# Then the same with a member served by a second presenced (back-end subscription).
 S=tests/interop/sipp
 
 RSIP=$(free_port)
@@ -51,3 +52,46 @@ for t in u1 t1; do
         sip:m1@example.com sip:m3@example.com >"$WORK/$label.check" 2>&1
     report_checks "$label" "$WORK/$label.check" "$WORK/$label.check" "$WORK/$label.log"
 done
+
+# Back-end subscriptions: a list member served by a second presenced. "rlsb" serves
+# example.com and sends its back-end SUBSCRIBEs to "remote", which serves example.net;
+# the list names sip:m1@example.net (remote) and sip:m2@example.com (local). The watcher
+# sees m1 pending in the full state, then active with its document once the back-end
+# dialog's first NOTIFY is in, then its change as m1 publishes at the remote server.
+REMOTE=$(free_port)
+start_presenced remote "$REMOTE" \
+    --config "$(write_config remote 'domains = ["example.net"]')" >/dev/null \
+    || { fail "second presenced (remote) did not start"; return 0; }
+run_sipp rls-backend-publish-before tests/interop/sipp/publish_note_at.xml u1 "$REMOTE" \
+    -s m1 -key domain example.net -key note "m1 before"
+BSIP=$(free_port)
+BHTTP=$(free_port)
+start_presenced rlsb "$BSIP" --config "$(write_config rlsb 'rls = true' \
+    'domains = ["example.com"]' "rls_backend_server = \"sip:127.0.0.1:$REMOTE\"" \
+    "xcap_listen = \"127.0.0.1:$BHTTP\"")" >/dev/null \
+    || { fail "presenced with rls_backend_server did not start"; return 0; }
+BROOT="http://127.0.0.1:$BHTTP/xcap-root"
+for _ in $(seq 1 50); do curl -s -o /dev/null "$BROOT/xcap-caps/global/index" && break; sleep 0.1; done
+sed -e 's/sip:m1@example.com/sip:m1@example.net/' -e '/sip:m3@example.com/d' \
+    "$WORK/rls-services.xml" >"$WORK/rls-services-backend.xml"
+xcurl rls-backend-put-services 201 -X PUT -H "Content-Type: application/rls-services+xml" \
+    --data-binary @"$WORK/rls-services-backend.xml" \
+    "$BROOT/rls-services/users/sip:lister@example.com/index"
+label=rls-backend-watcher
+sipp_exec "$label" $S/rls_watcher.xml u1 "$BSIP" -s lister-buddies -m 1 &
+watcher=$!
+for _ in $(seq 1 100); do
+    grep -qs 'fullState="false"' "$WORK/$label.log" && break
+    sleep 0.1
+done
+run_sipp rls-backend-publish-change tests/interop/sipp/publish_note_at.xml u1 "$REMOTE" \
+    -s m1 -key domain example.net -key note "m1 changed"
+wait "$watcher"
+sipp_result "$label" $?
+python3 tests/interop/rlmi_check.py "$WORK/$label.log" sip:lister-buddies@example.com \
+    sip:m1@example.net=pending sip:m2@example.com -- \
+    sip:m1@example.net sip:m1@example.net >"$WORK/$label.check" 2>&1
+report_checks "$label" "$WORK/$label.check" "$WORK/$label.check" "$WORK/$label.log" \
+    "$WORK/rlsb/log" "$WORK/remote/log"
+if grep -q 'm1 changed' "$WORK/$label.log"; then pass "$label: the remote change reached the list"
+else fail "$label: the remote change reached the list" "$WORK/$label.log"; fi
