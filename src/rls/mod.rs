@@ -26,10 +26,13 @@ pub struct ListPackage {
 
 impl ListPackage {
     pub fn new(inner: Arc<dyn EventPackage>) -> ListPackage {
-        // Unguessable per process, so no member's document can contain it.
+        // Unguessable per process, so no member's document can contain it. A plain
+        // token, so it goes unquoted (RFC 2045 §5.1 allows both): belle-sip, under
+        // liblinphone, keeps the quotes as part of a quoted boundary, finds no part,
+        // and the client crashes.
         let boundary = format!("presenced-{:016x}", RandomState::new().hash_one(0u8));
         let notify_type = format!(
-            "multipart/related;type=\"{}\";boundary=\"{boundary}\"",
+            "multipart/related;type=\"{}\";boundary={boundary}",
             rlmi::RLMI_TYPE
         );
         ListPackage {
