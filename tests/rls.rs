@@ -770,6 +770,27 @@ fn a_subscribe_carrying_its_own_list_gets_that_list() {
         "the ad-hoc list is gone"
     );
 
+    // Refused (no Supported: eventlist): 421, and no list is left behind.
+    let without_eventlist = headers(&body).replace("Supported: eventlist\r\n", "");
+    assert_eq!(
+        send(&mut joe, "carried3", "", 600, &without_eventlist).status,
+        421
+    );
+    let TestServer { handle, dir, .. } = srv;
+    handle.shutdown().unwrap();
+    let store = presenced::store::Store::open(
+        &dir.path().join("db"),
+        presenced::store::StoreOptions::default(),
+    )
+    .unwrap();
+    let adhoc: Vec<String> = store
+        .iter_xcap()
+        .filter_map(Result::ok)
+        .map(|x| x.doc_uri)
+        .filter(|u| u.contains("adhoc-"))
+        .collect();
+    assert!(adhoc.is_empty(), "{adhoc:?}");
+
     // Without the option tag's support: 420; when the server does not serve them: 403.
     let off = start_rls(true);
     let mut joe = Ua::new(off.udp(), "joe");

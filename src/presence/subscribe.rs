@@ -58,12 +58,10 @@ impl Engine {
         identity: &Identity,
         now: u64,
     ) -> Response {
-        let reply = |status: u16, reason: Option<&str>| Response::for_request(req, status, reason);
         let package = match self.package_of(req) {
             Ok(p) => p,
             Err(r) => return r,
         };
-        // A new subscription to one of the subscriber's services is a list (RFC 4662).
         let in_dialog = req
             .headers
             .to()
@@ -71,7 +69,7 @@ impl Engine {
             .and_then(|t| t.tag().map(drop))
             .is_some();
         // RFC 5367: a SUBSCRIBE carrying its own list subscribes to that list, kept as
-        // an ad-hoc service of the subscriber's.
+        // an ad-hoc service of the subscriber's; refused, it leaves nothing behind.
         let request_list = match in_dialog {
             true => None,
             false => match self.request_list(req, identity, &package) {
@@ -79,6 +77,37 @@ impl Engine {
                 Err(r) => return r,
             },
         };
+        let r = self.subscribe_to(
+            req,
+            source,
+            identity,
+            package,
+            in_dialog,
+            request_list.clone(),
+            now,
+        );
+        if let Some(uri) = request_list
+            && r.status >= 300
+        {
+            self.drop_request_list(&uri, &identity.aor);
+        }
+        r
+    }
+
+    /// [`Engine::subscribe`] once the package is known and a carried list stored.
+    #[allow(clippy::too_many_arguments)]
+    fn subscribe_to(
+        &mut self,
+        req: &Request,
+        source: &Source,
+        identity: &Identity,
+        package: Arc<dyn EventPackage>,
+        in_dialog: bool,
+        request_list: Option<String>,
+        now: u64,
+    ) -> Response {
+        let reply = |status: u16, reason: Option<&str>| Response::for_request(req, status, reason);
+        // A new subscription to one of the subscriber's services is a list (RFC 4662).
         let requested = request_list
             .clone()
             .or_else(|| req.uri.as_sip().map(|u| u.aor()));
@@ -86,12 +115,7 @@ impl Engine {
             Some(resource) if !in_dialog => {
                 match self.list_subscription(req, &resource, identity, &package) {
                     Ok(list) => list.unwrap_or(package),
-                    Err(r) => {
-                        if let Some(uri) = &request_list {
-                            self.drop_request_list(uri, &identity.aor);
-                        }
-                        return r;
-                    }
+                    Err(r) => return r,
                 }
             }
             _ => package,
