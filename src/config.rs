@@ -115,8 +115,7 @@ pub struct Config {
     #[serde(deserialize_with = "parse::int::<0, 60_000, _, _>")]
     pub rls_batch_ms: u64,
     /// Where list members outside `domains` are subscribed to (back-end dialogs):
-    /// `sip:IP:PORT[;transport=tcp]`. Default `None`: the member URI's own host, when
-    /// it is an address.
+    /// `sip:IP:PORT[;transport=tcp]`. Default `None`: no back-end dialogs.
     // OpenSIPS rls: presence_server.
     #[serde(
         alias = "presence_server",
@@ -1228,6 +1227,17 @@ impl Config {
                 "xcap_tls needs tls_certificate and tls_private_key (PEM files)".to_owned(),
             ));
         }
+        let websocket = self.listen.iter().any(|l| l.kind().inbound_only());
+        if websocket && self.ws_ping_interval >= self.tcp_idle_timeout {
+            return Err(fail(
+                &["ws_ping_interval", "tcp_idle_timeout"],
+                format!(
+                    "ws_ping_interval ({} s) must be shorter than tcp_idle_timeout ({} s), or \
+                     quiet WebSocket clients are closed as idle before they are pinged",
+                    self.ws_ping_interval, self.tcp_idle_timeout
+                ),
+            ));
+        }
         if self.tls_verify_client && self.tls_ca_list.is_none() {
             return Err(fail(
                 &["tls_verify_client", "tls_ca_list"],
@@ -1466,7 +1476,7 @@ fn unset_means(key: &str) -> &'static str {
         "metrics_listen" => ": no metrics endpoint",
         "tls_certificate" | "tls_private_key" => ": no tls: or wss: listener",
         "tls_ca_list" => ": the system's certificate store",
-        "rls_backend_server" => ": a remote list member's own host, when it is an address",
+        "rls_backend_server" => ": members outside domains show noresource",
         "auth" => ": none, allowed only on loopback listeners",
         "auth_realm" => ": the From URI's domain",
         _ => "",

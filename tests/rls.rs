@@ -801,3 +801,63 @@ fn a_subscribe_carrying_its_own_list_gets_that_list() {
         Some("recipient-list-subscribe")
     );
 }
+
+/// Waiting-message state is its owner's only (mwi_owner_only): a list cannot show
+/// someone else's, whether the list is a document or carried in the SUBSCRIBE.
+#[test]
+fn a_list_shows_no_one_elses_waiting_messages() {
+    let srv = start_rls_with(true, |c| c.rls_request_lists = true);
+    put_services(
+        &srv,
+        &format!(
+            r#"<service uri="{LIST}"><list><rl:entry uri="{}"/><rl:entry uri="{JOE}"/></list><packages><package>message-summary</package></packages></service>"#,
+            user("bob")
+        ),
+    );
+    let mut bob = Ua::new(srv.udp(), "bob");
+    let summary = "Messages-Waiting: yes\r\nVoice-Message: 3/0\r\n";
+    let r = bob.publish_raw(
+        &user("bob"),
+        "message-summary",
+        None,
+        Some(600),
+        Some(("application/simple-message-summary", summary)),
+        "",
+    );
+    assert_eq!(r.status, 200);
+    let mut joe = Ua::new(srv.udp(), "joe");
+    let (r, _) = joe.subscribe(
+        LIST,
+        "message-summary",
+        Some(600),
+        "Supported: eventlist\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let n = joe.expect_notify();
+    let text = body_str(&n);
+    let bob_at = text
+        .find(&format!("uri=\"{}\"", user("bob")))
+        .expect("bob listed");
+    let bob_part = &text[bob_at..];
+    assert!(
+        bob_part.contains("state=\"terminated\"") && bob_part.contains("reason=\"rejected\""),
+        "{text}"
+    );
+    assert!(!text.contains("3/0"), "bob's messages shown to joe: {text}");
+
+    let body = format!(
+        r#"<?xml version="1.0"?><resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list><entry uri="{}"/></list></resource-lists>"#,
+        user("bob")
+    );
+    let port = joe.peer.port();
+    joe.peer.send(&format!(
+        "SUBSCRIBE sip:rls@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKmwiadhoc;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:joe@example.com>;tag=jm\r\nTo: <sip:rls@example.com>\r\n\
+         Call-ID: mwiadhoc\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:joe@127.0.0.1:{port}>\r\n\
+         Event: message-summary\r\nSupported: eventlist\r\nRequire: recipient-list-subscribe\r\n\
+         Content-Type: application/resource-lists+xml\r\nContent-Disposition: recipient-list\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    assert_eq!(joe.expect_response().status, 403);
+}

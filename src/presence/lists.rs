@@ -152,7 +152,7 @@ impl Engine {
                 return Err(Response::for_request(req, 400, Some(&why)));
             }
         };
-        if !self.config.request_lists || package.watches().is_some() {
+        if !self.config.request_lists || package.watches().is_some() || package.owner_only() {
             return Err(Response::for_request(
                 req,
                 403,
@@ -245,6 +245,12 @@ impl Engine {
         let states: Vec<MemberState> = members
             .iter()
             .map(|m| {
+                // A package only its owner may watch (waiting messages) shows a list
+                // owner nothing of anyone else's, exactly as a direct SUBSCRIBE would.
+                if package.owner_only() && identity_key(&m.uri) != identity_key(owner) {
+                    let refused = Instance::Terminated(Reason::Rejected.as_str());
+                    return ((*m).clone(), refused, None);
+                }
                 if self.backends.is_remote(&m.uri) {
                     let (remote, body) = self.backends.state(
                         &m.uri,

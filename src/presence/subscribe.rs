@@ -286,6 +286,10 @@ impl Engine {
             // A fetch of a request-contained list leaves no list behind either.
             let (resource, watcher) = (sub.resource().to_owned(), sub.watcher().to_owned());
             self.drop_request_list(&resource, &watcher);
+            // Nor back-end dialogs started for it.
+            if sub.package().as_list().is_some() {
+                self.prune_backends(now);
+            }
             return r;
         }
         // Every dialog has a watchers row (written after it, re-derived by repair), so a

@@ -292,6 +292,11 @@ impl Subscription {
     /// (what such clients give), or an RFC 5626 flow (`ob`). Such a subscription ends
     /// when that connection does.
     pub fn connection_bound(&self) -> bool {
+        // Behind a Record-Routing proxy the connection is the proxy's: NOTIFYs follow
+        // the route set, whatever becomes of that connection.
+        if !self.row.record_route.is_empty() {
+            return false;
+        }
         if self.peer().is_some_and(|p| p.kind.inbound_only()) {
             return true;
         }
@@ -557,8 +562,10 @@ impl Subscription {
         // RFC 7118 §5: a WebSocket client is reached only over its own connection; the
         // address it came from is the one that connection has.
         let (kind, addr) = match (from_uri, fallback) {
-            (Some((kind, _)), Some((fk, faddr))) if kind.inbound_only() && fk == kind => {
-                (kind, faddr)
+            // RFC 7118 §5.2 names both WS and WSS `transport=ws`: the connection the
+            // subscription came on says which.
+            (Some((kind, _)), Some((fk, faddr))) if kind.inbound_only() && fk.inbound_only() => {
+                (fk, faddr)
             }
             (from_uri, fallback) => from_uri.or(fallback)?,
         };
@@ -584,8 +591,10 @@ pub fn unusable_target(uri: &Uri) -> Option<&'static str> {
                 "the target's transport is not one this server has (udp, tcp, tls, ws, wss)",
             );
         };
-        // RFC 5630 §3.1.3: a sips: target is reached over TLS (or WSS) only.
-        if sip.scheme == crate::sip::uri::Scheme::Sips && !kind.is_secure() {
+        // RFC 5630 §3.1.3: a sips: target is reached over TLS (or WSS, which RFC 7118
+        // §5.2 writes `transport=ws` under sips:) only.
+        if sip.scheme == crate::sip::uri::Scheme::Sips && !kind.is_secure() && !kind.inbound_only()
+        {
             return Some("a sips: target must be reached over TLS, not the transport it names");
         }
     }

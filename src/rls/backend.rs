@@ -21,6 +21,17 @@ use std::sync::Arc;
 
 use crate::sip::dialog::DialogId;
 use crate::sip::endpoint::{ClientResult, Peer, TransportKind, random_token};
+
+/// A Call-ID or tag that admits NOTIFYs into a back-end dialog (they bypass digest
+/// authentication): from the OS's generator, 120 bits.
+fn secret_token() -> String {
+    let mut bytes = [0u8; 15];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        // No OS randomness: the process's generator, longer.
+        Err(_) => random_token(32),
+    }
+}
 use crate::sip::message::{Method, Request, Response};
 use crate::sip::uri::{Host, Uri};
 
@@ -28,7 +39,7 @@ use crate::sip::uri::{Host, Uri};
 #[derive(Debug, Clone, Default)]
 pub struct BackendConfig {
     /// The server every back-end SUBSCRIBE is sent to (`rls_backend_server`); `None`:
-    /// the resource's own host, when it is an address (no DNS here).
+    /// none is made (remote members show `noresource`).
     pub server: Option<(TransportKind, SocketAddr)>,
     /// Our Contact in back-end dialogs, where the notifiers send their NOTIFYs.
     pub contact: String,
@@ -98,6 +109,8 @@ struct Backend {
     to_tag: Option<String>,
     /// The notifier's Contact, the target of refreshes (RFC 6665 §4.1.2.1).
     target: Option<String>,
+    /// The CSeq of the last NOTIFY taken (RFC 3261 §12.2.2: a lower one is stale).
+    remote_cseq: Option<u32>,
     cseq: u32,
     to: Peer,
     state: Remote,
@@ -118,6 +131,10 @@ pub struct Backends {
     by_call: HashMap<String, Key>,
     out: VecDeque<Outgoing>,
 }
+
+/// Back-end dialogs one list owner may have, and all of them together.
+const MAX_PER_OWNER: usize = 256;
+const MAX_DIALOGS: usize = 10_000;
 
 /// Seconds before a dialog's expiry that its refresh goes out.
 const REFRESH_AHEAD: u64 = 30;
@@ -166,26 +183,11 @@ impl Backends {
             .any(|d| d.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']')))
     }
 
-    /// Where a SUBSCRIBE for `resource` goes.
-    fn destination(&self, resource: &str) -> Option<Peer> {
-        let (kind, addr) = match self.config.server {
-            Some(s) => s,
-            None => {
-                let uri = Uri::parse(resource).ok()?;
-                let sip = uri.as_sip()?;
-                let ip: IpAddr = match &sip.host {
-                    Host::V4(a) => IpAddr::V4(*a),
-                    Host::V6(a) => IpAddr::V6(*a),
-                    Host::Domain(_) => return None,
-                };
-                let kind = sip
-                    .param("transport")
-                    .flatten()
-                    .and_then(TransportKind::from_name)
-                    .unwrap_or(TransportKind::Udp);
-                (kind, SocketAddr::new(ip, sip.port.unwrap_or(5060)))
-            }
-        };
+    /// Where a SUBSCRIBE for `resource` goes: the configured server only. A member's
+    /// own host is never taken as one: a list (a request-contained one is any
+    /// SUBSCRIBE's body) would otherwise aim our SUBSCRIBEs wherever its author likes.
+    fn destination(&self) -> Option<Peer> {
+        let (kind, addr) = self.config.server?;
         Some(Peer {
             kind,
             addr,
@@ -209,21 +211,24 @@ impl Backends {
         if let Some(b) = self.by_key.get(&key) {
             return (b.state, b.body.clone());
         }
-        let Some(to) = self.destination(resource) else {
-            log::warn!(
-                "rls: {resource} is not served here and there is no rls_backend_server to \
-                 ask for it (nor an address in its URI)"
-            );
+        let Some(to) = self.destination() else {
+            log::debug!("rls: {resource} is not served here and no rls_backend_server is set");
             return (Remote::Terminated("noresource"), None);
         };
+        let owned = self.by_key.keys().filter(|k| k.2 == owner).count();
+        if owned >= MAX_PER_OWNER || self.by_key.len() >= MAX_DIALOGS {
+            log::warn!("rls: back-end dialogs at their cap; {resource} not watched for {owner}");
+            return (Remote::Terminated("giveup"), None);
+        }
         let b = Backend {
             key: key.clone(),
             event: event.to_owned(),
             accept: accept.to_owned(),
-            call_id: format!("rls-{}", random_token(20)),
-            from_tag: random_token(12),
+            call_id: format!("rls-{}", secret_token()),
+            from_tag: secret_token(),
             to_tag: None,
             target: None,
+            remote_cseq: None,
             cseq: 0,
             to,
             state: Remote::Waiting,
@@ -283,7 +288,10 @@ impl Backends {
 
     /// Whether `dialog` is one of ours.
     pub fn owns(&self, dialog: &DialogId) -> bool {
-        self.by_call.contains_key(&dialog.call_id)
+        self.by_call
+            .get(&dialog.call_id)
+            .and_then(|k| self.by_key.get(k))
+            .is_some_and(|b| b.from_tag == dialog.from_tag)
     }
 
     /// A back-end SUBSCRIBE's transaction ended. Returns the key when what the lists
@@ -300,7 +308,11 @@ impl Backends {
         let mut restart_at = None;
         match result {
             ClientResult::Response(r) if (200..300).contains(&r.status) => {
-                b.failures = 0;
+                // Only a refresh that went through shows the dialog lasts: a notifier
+                // that accepts and then ends each new dialog at once still backs off.
+                if b.to_tag.is_some() {
+                    b.failures = 0;
+                }
                 if b.to_tag.is_none() {
                     b.to_tag = r
                         .headers
@@ -371,6 +383,17 @@ impl Backends {
             (Some(ours), Some(t)) if ours == t => {}
             _ => return (reply(481, None), None),
         }
+        let Ok(cseq) = req.headers.cseq() else {
+            return (reply(400, None), None);
+        };
+        if b.remote_cseq.is_some_and(|last| cseq.seq <= last) {
+            // Out of order (UDP) or repeated: older than the state we show.
+            return (
+                reply(500, Some("Server Internal Error - CSeq out of order")),
+                None,
+            );
+        }
+        b.remote_cseq = Some(cseq.seq);
         let Ok(Some(state)) = req.headers.subscription_state() else {
             return (
                 reply(400, Some("Bad Request - no Subscription-State")),
@@ -396,9 +419,16 @@ impl Backends {
                 // RFC 6665 §4.1.3: deactivated and timeout invite a new subscription at
                 // once, probation and giveup after retry-after; rejected, noresource
                 // and invariant do not.
+                b.failures += 1;
+                let backoff = match b.failures {
+                    1 => 0,
+                    n => (RETRY_MIN << n.min(8)).min(RETRY_MAX),
+                };
                 let after = match why {
-                    "deactivated" | "timeout" => 0,
-                    "probation" | "giveup" => u64::from(state.retry_after.unwrap_or(30)),
+                    "deactivated" | "timeout" => backoff,
+                    "probation" | "giveup" => {
+                        u64::from(state.retry_after.unwrap_or(30)).max(backoff)
+                    }
                     _ => REFUSED_RETRY,
                 };
                 restart_at = Some(now + after);
@@ -472,10 +502,11 @@ impl Backends {
             return;
         };
         self.by_call.remove(&b.call_id);
-        b.call_id = format!("rls-{}", random_token(20));
-        b.from_tag = random_token(12);
+        b.call_id = format!("rls-{}", secret_token());
+        b.from_tag = secret_token();
         b.to_tag = None;
         b.target = None;
+        b.remote_cseq = None;
         b.cseq = 0;
         b.in_flight = false;
         b.due = at;

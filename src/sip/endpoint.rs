@@ -99,8 +99,8 @@ impl TransportKind {
             TransportKind::Udp => "",
             TransportKind::Tcp => ";transport=tcp",
             TransportKind::Tls => ";transport=tls",
-            TransportKind::Ws => ";transport=ws",
-            TransportKind::Wss => ";transport=wss",
+            // RFC 7118 §5.2: `ws` for both; `sips:` says secure.
+            TransportKind::Ws | TransportKind::Wss => ";transport=ws",
         }
     }
 }

@@ -188,10 +188,15 @@ impl ConnTable {
     fn outbox_for(&self, peer: &Peer) -> Option<(Arc<Outbox>, bool)> {
         let mut inner = self.lock();
         let key = (peer.kind, peer.addr);
-        let id = peer
+        let own = peer
             .conn
-            .filter(|id| inner.by_id.get(id).is_some_and(|c| c.kind == peer.kind))
-            .or_else(|| inner.by_addr.get(&key).copied());
+            .filter(|id| inner.by_id.get(id).is_some_and(|c| c.kind == peer.kind));
+        // A WebSocket client is reached over its own connection or not at all: another
+        // connection from its address (a NAT, a proxy) may be someone else's.
+        let id = match peer.kind.inbound_only() {
+            true => own,
+            false => own.or_else(|| inner.by_addr.get(&key).copied()),
+        };
         if let Some(c) = id.and_then(|id| inner.by_id.get(&id)) {
             return Some((c.outbox.clone(), false));
         }
@@ -607,6 +612,9 @@ async fn read_loop(mut reader: Reader, socket: TcpStream, p: Pending, ctx: ConnC
     // within `message_timeout`, so a header sent a byte a second cannot hold a
     // connection for ever.
     let mut begun: Option<std::time::Instant> = None;
+    // Whether anything was handed to the core loop: only then can a subscription be
+    // bound to this connection, and its close be worth telling.
+    let mut delivered = false;
     'conn: loop {
         // A peer whose answers pile up unread is not read from until they drain.
         while outbox.bytes() > OUTBOX_BYTES / 2 {
@@ -650,6 +658,7 @@ async fn read_loop(mut reader: Reader, socket: TcpStream, p: Pending, ctx: ConnC
         let n = match read {
             Read::Data(n) => n,
             Read::Message(Received::Sip(bytes)) => {
+                delivered = true;
                 if !deliver(bytes, &p, local, &ctx).await {
                     break 'conn;
                 }
@@ -678,6 +687,7 @@ async fn read_loop(mut reader: Reader, socket: TcpStream, p: Pending, ctx: ConnC
             match framer.next_frame() {
                 Ok(Some(Frame::Message(bytes))) => {
                     completed = true;
+                    delivered = true;
                     if !deliver(bytes, &p, local, &ctx).await {
                         break 'conn;
                     }
@@ -715,12 +725,13 @@ async fn read_loop(mut reader: Reader, socket: TcpStream, p: Pending, ctx: ConnC
     fail(&ctx, outbox.close());
     let _ = socket.shutdown(std::net::Shutdown::Both);
     // Subscriptions that can only be reached through this connection may end now.
-    if ctx
-        .queues
-        .under_way
-        .send(Inbound::Closed { conn: p.id })
-        .await
-        .is_err()
+    if delivered
+        && ctx
+            .queues
+            .under_way
+            .send(Inbound::Closed { conn: p.id })
+            .await
+            .is_err()
     {
         debug!("connection {:?} closed after the core loop", p.id);
     }
