@@ -338,7 +338,7 @@ pub(super) async fn accept_loop(
                 // source cannot take them all with connections it never completes.
                 let slot = match kind {
                     TransportKind::Udp | TransportKind::Tcp => None,
-                    _ => match ctx.handshakes.take(peer.ip()) {
+                    _ => match ctx.handshakes.take(peer.ip(), exempt(&ctx, peer)) {
                         Some(slot) => Some(slot),
                         None => {
                             debug!("{name}: handshakes in progress at their cap, refusing {peer}");
@@ -395,6 +395,12 @@ pub(super) async fn accept_loop(
             }
         }
     }
+}
+
+/// Whether `peer` is a trusted proxy (no per-source limits).
+fn exempt(ctx: &ConnContext, peer: SocketAddr) -> bool {
+    let ip = peer.ip().to_canonical();
+    ctx.config.exempt.iter().any(|n| n.contains(&ip))
 }
 
 /// The server side of an accepted connection's handshakes (TLS, then the WebSocket

@@ -201,6 +201,17 @@ pub struct HandshakeSlots {
     taken: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
+/// The source a handshake counts against: an IPv4 address, or an IPv6 /64.
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 /// A handshake's place; given back when dropped.
 pub struct Slot {
     slots: Arc<HandshakeSlots>,
@@ -217,13 +228,15 @@ impl HandshakeSlots {
         })
     }
 
-    /// A place for a handshake with `ip`, if one is free.
-    pub fn take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let ip = ip.to_canonical();
+    /// A place for a handshake with `ip`, if one is free. IPv6 sources count by /64
+    /// (one host may hold a whole one), so a single source cannot pose as many; an
+    /// `exempt` source (a trusted proxy) is held to the total only.
+    pub fn take(self: &Arc<Self>, ip: IpAddr, exempt: bool) -> Option<Slot> {
+        let ip = source_of(ip);
         let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
         let (total, by_ip) = &mut *taken;
         let mine = by_ip.get(&ip).copied().unwrap_or(0);
-        if *total >= self.max || mine >= self.per_source {
+        if *total >= self.max || (mine >= self.per_source && !exempt) {
             return None;
         }
         *total += 1;
@@ -264,21 +277,41 @@ mod tests {
         let slots = HandshakeSlots::new(8);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let held: Vec<_> = (0..2).map(|_| slots.take(a).unwrap()).collect();
-        assert!(slots.take(a).is_none(), "a third from one source");
-        let other = slots.take(b).expect("another source still gets one");
-        assert_eq!(slots.in_progress(), 3);
+        let held: Vec<_> = (0..2).map(|_| slots.take(a, false).unwrap()).collect();
+        assert!(slots.take(a, false).is_none(), "a third from one source");
+        let trusted = slots
+            .take(a, true)
+            .expect("a trusted proxy: the total only");
+        let other = slots.take(b, false).expect("another source still gets one");
+        assert_eq!(slots.in_progress(), 4);
+        drop(trusted);
         drop(held);
-        assert!(slots.take(a).is_some(), "freed places are given back");
+        assert!(
+            slots.take(a, false).is_some(),
+            "freed places are given back"
+        );
         drop(other);
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_source() {
+        let slots = HandshakeSlots::new(8);
+        let _a = slots.take("2001:db8::1".parse().unwrap(), false).unwrap();
+        let _b = slots.take("2001:db8::2".parse().unwrap(), false).unwrap();
+        assert!(slots.take("2001:db8::3".parse().unwrap(), false).is_none());
+        assert!(
+            slots
+                .take("2001:db8:0:1::1".parse().unwrap(), false)
+                .is_some()
+        );
     }
 
     #[test]
     fn the_total_is_capped() {
         let slots = HandshakeSlots::new(2);
-        let one = slots.take("192.0.2.1".parse().unwrap()).unwrap();
-        let two = slots.take("192.0.2.2".parse().unwrap()).unwrap();
-        assert!(slots.take("192.0.2.3".parse().unwrap()).is_none());
+        let one = slots.take("192.0.2.1".parse().unwrap(), false).unwrap();
+        let two = slots.take("192.0.2.2".parse().unwrap(), false).unwrap();
+        assert!(slots.take("192.0.2.3".parse().unwrap(), false).is_none());
         drop((one, two));
         assert_eq!(slots.in_progress(), 0);
     }
