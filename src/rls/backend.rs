@@ -550,6 +550,19 @@ mod tests {
     use super::*;
     use crate::sip::message::Message;
 
+    /// Asks for bob's state as alice's list at time 0; the SUBSCRIBE that starts.
+    fn start(b: &mut Backends) -> Outgoing {
+        b.state(
+            "sip:bob@remote.example",
+            "presence",
+            "presence",
+            "application/pidf+xml",
+            "sip:alice@example.com",
+            0,
+        );
+        b.poll_outgoing().expect("a SUBSCRIBE")
+    }
+
     fn backends() -> Backends {
         Backends::new(BackendConfig {
             server: Some((TransportKind::Udp, "127.0.0.1:5070".parse().unwrap())),
@@ -666,15 +679,7 @@ mod tests {
     #[test]
     fn refreshes_go_before_expiry_and_failures_back_off() {
         let mut b = backends();
-        b.state(
-            "sip:bob@remote.example",
-            "presence",
-            "presence",
-            "application/pidf+xml",
-            "sip:alice@example.com",
-            0,
-        );
-        let out = b.poll_outgoing().unwrap();
+        let out = start(&mut b);
         let ok = answer(&out.request, 200, "Expires: 120");
         b.on_result(&out.dialog, &ClientResult::Response(ok), 0);
         assert_eq!(b.poll_timeout(), Some(90), "30 s before the granted expiry");
@@ -697,15 +702,7 @@ mod tests {
     #[test]
     fn a_dialog_no_list_needs_is_unsubscribed_and_forgotten() {
         let mut b = backends();
-        b.state(
-            "sip:bob@remote.example",
-            "presence",
-            "presence",
-            "application/pidf+xml",
-            "sip:alice@example.com",
-            0,
-        );
-        let out = b.poll_outgoing().unwrap();
+        let out = start(&mut b);
         b.on_result(
             &out.dialog,
             &ClientResult::Response(answer(&out.request, 200, "Expires: 600")),
@@ -725,15 +722,7 @@ mod tests {
     #[test]
     fn terminated_with_a_reason_to_retry_starts_a_new_dialog() {
         let mut b = backends();
-        b.state(
-            "sip:bob@remote.example",
-            "presence",
-            "presence",
-            "application/pidf+xml",
-            "sip:alice@example.com",
-            0,
-        );
-        let out = b.poll_outgoing().unwrap();
+        let out = start(&mut b);
         b.on_result(
             &out.dialog,
             &ClientResult::Response(answer(&out.request, 200, "Expires: 600")),
@@ -747,15 +736,7 @@ mod tests {
         assert_eq!(late.status, 481);
         // A refusal is not retried soon.
         let mut b = backends();
-        b.state(
-            "sip:bob@remote.example",
-            "presence",
-            "presence",
-            "application/pidf+xml",
-            "sip:alice@example.com",
-            0,
-        );
-        let out = b.poll_outgoing().unwrap();
+        let out = start(&mut b);
         let (_, changed) = b.on_notify(&notify(&out, "terminated;reason=rejected", ""), 5);
         assert!(changed.is_some());
         assert_eq!(b.poll_timeout(), Some(5 + REFUSED_RETRY));
