@@ -243,24 +243,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 type BoxIo = Box<dyn Io>;
 
 /// A connection's two directions, as its transport frames messages.
-enum Link {
-    /// A byte stream; SIP messages framed by Content-Length (TCP, TLS).
-    Stream {
-        read: Box<dyn AsyncRead + Unpin + Send>,
-        write: Box<dyn AsyncWrite + Unpin + Send>,
-    },
-    /// A WebSocket; one SIP message per data frame (WS, WSS).
-    Ws {
-        read: WebSocketReceiver<BoxIo>,
-        write: WebSocketSender<BoxIo>,
-    },
+type Link = (Reader, Writer);
+
+/// The two directions of a byte stream (TCP, TLS): SIP framed by Content-Length.
+fn stream_link<R, W>(read: R, write: W) -> Link
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    (
+        Reader::Stream(Box::new(read)),
+        Writer::Stream(Box::new(write)),
+    )
 }
 
+/// What reads a connection: a byte stream, or a WebSocket (one SIP message per data
+/// frame: WS, WSS).
 enum Reader {
     Stream(Box<dyn AsyncRead + Unpin + Send>),
     Ws(WebSocketReceiver<BoxIo>),
 }
 
+/// What writes a connection, as [`Reader`] reads it.
 enum Writer {
     Stream(Box<dyn AsyncWrite + Unpin + Send>),
     Ws(WebSocketSender<BoxIo>),
@@ -363,10 +367,7 @@ pub(super) async fn accept_loop(
                 };
                 match slot {
                     None => {
-                        let link = Link::Stream {
-                            read: Box::new(stream.clone()),
-                            write: Box::new(stream.clone()),
-                        };
+                        let link = stream_link(stream.clone(), stream.clone());
                         run_connection(stream, link, pending, &ctx);
                     }
                     Some(slot) => {
@@ -437,16 +438,13 @@ async fn handshake(stream: &TcpStream, p: &Pending, ctx: &ConnContext) -> Result
                     (Err(e), None) => Err(format!("WebSocket upgrade: {e}")),
                     (Ok(socket), None) => {
                         let (write, read) = socket.split();
-                        Ok(Link::Ws { read, write })
+                        Ok((Reader::Ws(read), Writer::Ws(write)))
                     }
                 }
             }
             _ => {
                 let (read, write) = futures_lite::io::split(io);
-                Ok(Link::Stream {
-                    read: Box::new(read),
-                    write: Box::new(write),
-                })
+                Ok(stream_link(read, write))
             }
         }
     }
@@ -476,11 +474,7 @@ enum Read {
 
 /// Starts a connection's reader and writer tasks. `socket` is the TCP stream under
 /// whatever `link` runs over: shutting it down ends both tasks.
-fn run_connection(socket: TcpStream, link: Link, p: Pending, ctx: &ConnContext) {
-    let (reader, writer) = match link {
-        Link::Stream { read, write } => (Reader::Stream(read), Writer::Stream(write)),
-        Link::Ws { read, write } => (Reader::Ws(read), Writer::Ws(write)),
-    };
+fn run_connection(socket: TcpStream, (reader, writer): Link, p: Pending, ctx: &ConnContext) {
     ctx.ex
         .spawn(write_loop(
             writer,
@@ -782,15 +776,9 @@ async fn connect(kind: TransportKind, addr: SocketAddr, outbox: Arc<Outbox>, ctx
                     .await
                     .map_err(|e| format!("TLS: {e}"))?;
                 let (read, write) = futures_lite::io::split(tls);
-                Link::Stream {
-                    read: Box::new(read),
-                    write: Box::new(write),
-                }
+                stream_link(read, write)
             }
-            _ => Link::Stream {
-                read: Box::new(stream.clone()),
-                write: Box::new(stream.clone()),
-            },
+            _ => stream_link(stream.clone(), stream.clone()),
         };
         Ok::<_, String>((stream, link))
     }
