@@ -19,9 +19,9 @@ printed, pjsip's log is in --log).
 import argparse
 import os
 import sys
-import time
 
 import pjsua2 as pj
+from pjsua2_session import Session, add_arguments, status, subscribed_as
 
 
 class Watched(pj.Buddy):
@@ -34,16 +34,9 @@ class Watched(pj.Buddy):
         pass
 
 
-class Quiet(pj.Account):
-    """An account with no callbacks of interest (no calls, no IM)."""
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, required=True, help="presenced's port on 127.0.0.1")
-    ap.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp")
-    ap.add_argument("--timeout", type=float, default=30.0, help="seconds for the whole run")
-    ap.add_argument("--log", default="pjsua2.log", help="pjsip log file")
+    add_arguments(ap)
     ap.add_argument("--tag", help="names the accounts pj-pub-TAG and pj-watch-TAG "
                     "(default: PID-TRANSPORT)")
     ap.add_argument("--password", help="digest password of both accounts (presenced runs "
@@ -51,85 +44,19 @@ def main():
     args = ap.parse_args()
     password = os.environ.get(args.password) if args.password else None
 
-    deadline = time.monotonic() + args.timeout
     tag = args.tag or f"{os.getpid()}-{args.transport}"
     label = f"pjsua2-{'digest-' if password else ''}{args.transport}"
     pub_uri = f"sip:pj-pub-{tag}@example.com"
     watch_uri = f"sip:pj-watch-{tag}@example.com"
-    proxy = f"sip:127.0.0.1:{args.port};lr;transport={args.transport}"
-
-    ep = pj.Endpoint()
-    ep.libCreate()
-    cfg = pj.EpConfig()
-    cfg.uaConfig.threadCnt = 0
-    cfg.uaConfig.mainThreadOnly = True
-    cfg.logConfig.level = 5
-    cfg.logConfig.consoleLevel = 0
-    cfg.logConfig.filename = args.log
-    ep.libInit(cfg)
-    tcfg = pj.TransportConfig()
-    tcfg.boundAddress = "127.0.0.1"
-    tcfg.publicAddress = "127.0.0.1"
-    tcfg.port = 0
-    kind = {
-        "udp": pj.PJSIP_TRANSPORT_UDP,
-        "tcp": pj.PJSIP_TRANSPORT_TCP,
-        "tls": pj.PJSIP_TRANSPORT_TLS,
-    }[args.transport]
-    if args.transport == "tls":
-        # A client of presenced's test certificate: not checked (self-signed); pjsip's
-        # bundled OpenSSL speaks TLS 1.2 at most, which presenced must accept.
-        tcfg.tlsConfig.verifyServer = False
-        tcfg.tlsConfig.verifyClient = False
-    ep.transportCreate(kind, tcfg)
-    ep.libStart()
-    ep.audDevManager().setNullDev()
-
-    def pump(seconds):
-        end = min(time.monotonic() + seconds, deadline)
-        while time.monotonic() < end:
-            ep.libHandleEvents(20)
-
-    def account(uri, publish):
-        acfg = pj.AccountConfig()
-        acfg.idUri = uri
-        acfg.regConfig.registrarUri = ""
-        acfg.regConfig.registerOnAdd = False
-        acfg.sipConfig.proxies.append(proxy)
-        acfg.presConfig.publishEnabled = publish
-        if password is not None:
-            user = uri.split(":", 1)[1].split("@", 1)[0]
-            # Realm "*": answer whatever realm presenced challenges with.
-            acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, password))
-        acc = Quiet()
-        acc.create(acfg)
-        return acc
-
-    def status(online, note):
-        ps = pj.PresenceStatus()
-        ps.status = pj.PJSUA_BUDDY_STATUS_ONLINE if online else pj.PJSUA_BUDDY_STATUS_OFFLINE
-        ps.activity = pj.PJRPID_ACTIVITY_UNKNOWN
-        ps.note = note
-        return ps
-
-    failures = []
-
-    def expect(step, pred, describe):
-        while time.monotonic() < deadline:
-            if pred():
-                print(f"ok   {label}: {step}")
-                return True
-            ep.libHandleEvents(20)
-        print(f"FAIL {label}: {step}; last seen: {describe()}")
-        failures.append(step)
-        return False
+    s = Session(args, label)
+    s.password = password
 
     buddy = None
     try:
         # pjsua picks the account of a buddy's SUBSCRIBE by the buddy's domain, and both
         # accounts share example.com: the watcher exists alone when it subscribes, so the
         # SUBSCRIBE is its own (checked in the log at the end).
-        watcher = account(watch_uri, publish=False)
+        watcher = s.account(watch_uri, publish=False)
         bcfg = pj.BuddyConfig()
         bcfg.uri = pub_uri
         bcfg.subscribe = True
@@ -140,7 +67,7 @@ def main():
 
         def start_publishing():
             nonlocal publisher
-            publisher = account(pub_uri, publish=True)
+            publisher = s.account(pub_uri, publish=True)
             publisher.setOnlineStatus(status(True, note1))
 
         def info():
@@ -183,36 +110,18 @@ def main():
         ]
         for step, act, pred in steps:
             act()
-            if not expect(step, pred, seen):
+            if not s.expect(step, pred, seen):
                 break
         watcher.shutdown()
-        pump(0.3)
+        s.pump(0.3)
     except pj.Error as e:
-        print(f"FAIL {label}: pjsua2 error {e.info()}")
-        failures.append("pjsua2 error")
+        s.fail(f"pjsua2 error {e.info()}")
     finally:
         buddy = None
-        ep.libDestroy()
+        s.destroy()
     if not subscribed_as(args.log, pub_uri, watch_uri):
-        print(f"FAIL {label}: no SUBSCRIBE for {pub_uri} from {watch_uri} in {args.log}")
-        failures.append("subscriber identity")
-    return 1 if failures else 0
-
-
-def subscribed_as(log, target, watcher):
-    """True when pjsip's message log shows a SUBSCRIBE for target sent from watcher."""
-    try:
-        lines = open(log, encoding="utf-8", errors="replace").read().splitlines()
-    except OSError:
-        return False
-    for n, line in enumerate(lines):
-        if line.startswith(f"SUBSCRIBE {target} SIP/2.0"):
-            for header in lines[n + 1:n + 15]:
-                if header.lower().startswith("from:"):
-                    if watcher in header:
-                        return True
-                    break
-    return False
+        s.fail(f"no SUBSCRIBE for {pub_uri} from {watch_uri} in {args.log}")
+    return 1 if s.failures else 0
 
 
 if __name__ == "__main__":

@@ -10,17 +10,9 @@ if "$PJ_PY" -c 'import pjsua2' >/dev/null 2>&1; then
         timeout 60 "$PJ_PY" -u tests/interop/pjsua2_presence.py --port "$PORT" --transport "$t" \
             --timeout 30 --log "$WORK/$label.pjsip.log" >"$WORK/$label.out" 2>&1 </dev/null
         rc=$?
-        steps=0
-        while IFS= read -r line; do
-            case "$line" in
-                "ok   "*) pass "${line#ok   }"; steps=$((steps + 1)) ;;
-                "FAIL "*) fail "${line#FAIL }" "$WORK/$label.pjsip.log"; steps=$((steps + 1)) ;;
-            esac
-        done < <(grep -E '^(ok   |FAIL )' "$WORK/$label.out")
-        if [ "$rc" -ne 0 ] && [ "$steps" -eq 0 ]; then
-            fail "$label: exited $rc before any step" "$WORK/$label.out" "$WORK/$label.pjsip.log"
-        elif [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$WORK/$label.out"; then
-            fail "$label: exited $rc" "$WORK/$label.out"
+        report_checks pjsua2 "$WORK/$label.out" "$WORK/$label.pjsip.log"
+        if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$WORK/$label.out"; then
+            fail "$label: exited $rc" "$WORK/$label.out" "$WORK/$label.pjsip.log"
         fi
     done
 elif [ "${CI:-}" = true ]; then

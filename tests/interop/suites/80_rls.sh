@@ -2,7 +2,8 @@
 # over XCAP with curl, a SIPp list watcher subscribes with Supported: eventlist and logs
 # every NOTIFY, two members publish with SIPp, and rlmi_check.py takes the NOTIFYs apart
 # (RLMI parsed, versions, fullState, Content-IDs against the parts, each part a PIDF).
-# Then the same with a member served by a second presenced (back-end subscription).
+# Then pjsua2 subscribes to a list whose members publish with pjsua2, and the same SIPp
+# watcher follows a member served by a second presenced (back-end subscription).
 S=tests/interop/sipp
 
 RSIP=$(free_port)
@@ -52,6 +53,35 @@ for t in u1 t1; do
         sip:m1@example.com sip:m3@example.com >"$WORK/$label.check" 2>&1
     report_checks "$label" "$WORK/$label.check" "$WORK/$label.check" "$WORK/$label.log"
 done
+
+# pjsua2 as the list subscriber (and its members' publishers), over UDP and TCP: pjsip
+# carries the list subscription and the script reads each NOTIFY it received as RLMI
+# (tests/interop/pjsua2_rls.py has the steps, one check each).
+PJ_PY=${INTEROP_PYTHON:-$ROOT/target/interop-venv/bin/python}
+if "$PJ_PY" -c 'import pjsua2' >/dev/null 2>&1; then
+    for t in udp tcp; do
+        label="pjsua2-rls-$t"
+        sed -e "s/lister-buddies@/pj-$t-lister-buddies@/" -e "s/sip:m\([0-9]\)@/sip:pj-$t-m\1@/" \
+            "$WORK/rls-services.xml" >"$WORK/$label.xml"
+        xcurl "$label-put-services" 201 -X PUT -H "Content-Type: application/rls-services+xml" \
+            --data-binary @"$WORK/$label.xml" \
+            "$RROOT/rls-services/users/sip:pj-$t-lister@example.com/index"
+        timeout 60 "$PJ_PY" -u tests/interop/pjsua2_rls.py --port "$RSIP" --transport "$t" \
+            --timeout 30 --log "$WORK/$label.pjsip.log" \
+            --list "sip:pj-$t-lister-buddies@example.com" --owner "sip:pj-$t-lister@example.com" \
+            "sip:pj-$t-m1@example.com" "sip:pj-$t-m2@example.com" "sip:pj-$t-m3@example.com" \
+            >"$WORK/$label.out" 2>&1 </dev/null
+        rc=$?
+        report_checks rls "$WORK/$label.out" "$WORK/$label.pjsip.log" "$WORK/rls/log"
+        if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$WORK/$label.out"; then
+            fail "$label: exited $rc" "$WORK/$label.out" "$WORK/$label.pjsip.log"
+        fi
+    done
+elif [ "${CI:-}" = true ]; then
+    fail "pjsua2-rls: no Python with pjsua2 at $PJ_PY"
+else
+    skip "pjsua2-rls: no Python with pjsua2 at $PJ_PY"
+fi
 
 # Back-end subscriptions: a list member served by a second presenced. "rlsb" serves
 # example.com and sends its back-end SUBSCRIBEs to "remote", which serves example.net;
