@@ -153,7 +153,16 @@ fn rlmi_of(
         .collect();
     let mut resources = HashMap::new();
     for r in list.children().filter(|c| c.name() == "resource") {
-        let instance = r.children().find(|c| c.name() == "instance").unwrap();
+        // No instance: state not known yet (RFC 4662 §4.5), "none" here.
+        let Some(instance) = r.children().find(|c| c.name() == "instance") else {
+            let none = Instance {
+                state: "none".into(),
+                reason: None,
+                body: None,
+            };
+            resources.insert(r.attr("uri").unwrap().to_owned(), none);
+            continue;
+        };
         let body = instance.attr("cid").map(|cid| {
             by_cid
                 .remove(cid)
@@ -232,6 +241,75 @@ fn a_list_subscription_gets_full_state_first_then_each_change_as_a_partial_notif
     publish(&srv, "zed", "hello");
     srv.quiesce();
     joe.expect_nothing();
+}
+
+#[test]
+fn a_list_notify_too_big_for_a_datagram_reaches_a_udp_only_subscriber_in_pieces() {
+    // 150 members with 800-byte notes: a full state of about 160 kB. joe has UDP only
+    // (nothing listens on TCP at his address), so one NOTIFY could never reach him.
+    let srv = start_rls(true);
+    let names: Vec<String> = (0..150).map(|i| format!("m{i}")).collect();
+    let members: Vec<String> = names.iter().map(|n| user(n)).collect();
+    let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    put_services(&srv, &buddies(&refs));
+    let note = |n: &str, round: u32| format!("{n} round {round} {}", "x".repeat(800));
+    for n in &names {
+        publish(&srv, n, &note(n, 1));
+    }
+
+    let mut joe = Ua::new(srv.udp(), "joe");
+    let _sub = subscribe_list(&mut joe);
+    let first = joe.expect_notify();
+    assert!(first.body.len() <= 65_507, "{} bytes", first.body.len());
+    let (version, full, resources) = rlmi(&first);
+    assert_eq!((version, full), (0, true));
+    assert_eq!(resources.len(), 150, "the full state names every member");
+    let mut known: HashMap<String, String> = HashMap::new();
+    let absorb = |known: &mut HashMap<String, String>, resources: HashMap<String, Instance>| {
+        for (uri, i) in resources {
+            if i.state == "none" {
+                continue;
+            }
+            assert_eq!(i.state, "active");
+            let body = i.body.expect("an active member's document");
+            assert!(known.insert(uri.clone(), body).is_none(), "{uri} twice");
+        }
+    };
+    absorb(&mut known, resources);
+    assert!(
+        known.len() < 150,
+        "the first piece cannot hold every document"
+    );
+    let mut expected = 1;
+    while known.len() < 150 {
+        let req = joe.expect_notify();
+        assert!(req.body.len() <= 65_507);
+        let (version, full, resources) = rlmi(&req);
+        assert_eq!(
+            (version, full),
+            (expected, false),
+            "the rest come as partial NOTIFYs"
+        );
+        expected += 1;
+        absorb(&mut known, resources);
+    }
+    assert!(expected >= 3, "{expected} NOTIFYs");
+    for (n, uri) in names.iter().zip(&members) {
+        assert!(known[uri].contains(&format!("{n} round 1 ")), "{uri}");
+    }
+
+    // After the pieces, a change comes as usual, with the next version.
+    publish(&srv, "m7", "back");
+    let (version, full, resources) = rlmi(&joe.expect_notify());
+    assert_eq!((version, full), (expected, false));
+    assert_eq!(resources.len(), 1);
+    assert!(
+        resources[&user("m7")]
+            .body
+            .as_deref()
+            .unwrap()
+            .contains("back")
+    );
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //! follows from the lists themselves ([`Lists`], rebuilt from the store when an XCAP
 //! document changed), so a restart finds them again. A change of a resource is told
 //! to the lists naming it by a partial NOTIFY (only that resource); a change of a list
-//! document by a partial NOTIFY of the resources that came and went.
+//! document by a partial NOTIFY of the resources that came and went. A list NOTIFY
+//! too big for one datagram reaches a UDP subscriber as several ([`fit_datagram`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -18,14 +19,14 @@ use log::warn;
 
 use super::Engine;
 use super::state::Change;
-use super::subscription::{Body, Reason, Status};
+use super::subscription::{Body, Reason, Status, Subscription};
 use crate::auth::{Identity, identity_key};
 use crate::events::package::{EventPackage, Handling, Registry};
 use crate::rls::backend::{BackendConfig, Backends, Key, Remote};
 use crate::rls::lists::{Lists, Member};
 use crate::rls::rlmi::{self, Instance, Resource};
 use crate::rls::{ListPackage, adhoc};
-use crate::sip::endpoint::random_token;
+use crate::sip::endpoint::{MAX_UDP_BODY, random_token};
 use crate::sip::message::{Request, Response};
 use crate::store::SubscriptionRow;
 use crate::store::xcap::doc_type;
@@ -600,4 +601,36 @@ fn member_state(
         Handling::Confirm => (Instance::Pending, None),
         Handling::Block => (Instance::Terminated(Reason::Rejected.as_str()), None),
     }
+}
+
+/// A list NOTIFY too big for one datagram, to a subscriber over UDP, leaves as several
+/// NOTIFYs: the first piece now, the rest after it (see [`ListPackage::split`]). Any
+/// other NOTIFY leaves whole (one too big for UDP goes over TCP, RFC 3261 §18.1.1), and
+/// so does a final one: nothing may follow a terminated NOTIFY.
+pub(super) fn fit_datagram(sub: &Subscription, body: Body) -> (Body, Vec<Arc<Vec<u8>>>) {
+    let (bytes, full) = match &body {
+        Body::Full(b) => (b, true),
+        Body::Delta(b) => (b, false),
+        Body::None => return (body, Vec::new()),
+    };
+    if bytes.len() <= MAX_UDP_BODY || sub.is_terminated() || !sub.over_udp() {
+        return (body, Vec::new());
+    }
+    let Some(pieces) = sub
+        .package()
+        .as_list()
+        .and_then(|l| l.split(bytes, MAX_UDP_BODY))
+    else {
+        return (body, Vec::new());
+    };
+    let mut pieces = pieces.into_iter().map(Arc::new);
+    let Some(first) = pieces.next() else {
+        return (body, Vec::new());
+    };
+    let first = if full {
+        Body::Full(first)
+    } else {
+        Body::Delta(first)
+    };
+    (first, pieces.collect())
 }

@@ -40,6 +40,7 @@ use crate::sip::endpoint::{ClientResult, ConnId, Peer, Source};
 use crate::sip::message::{Method, Request, Response};
 use crate::store::Store;
 
+use lists::fit_datagram;
 pub use manage::{Cleaned, Terminated};
 use subscription::{Body, Delivery, Next, Subscription};
 pub use subscription::{Reason, Status};
@@ -415,13 +416,14 @@ impl Engine {
     /// Sends the subscription's waiting NOTIFY if nothing is in flight, then keeps it in
     /// memory or lets it go.
     fn pump(&mut self, mut sub: Subscription, now: u64) {
-        let Some(next) = sub.next_to_send().cloned() else {
+        let Some(next) = sub.next_to_send() else {
             return self.keep(sub);
         };
         let body = match next {
             Next::Send(body) => body,
             Next::FullState => self.body_for(&sub, now),
         };
+        let (body, rest) = fit_datagram(&sub, body);
         // A terminated subscription's row is gone: nothing to reserve.
         if !sub.is_terminated()
             && let Some(reservation) = sub.reservation_needed()
@@ -445,6 +447,7 @@ impl Engine {
         let id = sub.id().clone();
         match sub.send(body, now) {
             Some((request, to, after_write)) => {
+                sub.send_pieces_after(rest);
                 self.stats.notifies_sent += 1;
                 self.actions.push_back(Action::Notify {
                     dialog: Some(id.clone()),

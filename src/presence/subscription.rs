@@ -23,6 +23,7 @@
 //! from the reservation, above anything sent. A subscription that leaves memory writes
 //! its exact values back.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -172,6 +173,9 @@ pub struct Subscription {
     previous: (u32, u32, u64),
     in_flight: bool,
     waiting: Option<Next>,
+    /// The rest of a NOTIFY cut to fit one datagram: they leave, in order, before
+    /// anything waiting.
+    pieces: VecDeque<Arc<Vec<u8>>>,
     conn: Option<ConnId>,
     /// Sent a NOTIFY since the last idle check.
     busy: bool,
@@ -215,6 +219,7 @@ impl Subscription {
             previous: (0, 0, 0),
             in_flight: false,
             waiting: None,
+            pieces: VecDeque::new(),
             conn,
             busy: true,
         }
@@ -236,6 +241,7 @@ impl Subscription {
             package,
             in_flight: false,
             waiting: None,
+            pieces: VecDeque::new(),
             conn: None,
             busy: false,
         }
@@ -407,15 +413,30 @@ impl Subscription {
     pub fn terminate(&mut self, reason: Reason, body: Body) {
         self.status = Status::Terminated(reason);
         self.waiting = Some(Next::Send(body));
+        self.pieces.clear();
     }
 
-    /// The NOTIFY that can leave now, if one waits and none is in flight.
-    pub fn next_to_send(&self) -> Option<&Next> {
+    /// The NOTIFY that can leave now, if one waits and none is in flight: the next
+    /// piece of a NOTIFY that was cut, else what waits.
+    pub fn next_to_send(&self) -> Option<Next> {
         if self.in_flight {
             None
+        } else if let Some(piece) = self.pieces.front() {
+            Some(Next::Send(Body::Delta(piece.clone())))
         } else {
-            self.waiting.as_ref()
+            self.waiting.clone()
         }
+    }
+
+    /// The NOTIFY just sent was the first of `rest`, cut to fit one datagram: the rest
+    /// follow it, one NOTIFY each, before anything waiting.
+    pub fn send_pieces_after(&mut self, rest: impl IntoIterator<Item = Arc<Vec<u8>>>) {
+        self.pieces.extend(rest);
+    }
+
+    /// Whether NOTIFYs go in UDP datagrams.
+    pub fn over_udp(&self) -> bool {
+        self.peer().is_some_and(|p| p.kind == TransportKind::Udp)
     }
 
     /// A new reservation to write now, when less than half of the stored one is left
@@ -477,7 +498,11 @@ impl Subscription {
     /// that must be durable before it leaves (0: none). `None` when the dialog has no
     /// usable target: the caller ends it.
     pub fn send(&mut self, body: Body, now: u64) -> Option<(Request, Peer, u64)> {
-        self.waiting = None;
+        // What leaves is the next piece if there is one (see `next_to_send`), else
+        // what waited.
+        if self.pieces.pop_front().is_none() {
+            self.waiting = None;
+        }
         let to = self.peer()?;
         let after = self.covering_write();
         self.cseq = self.cseq.saturating_add(1);
@@ -520,7 +545,7 @@ impl Subscription {
 
     /// Nothing in flight and nothing waiting.
     pub fn is_quiet(&self) -> bool {
-        !self.in_flight && self.waiting.is_none()
+        !self.in_flight && self.waiting.is_none() && self.pieces.is_empty()
     }
 
     /// Whether a NOTIFY went out since the last call; clears the mark.
@@ -766,7 +791,7 @@ mod tests {
         if let Some(r) = s.reservation_needed() {
             s.reserved(r, 0);
         }
-        let body = match s.next_to_send().cloned() {
+        let body = match s.next_to_send() {
             Some(Next::Send(b)) => b,
             Some(Next::FullState) => body("full"),
             None => panic!("nothing to send"),

@@ -50,6 +50,12 @@ impl ListPackage {
     pub fn boundary(&self) -> &str {
         &self.boundary
     }
+
+    /// A list NOTIFY body cut into bodies of at most `limit` bytes, a full state into
+    /// a full state and partial ones ([`rlmi::split`]); `None` when it fits.
+    pub fn split(&self, body: &[u8], limit: usize) -> Option<Vec<Vec<u8>>> {
+        rlmi::split(body, &self.boundary, limit)
+    }
 }
 
 impl EventPackage for ListPackage {

@@ -342,6 +342,8 @@ const MAX_UDP_PAYLOAD: usize = 65_507;
 /// Room a request's start line and headers (our Via included) may take besides its
 /// body: requests whose body leaves less are measured exactly.
 const UDP_HEADROOM: usize = 8 * 1024;
+/// The largest body a request is sure to carry in one UDP datagram.
+pub const MAX_UDP_BODY: usize = MAX_UDP_PAYLOAD - UDP_HEADROOM;
 
 impl Endpoint {
     pub fn new(config: EndpointConfig) -> Endpoint {
