@@ -109,6 +109,9 @@ struct Backend {
     to_tag: Option<String>,
     /// The notifier's Contact, the target of refreshes (RFC 6665 §4.1.2.1).
     target: Option<String>,
+    /// The dialog's route set (RFC 3261 §12.1.2), as Route header values in order: set
+    /// once, by what established the dialog.
+    route: Vec<String>,
     /// The CSeq of the last NOTIFY taken (RFC 3261 §12.2.2: a lower one is stale).
     remote_cseq: Option<u32>,
     cseq: u32,
@@ -144,6 +147,27 @@ const RETRY_MAX: u64 = 300;
 /// A notifier that refused us (rejected, noresource, 403, 404, 489) is asked again
 /// after this long: documents and accounts change.
 const REFUSED_RETRY: u64 = 600;
+
+/// Seconds after which a subscription granted for `granted` seconds is refreshed.
+fn refresh_after(granted: u64) -> u64 {
+    granted
+        .saturating_sub(REFRESH_AHEAD)
+        .max(granted / 2)
+        .max(1)
+}
+
+/// A dialog's route set from the Record-Route of the message that established it:
+/// reversed when that was a response to our request (RFC 3261 §12.1.2).
+fn route_set(headers: &crate::sip::header::Headers, reverse: bool) -> Vec<String> {
+    let mut set: Vec<String> = headers
+        .record_routes()
+        .map(|r| r.iter().map(|n| n.to_string()).collect())
+        .unwrap_or_default();
+    if reverse {
+        set.reverse();
+    }
+    set
+}
 
 /// The RFC 6665 reasons, as the static strings an RLMI instance carries.
 fn reason(r: Option<&str>) -> &'static str {
@@ -228,6 +252,7 @@ impl Backends {
             from_tag: secret_token(),
             to_tag: None,
             target: None,
+            route: Vec::new(),
             remote_cseq: None,
             cseq: 0,
             to,
@@ -271,6 +296,9 @@ impl Backends {
         h.push_known("To", format!("<{}>{to_tag}", b.key.0));
         h.push_known("Call-ID", b.call_id.clone());
         h.push_known("CSeq", format!("{} SUBSCRIBE", b.cseq));
+        for route in &b.route {
+            h.push_known("Route", route.clone());
+        }
         h.push_known("Contact", contact);
         h.push_known("Event", b.event.clone());
         h.push_known("Accept", b.accept.clone());
@@ -319,6 +347,9 @@ impl Backends {
                         .to()
                         .ok()
                         .and_then(|t| t.tag().map(str::to_string));
+                    // The 2xx that makes the dialog gives its route set, reversed
+                    // (RFC 3261 §12.1.2).
+                    b.route = route_set(&r.headers, true);
                 }
                 if let Some(c) = r.headers.contacts().ok().and_then(|c| c.into_iter().next()) {
                     b.target = Some(c.uri.to_string());
@@ -329,11 +360,7 @@ impl Backends {
                     .ok()
                     .flatten()
                     .map_or(u64::from(self.config.expires), u64::from);
-                b.due = now
-                    + granted
-                        .saturating_sub(REFRESH_AHEAD)
-                        .max(granted / 2)
-                        .max(1);
+                b.due = now + refresh_after(granted);
             }
             ClientResult::Response(r) if matches!(r.status, 403 | 404 | 489 | 603) => {
                 b.state = Remote::Terminated(if r.status == 403 || r.status == 603 {
@@ -378,8 +405,12 @@ impl Backends {
         }
         let their_tag = from.tag().map(str::to_string);
         match (&b.to_tag, &their_tag) {
-            // RFC 6665 §4.1.2.4: a NOTIFY may arrive before the 200 and set the dialog.
-            (None, Some(t)) => b.to_tag = Some(t.clone()),
+            // RFC 6665 §4.1.2.4: a NOTIFY may arrive before the 200 and set the dialog,
+            // its route set with it (a request's Record-Route, in order).
+            (None, Some(t)) => {
+                b.to_tag = Some(t.clone());
+                b.route = route_set(&req.headers, false);
+            }
             (Some(ours), Some(t)) if ours == t => {}
             _ => return (reply(481, None), None),
         }
@@ -410,6 +441,11 @@ impl Backends {
         }
         let before = (b.state, b.body.clone());
         let mut restart_at = None;
+        if let (Some(left), "active" | "pending") = (state.expires, state.state.as_str()) {
+            // RFC 6665 §4.1.2.3: the notifier may shorten the subscription; refresh
+            // before what it says is left.
+            b.due = b.due.min(now + refresh_after(u64::from(left)));
+        }
         match state.state.as_str() {
             "active" => b.state = Remote::Active,
             "pending" => b.state = Remote::Pending,
@@ -697,6 +733,38 @@ mod tests {
         let fresh = b.poll_outgoing().unwrap();
         assert_eq!(fresh.request.headers.to().unwrap().tag(), None);
         assert_eq!(fresh.request.headers.cseq().unwrap().seq, 1);
+    }
+
+    #[test]
+    fn refreshes_follow_the_route_set_and_a_shortened_subscription() {
+        let mut b = backends();
+        let out = start(&mut b);
+        let ok = answer(
+            &out.request,
+            200,
+            "Expires: 600\r\nRecord-Route: <sip:10.0.0.9;lr>\r\nRecord-Route: <sip:10.0.0.8;lr>",
+        );
+        b.on_result(&out.dialog, &ClientResult::Response(ok), 0);
+        assert_eq!(b.poll_timeout(), Some(570));
+        // The notifier says 100 s are left (RFC 6665 §4.1.2.3): refresh before that.
+        let (r, _) = b.on_notify(&notify(&out, "active;expires=100", "<x/>"), 10);
+        assert_eq!(r.status, 200);
+        assert_eq!(b.poll_timeout(), Some(10 + 70));
+        b.handle_timeout(80, |_| true);
+        let refresh = b.poll_outgoing().expect("a refresh");
+        let routes: Vec<&str> = refresh.request.headers.get_all("Route").collect();
+        assert_eq!(
+            routes,
+            ["<sip:10.0.0.8;lr>", "<sip:10.0.0.9;lr>"],
+            "the 2xx's Record-Route, reversed"
+        );
+        // A longer expires in a NOTIFY never delays the refresh.
+        let later = answer(&refresh.request, 200, "Expires: 600");
+        b.on_result(&refresh.dialog, &ClientResult::Response(later), 80);
+        let mut n = notify(&out, "active;expires=3600", "<y/>");
+        n.headers.set("CSeq", "5 NOTIFY");
+        b.on_notify(&n, 81);
+        assert_eq!(b.poll_timeout(), Some(80 + 570));
     }
 
     #[test]
