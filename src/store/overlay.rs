@@ -21,6 +21,7 @@
 //! [`Store::repair`]: super::Store::repair
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -86,25 +87,42 @@ impl Overlay {
     /// the tree has no value for a key in neither map (callers serialise their writes to
     /// one table with its write lock, so that knowledge cannot go stale meanwhile).
     pub fn extend(&self, ops: Ops, absent: impl Fn(&[u8]) -> bool) -> usize {
-        let mut st = lock(&self.state);
+        let mut guard = lock(&self.state);
+        let State {
+            active,
+            flushing,
+            bytes,
+        } = &mut *guard;
+        // One search of `active` per key (the core loop's writes go through here, and
+        // keys share long prefixes): its entry decides, `flushing` is asked only for a
+        // key `active` does not hold.
         for (k, v) in ops {
-            let fresh = match (st.active.get(&k), st.flushing.get(&k)) {
-                (Some(op), _) => op.fresh,
-                (None, Some(op)) => op.value.is_none(),
-                (None, None) => absent(&k),
-            };
-            let old = if v.is_none() && fresh {
-                // Removing what never reached the tree: forget it instead.
-                st.active.remove(&k)
-            } else {
-                st.bytes += op_size(&k, &v);
-                st.active.insert(k.clone(), Op { value: v, fresh })
-            };
-            if let Some(old) = old {
-                st.bytes = st.bytes.saturating_sub(op_size(&k, &old.value));
+            match active.entry(k) {
+                Entry::Occupied(mut e) => {
+                    let fresh = e.get().fresh;
+                    let old_size = op_size(e.key(), &e.get().value);
+                    *bytes = bytes.saturating_sub(old_size);
+                    if v.is_none() && fresh {
+                        // Removing what never reached the tree: forget it instead.
+                        e.remove();
+                    } else {
+                        *bytes += op_size(e.key(), &v);
+                        e.insert(Op { value: v, fresh });
+                    }
+                }
+                Entry::Vacant(e) => {
+                    let fresh = match flushing.get(e.key()) {
+                        Some(op) => op.value.is_none(),
+                        None => absent(e.key()),
+                    };
+                    if v.is_some() || !fresh {
+                        *bytes += op_size(e.key(), &v);
+                        e.insert(Op { value: v, fresh });
+                    }
+                }
             }
         }
-        st.bytes
+        *bytes
     }
 
     pub fn bytes(&self) -> usize {
