@@ -148,21 +148,25 @@ const RETRY_MAX: u64 = 300;
 /// after this long: documents and accounts change.
 const REFUSED_RETRY: u64 = 600;
 
-/// Seconds after which a subscription granted for `granted` seconds is refreshed.
+/// Seconds after which a subscription granted for `granted` seconds is refreshed: never
+/// sooner than [`RETRY_MIN`], so a notifier that grants nothing is not asked in a loop.
 fn refresh_after(granted: u64) -> u64 {
     granted
         .saturating_sub(REFRESH_AHEAD)
         .max(granted / 2)
-        .max(1)
+        .max(RETRY_MIN)
 }
 
 /// A dialog's route set from the Record-Route of the message that established it:
 /// reversed when that was a response to our request (RFC 3261 §12.1.2).
 fn route_set(headers: &crate::sip::header::Headers, reverse: bool) -> Vec<String> {
-    let mut set: Vec<String> = headers
-        .record_routes()
-        .map(|r| r.iter().map(|n| n.to_string()).collect())
-        .unwrap_or_default();
+    let mut set: Vec<String> = match headers.record_routes() {
+        Ok(r) => r.iter().map(|n| n.to_string()).collect(),
+        Err(e) => {
+            log::warn!("rls: back-end dialog with an unreadable Record-Route ({e}): no route set");
+            Vec::new()
+        }
+    };
     if reverse {
         set.reverse();
     }
@@ -542,6 +546,8 @@ impl Backends {
         b.from_tag = secret_token();
         b.to_tag = None;
         b.target = None;
+        // An initial SUBSCRIBE carries no route set of an old dialog (RFC 3261 §12.2).
+        b.route.clear();
         b.remote_cseq = None;
         b.cseq = 0;
         b.in_flight = false;
@@ -758,13 +764,37 @@ mod tests {
             ["<sip:10.0.0.8;lr>", "<sip:10.0.0.9;lr>"],
             "the 2xx's Record-Route, reversed"
         );
-        // A longer expires in a NOTIFY never delays the refresh.
+        // A notifier that lost the dialog: the new initial SUBSCRIBE has no old route.
+        let lost = answer(&refresh.request, 481, "");
+        b.on_result(&refresh.dialog, &ClientResult::Response(lost), 80);
+        let at = b.poll_timeout().unwrap();
+        b.handle_timeout(at, |_| true);
+        let fresh = b.poll_outgoing().expect("a new dialog");
+        assert_eq!(fresh.request.headers.get_all("Route").count(), 0);
+        assert_eq!(fresh.request.headers.to().unwrap().tag(), None);
+    }
+
+    #[test]
+    fn a_longer_expires_in_a_notify_never_delays_the_refresh() {
+        let mut b = backends();
+        let out = start(&mut b);
+        let ok = answer(&out.request, 200, "Expires: 600");
+        b.on_result(&out.dialog, &ClientResult::Response(ok), 0);
+        let (r, _) = b.on_notify(&notify(&out, "active;expires=100", "<x/>"), 10);
+        assert_eq!(r.status, 200);
+        b.handle_timeout(80, |_| true);
+        let refresh = b.poll_outgoing().expect("a refresh");
         let later = answer(&refresh.request, 200, "Expires: 600");
         b.on_result(&refresh.dialog, &ClientResult::Response(later), 80);
         let mut n = notify(&out, "active;expires=3600", "<y/>");
         n.headers.set("CSeq", "5 NOTIFY");
         b.on_notify(&n, 81);
         assert_eq!(b.poll_timeout(), Some(80 + 570));
+        // One that grants nothing is not asked again in a loop.
+        let mut n = notify(&out, "active;expires=0", "<y/>");
+        n.headers.set("CSeq", "6 NOTIFY");
+        b.on_notify(&n, 90);
+        assert_eq!(b.poll_timeout(), Some(90 + RETRY_MIN));
     }
 
     #[test]

@@ -47,6 +47,8 @@ class ListBuddy(pj.Buddy):
         self.members = {}
         self.errors = []
         self.cseqs = set()
+        # fullState of the NOTIFY that ended the subscription (None: none seen yet).
+        self.final_full = None
 
     def onBuddyState(self):
         pass
@@ -75,6 +77,10 @@ class ListBuddy(pj.Buddy):
             return
         self.versions.append(version)
         self.full.append(full)
+        state = next((line for line in head.split("\r\n")
+                      if line.startswith("subscription-state:")), "")
+        if "terminated" in state:
+            self.final_full = full
         if full:
             self.members = {}
         self.members.update(resources)
@@ -173,11 +179,12 @@ def main():
             s.fail(f"list NOTIFYs that did not parse: {buddy.errors}")
         elif buddy.versions != list(range(len(buddy.versions))) or len(buddy.versions) < 7:
             s.fail(f"RLMI versions {buddy.versions}, expected 0, 1, 2, ... (at least 7)")
-        elif buddy.full[0] is not True or any(buddy.full[1:-1]):
+        elif (buddy.full[0] is not True or any(buddy.full[1:-1])
+              or buddy.final_full is not True or buddy.full[-1] is not True):
             # The last NOTIFY answers the unsubscribe, a SUBSCRIBE: full state there too
-            # (RFC 4662 §5.2, like a refresh's).
-            s.fail(f"fullState {buddy.full}, expected true on the first NOTIFY and on the "
-                   "unsubscribe's only")
+            # (RFC 4662 §5.2, like a refresh's), and it says terminated.
+            s.fail(f"fullState {buddy.full} (terminated one: {buddy.final_full}), expected "
+                   "true on the first NOTIFY and on the unsubscribe's only")
         else:
             print(f"ok   {label}: {len(buddy.versions)} list NOTIFYs parsed, versions "
                   "consecutive from 0, full state first, partial for each change")
