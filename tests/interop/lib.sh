@@ -136,6 +136,21 @@ report_checks() {
     done < <(grep -E '^(ok   |FAIL )' "$file")
 }
 
+# run_pjsua2 PREFIX BASE SHOW SCRIPT ARGS...: runs a pjsua2 script with $PJ_PY (60 s at
+# most, its steps 30 s; output in BASE.out, pjsip's log in BASE.pjsip.log), counts its
+# "ok"/"FAIL" lines under PREFIX (SHOW, if not empty, is one more file shown on failure)
+# and fails when it exited non-zero without naming a step.
+run_pjsua2() {
+    local prefix=$1 base=$2 show=$3 script=$4; shift 4
+    timeout 60 "$PJ_PY" -u "$script" --timeout 30 --log "$base.pjsip.log" "$@" \
+        >"$base.out" 2>&1 </dev/null
+    local rc=$?
+    report_checks "$prefix" "$base.out" "$base.pjsip.log" ${show:+"$show"}
+    if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$base.out"; then
+        fail "$(basename "$base"): exited $rc" "$base.out" "$base.pjsip.log"
+    fi
+}
+
 # xcurl LABEL EXPECTED_STATUS curl-args...: one bounded request, status checked.
 xcurl() {
     local label=$1 want=$2; shift 2

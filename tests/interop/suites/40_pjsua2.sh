@@ -6,14 +6,8 @@ PJ_PY=${INTEROP_PYTHON:-$ROOT/target/interop-venv/bin/python}
 
 if "$PJ_PY" -c 'import pjsua2' >/dev/null 2>&1; then
     for t in udp tcp; do
-        label="pjsua2-$t"
-        timeout 60 "$PJ_PY" -u tests/interop/pjsua2_presence.py --port "$PORT" --transport "$t" \
-            --timeout 30 --log "$WORK/$label.pjsip.log" >"$WORK/$label.out" 2>&1 </dev/null
-        rc=$?
-        report_checks pjsua2 "$WORK/$label.out" "$WORK/$label.pjsip.log"
-        if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$WORK/$label.out"; then
-            fail "$label: exited $rc" "$WORK/$label.out" "$WORK/$label.pjsip.log"
-        fi
+        run_pjsua2 pjsua2 "$WORK/pjsua2-$t" "" tests/interop/pjsua2_presence.py \
+            --port "$PORT" --transport "$t"
     done
 elif [ "${CI:-}" = true ]; then
     fail "pjsua2: no Python with pjsua2 at $PJ_PY (.ci/run makes target/interop-venv)"

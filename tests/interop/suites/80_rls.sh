@@ -66,16 +66,10 @@ if "$PJ_PY" -c 'import pjsua2' >/dev/null 2>&1; then
         xcurl "$label-put-services" 201 -X PUT -H "Content-Type: application/rls-services+xml" \
             --data-binary @"$WORK/$label.xml" \
             "$RROOT/rls-services/users/sip:pj-$t-lister@example.com/index"
-        timeout 60 "$PJ_PY" -u tests/interop/pjsua2_rls.py --port "$RSIP" --transport "$t" \
-            --timeout 30 --log "$WORK/$label.pjsip.log" \
+        run_pjsua2 rls "$WORK/$label" "$WORK/rls/log" tests/interop/pjsua2_rls.py \
+            --port "$RSIP" --transport "$t" \
             --list "sip:pj-$t-lister-buddies@example.com" --owner "sip:pj-$t-lister@example.com" \
-            "sip:pj-$t-m1@example.com" "sip:pj-$t-m2@example.com" "sip:pj-$t-m3@example.com" \
-            >"$WORK/$label.out" 2>&1 </dev/null
-        rc=$?
-        report_checks rls "$WORK/$label.out" "$WORK/$label.pjsip.log" "$WORK/rls/log"
-        if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$WORK/$label.out"; then
-            fail "$label: exited $rc" "$WORK/$label.out" "$WORK/$label.pjsip.log"
-        fi
+            "sip:pj-$t-m1@example.com" "sip:pj-$t-m2@example.com" "sip:pj-$t-m3@example.com"
     done
 elif [ "${CI:-}" = true ]; then
     fail "pjsua2-rls: no Python with pjsua2 at $PJ_PY"

@@ -45,15 +45,8 @@ PIDF
     # pjsua2 over TLS: the same steps as over UDP and TCP (40_pjsua2.sh).
     PJ_PY=${INTEROP_PYTHON:-$ROOT/target/interop-venv/bin/python}
     if "$PJ_PY" -c 'import pjsua2' >/dev/null 2>&1; then
-        label=pjsua2-tls
-        timeout 60 "$PJ_PY" -u tests/interop/pjsua2_presence.py --port "$TLS_PORT" \
-            --transport tls --timeout 30 --log "$SEC/$label.pjsip.log" \
-            >"$SEC/$label.out" 2>&1 </dev/null
-        rc=$?
-        report_checks secure "$SEC/$label.out" "$SEC/$label.pjsip.log" "$WORK/secure/log"
-        if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$SEC/$label.out"; then
-            fail "$label: exited $rc" "$SEC/$label.out" "$SEC/$label.pjsip.log"
-        fi
+        run_pjsua2 secure "$SEC/pjsua2-tls" "$WORK/secure/log" tests/interop/pjsua2_presence.py \
+            --port "$TLS_PORT" --transport tls
     elif [ "${CI:-}" = true ]; then
         fail "pjsua2-tls: no Python with pjsua2 at $PJ_PY"
     else
