@@ -222,15 +222,19 @@ pub struct Stats {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum ServerKey {
-    /// RFC 3261 matching: branch, sent-by, method (ACK folded into INVITE), and the
-    /// CSeq number: a client that reuses a finished transaction's branch for a new
-    /// request (a new CSeq) starts a new transaction instead of getting the old answer,
-    /// which sends some clients into a retransmission loop.
+    /// RFC 3261 matching: branch, sent-by, method (ACK folded into INVITE), and also
+    /// the CSeq number and Call-ID, which a retransmission (or its ACK or CANCEL) always
+    /// repeats. A client that reuses a finished transaction's branch for a new request
+    /// (a new CSeq) starts a new transaction instead of getting the old answer, which
+    /// sends some clients into a retransmission loop; and a device that restarts its
+    /// branch counter and is given its old source port again (a reboot behind a NAT)
+    /// gets its new request handled, not another request's answer replayed.
     Rfc3261 {
         branch: String,
         sent_by: String,
         method: String,
         cseq: u32,
+        call_id: String,
     },
     /// RFC 2543 fallback (§17.2.3): the fields an old client keeps stable.
     Rfc2543 {
@@ -264,9 +268,10 @@ impl ServerKey {
                 sent_by,
                 method,
                 cseq,
+                call_id,
             } => {
                 out.push(0);
-                for f in [branch, sent_by, method] {
+                for f in [branch, sent_by, method, call_id] {
                     field(&mut out, f);
                 }
                 out.extend_from_slice(&cseq.to_be_bytes());
@@ -969,6 +974,7 @@ fn server_key(req: &Request) -> Option<ServerKey> {
             sent_by: sent_by(&via),
             method,
             cseq: req.headers.cseq().ok()?.seq,
+            call_id: req.headers.call_id().ok()?.to_string(),
         }),
         _ => {
             let cseq = req.headers.cseq().ok()?;
@@ -996,12 +1002,14 @@ fn cancel_target_key(req: &Request) -> Option<ServerKey> {
             branch,
             sent_by,
             cseq,
+            call_id,
             ..
         } => Some(ServerKey::Rfc3261 {
             branch,
             sent_by,
             method: "INVITE".into(),
             cseq,
+            call_id,
         }),
         ServerKey::Rfc2543 {
             request_uri,
@@ -1218,6 +1226,31 @@ mod tests {
         assert_eq!(ep.live_transactions(), (0, 0));
         ep.handle_incoming(&bytes, source(4000), after_j);
         assert!(matches!(ep.poll_event(), Some(Event::Request { .. })));
+        assert_eq!(ep.stats().requests_in, 2);
+    }
+
+    #[test]
+    fn a_new_request_reusing_another_calls_branch_is_handled_not_answered_from_the_cache() {
+        // A phone that restarts its branch counter and is given its old source port
+        // again: same branch, sent-by, method and CSeq, but another call.
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        let now = Instant::now();
+        let first = req("127.0.0.1:4000;rport", "PUBLISH", "same");
+        ep.handle_incoming(&first, source(4000), now);
+        let (id, r) = take_request(&mut ep);
+        ep.respond(id, Response::for_request(&r, 200, None), now);
+        assert!(ep.poll_transmit().is_some());
+        let text = String::from_utf8(first).expect("ascii");
+        let second = text.replace("Call-ID: same", "Call-ID: another");
+        assert_ne!(second, text);
+        ep.handle_incoming(second.as_bytes(), source(4000), now);
+        let (_, r2) = take_request(&mut ep);
+        assert_eq!(r2.headers.call_id().ok(), Some("another"));
+        assert_eq!(ep.stats().requests_in, 2);
+        // The first call's own retransmission still gets its answer from the cache.
+        ep.handle_incoming(text.as_bytes(), source(4000), now);
+        assert!(ep.poll_transmit().is_some());
+        assert!(ep.poll_event().is_none());
         assert_eq!(ep.stats().requests_in, 2);
     }
 

@@ -417,7 +417,14 @@ pub struct Ua {
     pub peer: Wire,
     pub aor: String,
     seq: u32,
+    /// Unique in the test process, in every branch, Call-ID and tag this UA makes: a
+    /// later UA may be given a finished one's port, and must not repeat its
+    /// transactions (the server would rightly answer them from its cache).
+    id: u64,
 }
+
+/// The next [`Ua::id`].
+static UA_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A subscription as the watcher sees it.
 #[derive(Clone, Debug)]
@@ -440,6 +447,7 @@ impl Ua {
             peer,
             aor: format!("sip:{user}@example.com"),
             seq: 0,
+            id: UA_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -495,15 +503,28 @@ impl Ua {
             None => "",
         };
         h.push_str(extra);
+        let call_id = format!("pub{n}-u{id}-{port}@test", id = self.id);
         let msg = format!(
-            "PUBLISH {to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKpub{n}{port};rport\r\n\
-             Max-Forwards: 70\r\nFrom: <{aor}>;tag=pf{n}\r\nTo: <{to}>\r\nCall-ID: pub{n}-{port}@test\r\n\
+            "PUBLISH {to} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKpub{n}u{id};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <{aor}>;tag=pf{n}u{id}\r\nTo: <{to}>\r\nCall-ID: {call_id}\r\n\
              CSeq: {n} PUBLISH\r\n{h}Content-Length: {}\r\n\r\n{text}",
             text.len(),
-            aor = self.aor
+            aor = self.aor,
+            id = self.id,
         );
         self.peer.send(&msg);
-        self.expect_response()
+        self.answer_to(&call_id)
+    }
+
+    /// [`Ua::expect_response`], which must answer the request with `call_id`.
+    fn answer_to(&self, call_id: &str) -> Response {
+        let r = self.expect_response();
+        assert_eq!(
+            r.headers.call_id().ok(),
+            Some(call_id),
+            "a response to another request"
+        );
+        r
     }
 
     /// Receives until a response arrives, answering any NOTIFY met on the way is NOT
@@ -529,8 +550,8 @@ impl Ua {
         let n = self.next();
         let port = self.peer.port();
         let sub = Sub {
-            call_id: format!("sub{n}-{port}@test"),
-            from_tag: format!("wf{n}"),
+            call_id: format!("sub{n}-u{id}-{port}@test", id = self.id),
+            from_tag: format!("wf{n}u{id}", id = self.id),
             to_tag: String::new(),
             cseq: 1,
             target: to.to_string(),
@@ -562,7 +583,7 @@ impl Ua {
             .map(|e| format!("Expires: {e}\r\n"))
             .unwrap_or_default();
         let msg = format!(
-            "SUBSCRIBE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKsub{n}{port};rport\r\n\
+            "SUBSCRIBE {target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKsub{n}u{id};rport\r\n\
              Max-Forwards: 70\r\nFrom: <{aor}>;tag={ft}\r\nTo: <{target}>{to_tag}\r\nCall-ID: {cid}\r\n\
              CSeq: {cseq} SUBSCRIBE\r\nContact: <sip:{user}@127.0.0.1:{port}>\r\nEvent: {event}\r\n{exp}{extra}\
              Content-Length: 0\r\n\r\n",
@@ -578,9 +599,10 @@ impl Ua {
                 .next()
                 .unwrap_or("u"),
             event = sub.event,
+            id = self.id,
         );
         self.peer.send(&msg);
-        self.expect_response()
+        self.answer_to(&sub.call_id)
     }
 
     /// The next NOTIFY, answered with 200.
